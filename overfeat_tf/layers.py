@@ -1,0 +1,166 @@
+"""Layers the papers use that Keras does not ship, all serializable.
+
+- `LocalResponseNormalization`: AlexNet section 3.3 (also ZFNet).
+- `GroupedConv2D`: AlexNet's two towers, computed as one convolution per channel group
+  (DESIGN.md section 1: `Conv2D(groups=2)` trains 4-6x slower on CPU).
+- `CeilMaxPool2D`: max pooling that rounds the output size up (Caffe's ceil mode, ZFNet).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+_PACKAGE = "overfeat_tf"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LocalResponseNormalization(keras.layers.Layer):
+    """AlexNet's LRN across channels, NHWC -> NHWC of the same shape.
+
+    b = a / (k + alpha * sum_{|j - i| <= depth_radius} a_j^2) ** beta, with the paper's
+    k=2, n=5 (depth_radius=2), alpha=1e-4, beta=0.75 (AlexNet section 3.3). TF's
+    `local_response_normalization` is exactly this formula: it does not divide alpha
+    by n as Caffe does. Computed in float32 under mixed precision.
+    """
+
+    def __init__(
+        self,
+        depth_radius: int = 2,
+        bias: float = 2.0,
+        alpha: float = 1e-4,
+        beta: float = 0.75,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.depth_radius = depth_radius
+        self.bias = bias
+        self.alpha = alpha
+        self.beta = beta
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        outputs = tf.nn.local_response_normalization(
+            tf.cast(inputs, tf.float32),
+            depth_radius=self.depth_radius,
+            bias=self.bias,
+            alpha=self.alpha,
+            beta=self.beta,
+        )
+        return tf.cast(outputs, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "depth_radius": self.depth_radius,
+            "bias": self.bias,
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class GroupedConv2D(keras.layers.Conv2D):
+    """`Conv2D(groups=g)` computed as g convolutions on channel slices, then concatenated.
+
+    Same variables, shapes and results as `keras.layers.Conv2D(groups=g)` (kernel
+    `[kh, kw, in / g, filters]`; output channels `[i * filters / g, (i + 1) * filters / g)`
+    see only input group i), so weights load into either. TensorFlow's native grouped
+    convolution has no fast CPU kernel; split convolutions train about 6x faster
+    (DESIGN.md section 1). `implementation="native"` keeps the slow path for benchmarks
+    and equivalence tests.
+
+    `tower_devices`, when given, places group i's convolution on `tower_devices[i]`
+    (AlexNet's one-tower-per-GPU placement).
+    """
+
+    IMPLEMENTATIONS = ("split", "native")
+
+    def __init__(
+        self,
+        *args: Any,
+        implementation: str = "split",
+        tower_devices: tuple[str, ...] | list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if implementation not in self.IMPLEMENTATIONS:
+            raise ValueError(
+                f"implementation must be one of {self.IMPLEMENTATIONS}; "
+                f"received: {implementation!r}"
+            )
+        if tower_devices is not None and len(tower_devices) != self.groups:
+            raise ValueError(
+                f"tower_devices needs one device per group ({self.groups}); "
+                f"received: {tower_devices!r}"
+            )
+        self.implementation = implementation
+        self.tower_devices = tuple(tower_devices) if tower_devices else None
+
+    def convolution_op(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+        if self.groups == 1 or self.implementation == "native":
+            return super().convolution_op(inputs, kernel)
+        input_groups = tf.split(inputs, self.groups, axis=-1)
+        kernel_groups = tf.split(kernel, self.groups, axis=-1)
+        devices = self.tower_devices or (None,) * self.groups
+        outputs = []
+        for x, k, device in zip(input_groups, kernel_groups, devices):
+            with tf.device(device):
+                outputs.append(super().convolution_op(x, k))
+        return tf.concat(outputs, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "implementation": self.implementation,
+            "tower_devices": list(self.tower_devices) if self.tower_devices else None,
+        }
+
+
+def ceil_pool_size(size: int, pool_size: int, strides: int) -> int:
+    """Output length of a pool that rounds up (Caffe): ceil((size - k) / s) + 1."""
+    return math.ceil((size - pool_size) / strides) + 1
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class CeilMaxPool2D(keras.layers.Layer):
+    """Max pooling whose output size rounds up: NHWC -> [b, ceil((h-k)/s)+1, ..., c].
+
+    ZFNet's pools (Caffe ceil mode: 110 -> 55, 26 -> 13, 13 -> 6, ZFNet Fig. 3). The
+    bottom/right edge is padded with the lowest value before a valid pool, so a padded
+    cell never wins a window that holds a real one.
+    """
+
+    def __init__(self, pool_size: int = 3, strides: int = 2, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pool_size = pool_size
+        self.strides = strides
+
+    def _padding(self, size):
+        steps = -((size - self.pool_size) // -self.strides)  # ceil division
+        return steps * self.strides + self.pool_size - size
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        shape = tf.shape(inputs)
+        pad_h, pad_w = self._padding(shape[1]), self._padding(shape[2])
+        padded = tf.pad(
+            inputs,
+            [[0, 0], [0, pad_h], [0, pad_w], [0, 0]],
+            constant_values=inputs.dtype.min,
+        )
+        return tf.nn.max_pool2d(padded, self.pool_size, self.strides, "VALID")
+
+    def compute_output_shape(self, input_shape):
+        def out(n):
+            return None if n is None else ceil_pool_size(n, self.pool_size, self.strides)
+
+        batch, height, width, channels = input_shape
+        return (batch, out(height), out(width), channels)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}

@@ -1,0 +1,77 @@
+"""The on-disk layout of a training run, shared by training, evaluation and export.
+
+`<model_dir>/model.json` records how to rebuild the model (registry name, `build_model`
+keyword arguments, class names, input normalisation); `<model_dir>/ckpt-N*` are
+`tf.train.CheckpointManager` checkpoints of `tf.train.Checkpoint(model=..., ...)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from overfeat_tf.models import build_model, model_info
+
+CONFIG_FILE = "model.json"
+
+
+def write_config(
+    model_dir: str,
+    *,
+    name: str,
+    build_kwargs: dict[str, Any],
+    class_names: list[str],
+) -> dict[str, Any]:
+    """Writes `model.json` (atomically); returns the config it wrote.
+
+    `build_kwargs` are `build_model`'s arguments besides the name (num_classes, width, ...).
+    """
+    info = model_info(name)
+    config = {
+        "name": name,
+        "build_kwargs": dict(build_kwargs),
+        "class_names": list(class_names),
+        "input_size": info.input_size,
+        "mean": list(info.mean),
+        "std": list(info.std),
+    }
+    tf.io.gfile.makedirs(model_dir)
+    path = os.path.join(model_dir, CONFIG_FILE)
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+        json.dump(config, f, indent=2)
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    return config
+
+
+def read_config(model_dir: str) -> dict[str, Any]:
+    """The run's `model.json`; a clear error when the directory holds no run."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(
+            f"{model_dir!r} is not a model dir: {CONFIG_FILE} is missing "
+            "(train one with overfeat-train --model_dir=...)"
+        )
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def build_from_config(config: dict[str, Any]) -> keras.Model:
+    """A fresh (untrained) model as `model.json` describes it."""
+    return build_model(config["name"], **config["build_kwargs"])
+
+
+def restore_model(
+    model_dir: str, checkpoint: str | None = None
+) -> tuple[keras.Model, dict[str, Any]]:
+    """The trained model of a run (latest checkpoint unless `checkpoint` names one)."""
+    config = read_config(model_dir)
+    path = checkpoint or tf.train.latest_checkpoint(model_dir)
+    if path is None:
+        raise FileNotFoundError(f"No checkpoint in {model_dir!r}")
+    model = build_from_config(config)
+    tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+    return model, config

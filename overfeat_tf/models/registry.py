@@ -1,0 +1,129 @@
+"""The model registry: one record per model, read by everything keyed by a model name.
+
+`build_model`, `MODEL_NAMES`, `native_input_size`, the dense evaluator's pooling offsets,
+the pipeline's crop size and normalisation, and the exporter all read `ModelInfo`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from overfeat_tf.models import alexnet, overfeat, spec as spec_lib
+
+# Per-channel ImageNet means on the 0-255 scale (DESIGN.md section 4); AlexNet and
+# ZFNet feed mean-subtracted raw pixels.
+IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)
+# The original OverFeat release: (pixel - 118.380948) / 61.896913 (DESIGN.md section 2).
+OVERFEAT_MEAN, OVERFEAT_STD = 118.380948, 61.896913
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What the rest of the system needs to know about one model.
+
+    Attributes:
+      name: registry name, also the Keras model's name.
+      spec: the paper's layer table.
+      input_size: native square input, pixels.
+      mean, std: per-channel RGB normalisation, pixels on the 0-255 scale:
+        the model sees (pixel - mean) / std.
+      recipe: the default training recipe (`overfeat_tf.training.recipes`).
+    """
+
+    name: str
+    spec: spec_lib.ArchSpec
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    recipe: str
+
+    @property
+    def last_pool(self) -> spec_lib.Pool:
+        """The pooling layer between trunk and classifier (dense evaluation offsets)."""
+        return self.spec.last_pool
+
+    @property
+    def stride(self) -> int:
+        """Input pixels between cells of the coarse classifier map."""
+        return self.spec.stride
+
+
+_REGISTRY = {
+    info.name: info
+    for info in (
+        ModelInfo("alexnet", alexnet.ALEXNET, 227, IMAGENET_MEAN_RGB, (1.0, 1.0, 1.0), "alexnet"),
+        ModelInfo("zfnet", alexnet.ZFNET, 224, IMAGENET_MEAN_RGB, (1.0, 1.0, 1.0), "zfnet"),
+        ModelInfo(
+            "overfeat_fast",
+            overfeat.OVERFEAT_FAST,
+            231,
+            (OVERFEAT_MEAN,) * 3,
+            (OVERFEAT_STD,) * 3,
+            "overfeat",
+        ),
+        ModelInfo(
+            "overfeat_accurate",
+            overfeat.OVERFEAT_ACCURATE,
+            221,
+            (OVERFEAT_MEAN,) * 3,
+            (OVERFEAT_STD,) * 3,
+            "overfeat",
+        ),
+    )
+}
+
+MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def model_info(model: str | keras.Model) -> ModelInfo:
+    """The registry record of a model name or of a model built by `build_model`."""
+    name = model if isinstance(model, str) else model.name
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}"
+        ) from None
+
+
+def native_input_size(name: str) -> int:
+    """Side of the square input the model's classifier was designed for, pixels."""
+    return model_info(name).input_size
+
+
+def build_model(
+    name: str,
+    num_classes: int = 1000,
+    width: float = 1.0,
+    *,
+    dropout: float = 0.5,
+    init: str = "paper",
+    grouped_conv: str = "split",
+) -> keras.Model:
+    """Builds a paper model: `[b, s, s, 3]` float images -> `[b, num_classes]` logits.
+
+    Args:
+      name: one of `MODEL_NAMES`.
+      num_classes: size of the last layer.
+      width: multiplies every channel count (not the geometry); 1.0 is the paper.
+      dropout: rate on the inputs of the first two FC layers (0.5 in the papers).
+      init: "paper" (weights N(0, 0.01), the papers' biases) or "he".
+      grouped_conv: "split" (fast) or "native" (`Conv2D(groups=2)`, for comparison).
+
+    Images are normalised as `model_info(name)` says; s = `native_input_size(name)`.
+    The layers form a chain whose FC layers are convolutions, so `fully_conv.trunk` and
+    `fully_conv.classifier` run the same weights on larger images.
+    """
+    info = model_info(name)
+    return spec_lib.build(
+        info.spec,
+        name=info.name,
+        input_size=info.input_size,
+        num_classes=num_classes,
+        width=width,
+        dropout=dropout,
+        init=init,
+        grouped_conv=grouped_conv,
+    )

@@ -1,0 +1,26 @@
+"""Published ImageNet statistics used by the AlexNet and OverFeat recipes.
+
+Values from DESIGN.md section 4. Pixel statistics are on the 0-255 scale unless the
+name says otherwise; the pipeline accepts replacements computed by `pipelines.stats`.
+"""
+
+import numpy as np
+
+# Per-channel RGB mean on the 0-255 scale (the "Inception"/VGG constants).
+IMAGENET_MEAN_RGB: tuple[float, float, float] = (123.68, 116.78, 103.94)
+
+# PCA of the RGB pixel covariance on the 0-1 scale (fb.resnet.torch). Multiply by 255
+# for 0-255 pixels. Krizhevsky et al. 2012, section 4.1.
+PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045], dtype=np.float32)
+# Rows are R, G, B; columns are the eigenvectors (same order as PCA_EIGVAL).
+PCA_EIGVEC = np.array(
+    [
+        [-0.5675, 0.7192, 0.4009],
+        [-0.5808, -0.0045, -0.8140],
+        [-0.5836, -0.6948, 0.4203],
+    ],
+    dtype=np.float32,
+)
+
+# AlexNet and OverFeat resize the shorter side to this many pixels before cropping.
+RESIZE_SHORTER_SIDE = 256

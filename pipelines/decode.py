@@ -1,0 +1,117 @@
+"""Decoding of encoded image bytes into uint8 RGB, separate from record parsing.
+
+Everything here is pure TensorFlow (no py_function) so that `export/` can put
+`decode_image` into a serving graph, and so that it runs inside `Dataset.map`.
+ImageNet quirks handled (DESIGN.md section 4): CMYK and grayscale JPEGs decode to RGB
+with `channels=3`; PNG bytes in a `.JPEG` file are recognised by their magic number,
+not their name, so the fused JPEG crop is only used on real JPEGs.
+"""
+
+import tensorflow as tf
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG"
+_PNG_END = b"IEND\xaeB`\x82"
+_JPEG_EOI = b"\xff\xd9"
+# A JPEG whose end-of-image marker is not within this many bytes of the end is treated
+# as truncated (the entropy-coded data never contains 0xFFD9).
+_JPEG_TAIL_BYTES = 64
+_KNOWN_MAGICS = (_JPEG_MAGIC, _PNG_MAGIC, b"GIF8", b"BM")
+
+
+def is_jpeg(encoded: tf.Tensor) -> tf.Tensor:
+    """Returns a bool scalar: whether `encoded` (tf.string scalar) starts like a JPEG."""
+    return tf.equal(tf.strings.substr(encoded, 0, 3), _JPEG_MAGIC)
+
+
+def check_encoded(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Cheap validity check of encoded image bytes, without decoding.
+
+    Args:
+      encoded: tf.string scalar.
+
+    Returns:
+      (ok, reason): a bool scalar and a tf.string scalar that is empty when `ok`, and
+      otherwise says what is wrong: empty bytes, an unknown format, a JPEG without its
+      end-of-image marker (truncated) or a PNG without its IEND chunk (truncated).
+    """
+    length = tf.strings.length(encoded)
+    head = tf.strings.substr(encoded, 0, 4)
+    known = tf.reduce_any(
+        [tf.strings.substr(head, 0, len(m)) == m for m in _KNOWN_MAGICS]
+    )
+    tail = tf.strings.substr(encoded, tf.maximum(length - _JPEG_TAIL_BYTES, 0), _JPEG_TAIL_BYTES)
+    tail_bytes = tf.strings.bytes_split(tail)
+    has_eoi = tf.reduce_any(
+        tf.logical_and(tail_bytes[:-1] == _JPEG_EOI[:1], tail_bytes[1:] == _JPEG_EOI[1:])
+    )
+    png_complete = tf.strings.substr(encoded, tf.maximum(length - 8, 0), 8) == _PNG_END
+    checks = [
+        (length == 0, "empty file"),
+        (tf.logical_not(known), "unknown image format (not JPEG, PNG, GIF or BMP)"),
+        (tf.logical_and(is_jpeg(encoded), tf.logical_not(has_eoi)),
+         "truncated JPEG (no end-of-image marker)"),
+        (tf.logical_and(head == _PNG_MAGIC, tf.logical_not(png_complete)),
+         "truncated PNG (no IEND chunk)"),
+    ]
+    reason = tf.constant("")
+    for failed, message in reversed(checks):  # The first failing check wins.
+        reason = tf.where(failed, message, reason)
+    return tf.equal(reason, ""), reason
+
+
+def decode_image(encoded: tf.Tensor) -> tf.Tensor:
+    """Decodes JPEG, PNG, GIF (first frame) or BMP bytes to RGB.
+
+    Grayscale, palette and CMYK images are converted to RGB; 16-bit PNGs are scaled to
+    8 bits. Pure TF ops: usable in serving graphs, `tf.map_fn` and `Dataset.map`.
+
+    Args:
+      encoded: tf.string scalar holding the encoded image.
+
+    Returns:
+      uint8 tensor [height, width, 3].
+
+    Raises:
+      tf.errors.InvalidArgumentError: on empty, unknown or corrupt bytes.
+    """
+    image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def image_size(encoded: tf.Tensor) -> tf.Tensor:
+    """Returns int32 [2] (height, width) of an encoded image.
+
+    Reads only the header for JPEGs (`extract_jpeg_shape`, which fails on PNG and
+    reports 4 channels for CMYK, hence the format test); decodes other formats.
+    """
+    return tf.cond(
+        is_jpeg(encoded),
+        lambda: tf.image.extract_jpeg_shape(encoded)[:2],
+        lambda: tf.shape(decode_image(encoded))[:2],
+    )
+
+
+def decode_and_crop(encoded: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+    """Decodes only the crop window of an image: the fused fast path for JPEGs.
+
+    Args:
+      encoded: tf.string scalar.
+      window: int32 [4] (offset_y, offset_x, height, width) in pixels of the image.
+
+    Returns:
+      uint8 [height, width, 3]: the window, identical to cropping `decode_image`.
+      Non-JPEG bytes (PNG named .JPEG, GIF, BMP) fall back to decode then crop.
+    """
+    def fused() -> tf.Tensor:
+        return tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
+
+    def fallback() -> tf.Tensor:
+        return tf.image.crop_to_bounding_box(
+            decode_image(encoded), window[0], window[1], window[2], window[3]
+        )
+
+    image = tf.cond(is_jpeg(encoded), fused, fallback)
+    image.set_shape([None, None, 3])
+    return image

@@ -1,0 +1,36 @@
+"""overfeat_tf: AlexNet, ZFNet and OverFeat in TensorFlow 2 / Keras 3."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="overfeat_tf",
+    version="0.1.0",
+    description=(
+        "AlexNet, ZFNet and OverFeat for classification, localization and "
+        "detection in TensorFlow 2 / Keras 3: training, dense evaluation, export."
+    ),
+    packages=find_packages(include=["overfeat_tf*", "pipelines*", "export*"]),
+    python_requires=">=3.10",
+    # The `tensorflow` wheel runs on CPU-only machines and does not pull CUDA;
+    # GPU users add the `gpu` extra. Never depend on tensorflow-cpu as well:
+    # both install the same `tensorflow` module (DESIGN.md section 5).
+    install_requires=[
+        "tensorflow==2.21.0",
+        "keras>=3.12,<4",
+        "absl-py>=2.1",
+        "tensorflow-datasets==4.9.10",
+        "tensorboard==2.21.0",
+        "numpy>=1.26",
+    ],
+    extras_require={
+        "gpu": ["tensorflow[and-cuda]==2.21.0"],
+        "serving": ["tensorflow-serving-api==2.21.0"],
+        "test": ["pytest>=8", "tensorflow-serving-api==2.21.0"],
+        "benchmark": ["torch>=2.4"],
+    },
+    entry_points={
+        "console_scripts": [
+            "overfeat-demo=overfeat_tf.demo:run",
+        ],
+    },
+)

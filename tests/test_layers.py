@@ -1,0 +1,94 @@
+"""Custom layers against direct evaluations of their definitions."""
+
+import numpy as np
+import keras
+import pytest
+import tensorflow as tf
+
+from overfeat_tf import layers
+
+
+def test_lrn_equals_the_paper_formula():
+    # AlexNet section 3.3: b_i = a_i / (k + alpha * sum_{j=max(0,i-n/2)}^{min(N-1,i+n/2)} a_j^2)^beta
+    # with k=2, n=5, alpha=1e-4, beta=0.75.
+    a = np.random.default_rng(0).normal(scale=30, size=(2, 3, 4, 11)).astype("float64")
+    expected = np.empty_like(a)
+    channels = a.shape[-1]
+    for i in range(channels):
+        lo, hi = max(0, i - 2), min(channels - 1, i + 2)
+        denom = (2 + 1e-4 * (a[..., lo : hi + 1] ** 2).sum(-1)) ** 0.75
+        expected[..., i] = a[..., i] / denom
+    got = layers.LocalResponseNormalization()(a.astype("float32"))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("padding,strides", [("same", 1), ("valid", 2)])
+def test_split_grouped_conv_equals_native_groups(padding, strides):
+    x = np.random.default_rng(1).normal(size=(2, 9, 9, 8)).astype("float32")
+    reference = keras.layers.Conv2D(6, 3, strides=strides, padding=padding, groups=2)
+    split = layers.GroupedConv2D(6, 3, strides=strides, padding=padding, groups=2)
+    expected = reference(x)
+    split.build(x.shape)
+    split.set_weights(reference.get_weights())
+    np.testing.assert_allclose(split(x), expected, rtol=1e-5, atol=1e-5)
+    # Output channels of group i only see input group i.
+    x2 = x.copy()
+    x2[..., 4:] = 0
+    np.testing.assert_allclose(split(x2)[..., :3], expected[..., :3], rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_conv_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="implementation"):
+        layers.GroupedConv2D(4, 3, groups=2, implementation="fast")
+    with pytest.raises(ValueError, match="one device per group"):
+        layers.GroupedConv2D(4, 3, groups=2, tower_devices=["/CPU:0"])
+
+
+def _ceil_pool_numpy(x, k, s):
+    b, h, w, c = x.shape
+    oh, ow = -(-(h - k) // s) + 1, -(-(w - k) // s) + 1
+    out = np.empty((b, oh, ow, c), x.dtype)
+    for i in range(oh):
+        for j in range(ow):
+            out[:, i, j] = x[:, i * s : i * s + k, j * s : j * s + k].max(axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("size,expected", [(110, 55), (26, 13), (13, 6), (14, 7)])
+def test_ceil_max_pool_rounds_up(size, expected):
+    # ZFNet Fig. 3 (Caffe ceil mode): 110 -> 55, 26 -> 13, 13 -> 6.
+    x = np.random.default_rng(2).normal(size=(1, size, size + 1, 2)).astype("float32")
+    got = layers.CeilMaxPool2D(3, 2)(x)
+    assert got.shape[1] == expected
+    np.testing.assert_array_equal(got, _ceil_pool_numpy(x, 3, 2))
+
+
+def test_ceil_pool_output_shape_is_static():
+    inputs = keras.Input((110, 26, 5))
+    assert layers.CeilMaxPool2D(3, 2)(inputs).shape == (None, 55, 13, 5)
+    assert layers.CeilMaxPool2D(3, 2)(keras.Input((None, None, 5))).shape == (None, None, None, 5)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        layers.LocalResponseNormalization(depth_radius=3, bias=1.5, alpha=2e-4, beta=0.5),
+        layers.GroupedConv2D(4, 3, groups=2, padding="same", implementation="native"),
+        layers.CeilMaxPool2D(3, 2),
+    ],
+    ids=lambda layer: type(layer).__name__,
+)
+def test_layers_round_trip_through_keras_files(layer, tmp_path):
+    inputs = keras.Input((7, 7, 4))
+    model = keras.Model(inputs, layer(inputs))
+    x = np.random.default_rng(3).normal(size=(2, 7, 7, 4)).astype("float32")
+    path = tmp_path / "layer.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.layers[1].get_config() == layer.get_config()
+    np.testing.assert_allclose(restored(x), model(x), rtol=1e-6)
+
+
+def test_lrn_keeps_dtype_under_mixed_precision():
+    x = tf.random.normal((1, 3, 3, 6), dtype=tf.float16)
+    assert layers.LocalResponseNormalization(dtype="mixed_float16")(x).dtype == tf.float16
