@@ -1,0 +1,210 @@
+"""Dense multi-scale evaluation with fine-stride offset pooling (OverFeat section 3.3).
+
+The convolutional layers run once over the whole image at each scale; the classifier
+slides over the last convolution's map instead of over cropped windows.
+
+Offset pooling. OverFeat pools the layer-5 map once per offset (dx, dy) in {0..s-1}^2
+(s: the last pool's stride), runs the classifier on each pooled map and interleaves the
+s*s output maps. That loop is one pass: a max-pool of the same window with stride 1,
+then the first FC convolution with dilation s, then the 1x1 convolutions (DESIGN.md
+section 2). Offset (dx, dy) of the fine map, `fine[:, dy::s, dx::s]`, is exactly the
+coarse map of the layer-5 map shifted by (dx, dy).
+
+- OverFeat accurate: pool 3x3 / 3, 9 offsets, 36 px -> 12 px cells.
+- OverFeat fast: pool 2x2 / 2, 4 offsets, 32 px -> 16 px.
+- AlexNet, ZFNet: the overlapping pool 3x3 / 2 has the stride's 2x2 offsets (a 3x3
+  window every 2 cells; offset 2 would equal offset 0 moved one cell): 32 px -> 16 px.
+  ZFNet's last pool rounds up (Caffe ceil mode); its extra ceil cell sees a window that
+  runs off the map's edge, so dense evaluation keeps only whole windows (floor). At sizes
+  where the layer-5 map minus 3 is even (the native 13x13 included) both agree.
+
+Map geometry. Cell u (row or column) of a map comes from the `input_size` x `input_size`
+window starting at u * `cell_stride` px of the scaled image, where `cell_stride` is the
+model's stride divided by s (fine) or the stride itself (coarse, `fine_stride=False`).
+A fine map has h5 - (k - 1) - (K - 1) * s cells per axis (k: pool window, K: first FC
+kernel; accurate: h5 - 14).
+
+Scales. A scale (h, w) resizes the image (bilinear, antialiased, aspect kept) so that its
+shorter side becomes min(h, w) px; the longer side follows the image's aspect ratio,
+rounded. An image with the scale's aspect ratio thus becomes exactly h x w (or w x h
+when its orientation is the other one); other images keep their own shape. The paper's
+six scales for OverFeat accurate are 245 + 36 k px (Table 5); `default_scales` derives
+the same pattern for every model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from overfeat_tf.models import fully_conv
+from overfeat_tf.models.registry import ModelInfo, model_info
+
+Scale = tuple[int, int]
+View = tuple[Scale, bool]  # (scale, flipped)
+
+# OverFeat Table 5 scales as steps of the coarse stride above the smallest size at which
+# all offsets fit: 245 + 36 * (0, 1, 2, 4, 5, 6) x 245 + 36 * (0, 2, 4, 6, 7, 9).
+PAPER_SCALE_STEPS: tuple[Scale, ...] = ((0, 0), (1, 2), (2, 4), (4, 6), (5, 7), (6, 9))
+
+
+def _info(model: str | keras.Model | ModelInfo) -> ModelInfo:
+    return model if isinstance(model, ModelInfo) else model_info(model)
+
+
+def fine_cell_stride(model: str | keras.Model | ModelInfo) -> int:
+    """Input pixels between neighbouring cells of the fine map (accurate 12, others 16)."""
+    info = _info(model)
+    return info.stride // info.last_pool.stride
+
+
+def default_scales(model: str | keras.Model | ModelInfo) -> tuple[Scale, ...]:
+    """The paper's six scales for OverFeat accurate, the same derivation for the others.
+
+    The smallest size at which every offset gives a map of the same size is the native
+    input plus (s - 1) fine cells (accurate: 221 + 2 * 12 = 245, a 3x3 fine map); larger
+    sizes add whole coarse strides (36 px), which keeps all offsets equal. The steps of
+    OverFeat Table 5 (`PAPER_SCALE_STEPS`) give 245x245, 281x317, 317x389, 389x461,
+    425x497, 461x569 for accurate; fast: 247x247 ... 439x535; AlexNet 243x243 ...
+    435x531; ZFNet 240x240 ... 432x528.
+    """
+    info = _info(model)
+    base = info.input_size + (info.last_pool.stride - 1) * fine_cell_stride(info)
+    return tuple(
+        (base + steps_h * info.stride, base + steps_w * info.stride)
+        for steps_h, steps_w in PAPER_SCALE_STEPS
+    )
+
+
+def _as_scale(scale: int | Sequence[int]) -> Scale:
+    if isinstance(scale, int):
+        return (scale, scale)
+    height, width = scale
+    return (int(height), int(width))
+
+
+def resize_to_scale(images: tf.Tensor, scale: Scale) -> tf.Tensor:
+    """Resizes `[b, h, w, c]` so that min(h, w) becomes min(scale), aspect kept.
+
+    Bilinear and antialiased, as the input pipeline resizes. Returns float32
+    `[b, round(h * f), round(w * f), c]` with f = min(scale) / min(h, w).
+    """
+    size = tf.cast(tf.shape(images)[1:3], tf.float32)
+    factor = min(scale) / tf.reduce_min(size)
+    new_size = tf.cast(tf.round(size * factor), tf.int32)
+    return tf.image.resize(images, new_size, method="bilinear", antialias=True)
+
+
+class DenseEvaluator:
+    """Classifies whole images densely at several scales (OverFeat section 3.3).
+
+    Built on the model's own layers (its trunk, and its FC convolutions' variables), so
+    it always scores with the model's current weights.
+
+    Args:
+      model: a model from `build_model`.
+      scales: (height, width) pairs (or ints for squares); None: `default_scales`.
+        Every scale's shorter side must be at least the model's native input size.
+      fine_stride: offset pooling (all s x s offsets); False gives the coarse map.
+      flips: also evaluate the horizontally flipped image at every scale.
+
+    Input images are float32 `[b, h, w, 3]`, normalised as the model expects
+    (`model_info(model).mean / std`), of any size; all scales are computed from them in
+    one `tf.function` whose signature leaves h and w unknown (one trace for all sizes).
+    """
+
+    name = "dense"
+    input_mode = "full"  # whole images, aspect kept (pipelines' eval_mode)
+
+    def __init__(
+        self,
+        model: keras.Model,
+        scales: Sequence[int | Sequence[int]] | None = None,
+        fine_stride: bool = True,
+        flips: bool = True,
+    ) -> None:
+        self.info = model_info(model)
+        self.scales: tuple[Scale, ...] = (
+            default_scales(self.info) if scales is None else tuple(map(_as_scale, scales))
+        )
+        if not self.scales:
+            raise ValueError("scales must name at least one (height, width); received: []")
+        for scale in self.scales:
+            if min(scale) < self.info.input_size:
+                raise ValueError(
+                    f"Every scale's shorter side must be >= {self.info.input_size} "
+                    f"(the native input of {self.info.name}); received: {scale}"
+                )
+        self.fine_stride = fine_stride
+        self.flips = flips
+        self.views: tuple[View, ...] = tuple(
+            (scale, flipped) for scale in self.scales for flipped in ((False, True) if flips else (False,))
+        )
+        pool = self.info.last_pool
+        self.offsets = pool.stride if fine_stride else 1
+        self.cell_stride = fine_cell_stride(self.info) if fine_stride else self.info.stride
+        self._pool_stride = 1 if fine_stride else pool.stride
+        self._trunk = fully_conv.trunk(model)
+        self._head = [model.get_layer(row.name) for row in self.info.spec.head]
+        signature = [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")]
+        self._maps_fn = tf.function(self._score_maps, input_signature=signature)
+        self._fn = tf.function(self._scores, input_signature=signature)
+
+    def logit_map(self, images: tf.Tensor) -> tf.Tensor:
+        """`[b, h, w, 3]` at the size given -> logits `[b, H, W, num_classes]`, no resize.
+
+        Cell (i, j) is the window at `cell_stride * (i, j)` px; fine maps interleave the
+        offsets: `map[:, dy::s, dx::s]` is offset (dx, dy).
+        """
+        x = self._trunk(images, training=False)
+        pool = self.info.last_pool
+        x = tf.nn.max_pool2d(x, pool.size, self._pool_stride, "VALID")
+        # Pooled cells one apart hold offsets one apart, so the first FC kernel's taps
+        # must be a pool stride apart: dilation s. Later 1x1 kernels ignore dilation.
+        dilation = self.offsets
+        for layer in self._head:
+            x = tf.nn.conv2d(x, tf.cast(layer.kernel, x.dtype), 1, "VALID", dilations=dilation)
+            x = layer.activation(x + tf.cast(layer.bias, x.dtype))
+        return tf.cast(x, tf.float32)
+
+    def _score_maps(self, images: tf.Tensor) -> list[tf.Tensor]:
+        maps = []
+        batch = tf.shape(images)[0]
+        for scale in self.scales:
+            x = resize_to_scale(images, scale)
+            if self.flips:  # one pass over the image and its mirror
+                x = tf.concat([x, tf.reverse(x, axis=[2])], axis=0)
+            probs = tf.nn.softmax(self.logit_map(x), axis=-1)
+            maps.append(probs[:batch])
+            if self.flips:
+                maps.append(tf.reverse(probs[batch:], axis=[2]))
+        return maps
+
+    def _scores(self, images: tf.Tensor) -> tf.Tensor:
+        maxima = [tf.reduce_max(m, axis=[1, 2]) for m in self._score_maps(images)]
+        return tf.add_n(maxima) / len(maxima)
+
+    def score_maps(self, images: tf.Tensor) -> list[tf.Tensor]:
+        """Class-probability maps, one per view, in the order of `self.views`.
+
+        Args:
+          images: float32 `[b, h, w, 3]`, normalised.
+
+        Returns:
+          For each (scale, flipped) in `views`: float32 `[b, H, W, num_classes]`
+          (softmax per cell). A flipped view's map is mirrored back, so its column j
+          comes from the mirror of the window that column j of the unflipped map sees
+          (the same window when the grid spans the scaled image exactly, as at the
+          `default_scales`).
+        """
+        return self._maps_fn(images)
+
+    def __call__(self, images: tf.Tensor) -> tf.Tensor:
+        """`[b, h, w, 3]` -> class probabilities `[b, num_classes]`.
+
+        Per view, the spatial max of each class's probability; then the mean over views
+        (scales and flips), OverFeat section 3.3.
+        """
+        return self._fn(images)
