@@ -1,0 +1,248 @@
+"""`build_dataset`: records of a `Source` -> batches for training or evaluation.
+
+Stage order (DESIGN.md section 4): shuffle serialized records, not decoded images;
+check the bytes (skip-and-count, or fail in strict mode); decode and transform in
+parallel; skip any image that still fails to decode (non-strict); check labels (always
+an error, never skipped); batch; optionally hand the work to a tf.data service;
+prefetch last. Every parallel stage uses AUTOTUNE.
+"""
+
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import constants
+from pipelines import decode
+from pipelines import transforms
+from pipelines.bad_records import BadRecordCounter
+from pipelines.sources import Source
+
+AUTOTUNE = tf.data.AUTOTUNE
+EVAL_MODES = ("center", "ten_view", "full")
+# Boxes per image in `with_boxes` batches; extra boxes are dropped (ImageNet train
+# images have at most a few dozen, the embedded set at most 4).
+MAX_BOXES = 32
+
+
+def _check_bytes(strict: bool, counter: BadRecordCounter | None):
+    """Filter predicate: keeps records whose image bytes pass `decode.check_encoded`.
+
+    A failing record is skipped, logged to stderr with its file name and counted, or,
+    in strict mode, raises InvalidArgumentError naming the file and the problem.
+    """
+    def predicate(record: dict[str, tf.Tensor]) -> tf.Tensor:
+        ok, reason = decode.check_encoded(record["encoded"])
+        message = tf.strings.format("Bad image in record {}: {}",
+                                    (record["filename"], reason), summarize=-1)
+        if strict:
+            with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+                return tf.identity(ok)
+
+        def skip() -> tf.Tensor:
+            ops = [tf.print("Skipping", message, output_stream=sys.stderr)]
+            if counter is not None:
+                ops.append(counter.add(1))
+            with tf.control_dependencies(ops):
+                return tf.constant(False)
+
+        return tf.cond(ok, lambda: tf.constant(True), skip)
+
+    return predicate
+
+
+def _pad_boxes(boxes: tf.Tensor, box_labels: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Pads/truncates to MAX_BOXES: boxes [MAX_BOXES, 4] (zeros), box_labels
+    [MAX_BOXES] (-1), num_boxes int32 scalar."""
+    n = tf.minimum(tf.shape(boxes)[0], MAX_BOXES)
+    boxes = tf.pad(boxes[:n], [[0, MAX_BOXES - n], [0, 0]])
+    box_labels = tf.pad(box_labels[:n], [[0, MAX_BOXES - n]], constant_values=-1)
+    boxes.set_shape([MAX_BOXES, 4])
+    box_labels.set_shape([MAX_BOXES])
+    return {"boxes": boxes, "box_labels": box_labels, "num_boxes": n}
+
+
+def _finish(num_classes: int, with_boxes: bool):
+    """Checks labels, naming the record, and shapes the element for the model."""
+    def finish(element: dict[str, tf.Tensor]):
+        labels = tf.concat([element["label"][tf.newaxis], element["box_labels"]], 0)
+        ok = tf.reduce_all(tf.logical_and(labels >= 0, labels < num_classes))
+        message = tf.strings.format(
+            "Record {} has label {} and box labels {} (0-based; TFRecords store them "
+            "1-based, -1 = missing): valid labels are 0.." + str(num_classes - 1),
+            (element["filename"], element["label"], element["box_labels"]), summarize=-1)
+        with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
+            label = tf.identity(element["label"])
+        if not with_boxes:
+            return element["image"], label
+        return element["image"], {"label": label,
+                                  **_pad_boxes(element["boxes"], element["box_labels"])}
+
+    return finish
+
+
+def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Tensor):
+    def transform(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        image = decode.decode_image(record["encoded"])
+        boxes, box_labels = record["boxes"], record["box_labels"]
+        if eval_mode == "center":
+            boxes, box_labels = transforms.center_crop_boxes(
+                boxes, box_labels, tf.shape(image)[:2], crop_size)
+            out = transforms.preprocess_for_eval(image, crop_size, mean, std)
+        elif eval_mode == "ten_view":
+            out = transforms.ten_views(image, crop_size, mean, std)
+        else:
+            out = transforms.preprocess_full(image, mean, std)
+        return {**record, "image": out, "boxes": boxes, "box_labels": box_labels}
+
+    return transform
+
+
+def _train_transform(crop_size: int, mean: tf.Tensor, std: tf.Tensor, recipe: str,
+                     eigen, scale_jitter):
+    def transform(record: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        image, boxes, box_labels = transforms.preprocess_for_train(
+            record["encoded"], record["boxes"], record["box_labels"], seed,
+            crop_size=crop_size, mean=mean, std=std, recipe=transforms.RECIPES[recipe],
+            eigen=eigen, scale_jitter=scale_jitter)
+        return {**record, "image": image, "boxes": boxes, "box_labels": box_labels}
+
+    return transform
+
+
+def _validate(source: Source, *, batch_size, training, crop_size, mean, std, recipe,
+              eval_mode, with_boxes, scale_jitter, seed, deterministic, bad_records,
+              data_service) -> None:
+    """Raises ValueError naming the bad argument, its value and what is valid."""
+    def fail(name: str, value, valid: str) -> None:
+        raise ValueError(f"build_dataset: invalid {name}={value!r}; {valid}")
+
+    if batch_size < 1:
+        fail("batch_size", batch_size, "must be >= 1")
+    if not 1 <= crop_size <= constants.RESIZE_SHORTER_SIDE:
+        fail("crop_size", crop_size, f"must be in 1..{constants.RESIZE_SHORTER_SIDE}")
+    if recipe not in transforms.RECIPES:
+        fail("recipe", recipe, f"valid: {sorted(transforms.RECIPES)}")
+    if eval_mode not in EVAL_MODES:
+        fail("eval_mode", eval_mode, f"valid: {list(EVAL_MODES)}")
+    if np.shape(mean) != (3,) and np.ndim(mean) != 3:
+        fail("mean", np.shape(mean), "need 3 per-channel values or a mean image [H, W, 3]")
+    if np.shape(std) != (3,) or min(std) <= 0:
+        fail("std", std, "need 3 positive values")
+    if scale_jitter is not None and not crop_size <= scale_jitter[0] <= scale_jitter[1]:
+        fail("scale_jitter", scale_jitter, f"need crop_size ({crop_size}) <= min <= max")
+    if not training and eval_mode == "full" and batch_size != 1:
+        fail("batch_size", batch_size, "eval_mode='full' yields whole images: use 1")
+    if with_boxes and not source.has_boxes:
+        fail("with_boxes", with_boxes, f"{type(source).__name__} has no boxes")
+    if with_boxes and not training and eval_mode == "ten_view":
+        fail("with_boxes", with_boxes, "boxes are not produced for eval_mode='ten_view'")
+    if deterministic and seed is None:
+        fail("seed", seed, "deterministic=True needs an integer seed")
+    if bad_records is not None and data_service is not None:
+        fail("bad_records", bad_records, "cannot count on tf.data service workers: "
+             "pass bad_records=None with data_service")
+
+
+def build_dataset(
+    source: Source,
+    split: str,
+    *,
+    batch_size: int,
+    training: bool,
+    crop_size: int,
+    mean: Sequence[float] | np.ndarray,
+    std: Sequence[float],
+    recipe: str = "alexnet",
+    eval_mode: str = "center",
+    with_boxes: bool = False,
+    pca_lighting: bool = True,
+    scale_jitter: tuple[int, int] | None = None,
+    input_context: tf.distribute.InputContext | None = None,
+    seed: int | None = None,
+    deterministic: bool = False,
+    strict: bool = False,
+    repeat: bool = False,
+    bad_records: BadRecordCounter | None = None,
+    data_service: str | None = None,
+    pca_eigen: tuple[np.ndarray, np.ndarray] | None = None,
+    shuffle_buffer: int = 10_000,
+) -> tf.data.Dataset:
+    """Builds the input pipeline of one split.
+
+    Args:
+      source: from `open_source`.
+      split: e.g. "train", "validation".
+      batch_size: per input pipeline (= per replica under
+        `strategy.distribute_datasets_from_function`). Training drops the remainder.
+      training: random crops (`recipe`) and flips; otherwise `eval_mode` views.
+      crop_size: output side in pixels (227 AlexNet, 231/221 OverFeat fast/accurate).
+      mean, std: normalisation `(pixel_0_255 - mean) / std`; mean may also be a mean
+        image [H, W, 3] (see `transforms`).
+      recipe: "alexnet" (random crop of the central 256x256) or "overfeat" (random
+        crop of the whole 256xN image).
+      eval_mode: "center" -> images [b, crop, crop, 3]; "ten_view" -> [b, 10, crop,
+        crop, 3]; "full" -> [1, h, w, 3] with min(h, w) == 256 (batch_size must be 1).
+      with_boxes: labels become {"label": int32 [b], "boxes": float32
+        [b, MAX_BOXES, 4] (ymin, xmin, ymax, xmax) normalised to the output image and
+        zero-padded, "box_labels": int32 [b, MAX_BOXES] (-1 padded), "num_boxes":
+        int32 [b]}. Boxes outside the crop are dropped, the rest clipped to it.
+      pca_lighting: AlexNet's PCA colour noise in training.
+      scale_jitter: (min, max) shorter side per training image instead of 256.
+      input_context: shards files per input pipeline.
+      seed: seeds file order, shuffling and augmentation.
+      deterministic: same elements in the same order for the same seed (slower).
+      strict: fail on the first unusable image, naming its file, instead of skipping.
+      repeat: repeat the split forever (training loops with steps per epoch).
+      bad_records: counts skipped records (read `.value()` at the end of an epoch).
+      data_service: "grpc://host:port" of a tf.data service dispatcher; decoding and
+        augmentation then run on its workers.
+      pca_eigen: (eigval [3], eigvec [3, 3]) from `pipelines.stats`; default the
+        published PCA_EIGVAL / PCA_EIGVEC.
+      shuffle_buffer: records held for shuffling in training.
+
+    Returns:
+      A dataset of `(images float32, labels)` batches as described above.
+    """
+    _validate(source, batch_size=batch_size, training=training, crop_size=crop_size,
+              mean=mean, std=std, recipe=recipe, eval_mode=eval_mode,
+              with_boxes=with_boxes, scale_jitter=scale_jitter, seed=seed,
+              deterministic=deterministic, bad_records=bad_records,
+              data_service=data_service)
+    mean = tf.constant(mean, tf.float32)
+    std = tf.constant(std, tf.float32)
+    dataset = source.records(split, input_context, shuffle_files=training, seed=seed)
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.filter(_check_bytes(strict, bad_records))
+    if training:
+        eigen = None
+        if pca_lighting:
+            eigen = pca_eigen or (constants.PCA_EIGVAL, constants.PCA_EIGVEC)
+            eigen = tuple(tf.constant(e, tf.float32) for e in eigen)
+        pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
+        # One stateless seed per image: (random int64, input pipeline id).
+        seeds = tf.data.Dataset.random(seed=seed).map(
+            lambda r: tf.stack([r, tf.constant(pipeline_id, tf.int64)]))
+        dataset = tf.data.Dataset.zip(dataset, seeds)
+        transform = _train_transform(crop_size, mean, std, recipe, eigen, scale_jitter)
+    else:
+        transform = _eval_transform(eval_mode, crop_size, mean, std)
+    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE)
+    if not strict:
+        # Last line of defence against bytes that pass the cheap check yet fail to
+        # decode: skipped and logged (not counted), so an epoch never dies on them.
+        dataset = dataset.ignore_errors(log_warning=True)
+    dataset = dataset.map(_finish(source.num_classes, with_boxes), num_parallel_calls=AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+    if data_service is not None:
+        dataset = dataset.apply(tf.data.experimental.service.distribute(
+            processing_mode=tf.data.experimental.service.ShardingPolicy.OFF,
+            service=data_service))
+    dataset = dataset.prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    return dataset.with_options(options)

@@ -1,0 +1,112 @@
+"""The embedded data set: procedurally drawn shapes in the ImageNet TFRecord format.
+
+What the project trains on when the user names no data, and what the tests use.
+Twelve classes that differ by shape (`shapes.CLASS_NAMES`), drawn at varied size,
+position, aspect and rotation on cluttered backgrounds; images 256-320 px a side.
+Classification splits hold one object per image (45-80% of the shorter side, so it
+stays recognisable in a 227 crop); detection splits hold 1-4 non-overlapping objects
+(25-50%). Boxes are tight around the drawn pixels. Generation is deterministic: the
+same config gives the same bytes.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import shapes
+from pipelines import shard_writer
+from pipelines import sources
+from pipelines import tfrecord_format
+
+DEFAULT_DIR = os.path.join("data", "embedded")
+SPLITS = ("train", "validation", "detection_train", "detection_validation")
+CLASS_NAMES = shapes.CLASS_NAMES
+_MARKER = "COMPLETE"
+_VERSION = 1  # Bump when the drawing changes, so stale copies are regenerated.
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddedConfig:
+    """Sizes of the embedded data set (images per split) and its seed."""
+
+    train: int = 3000
+    validation: int = 500
+    detection_train: int = 1000
+    detection_validation: int = 300
+    seed: int = 0
+    images_per_shard: int = 400
+
+    def split_sizes(self) -> dict[str, int]:
+        return {split: getattr(self, split) for split in SPLITS}
+
+
+def _make_record(task: tuple[int, int, str, int]) -> bytes:
+    """Draws image `index` of split number `split_id`; runs in a worker process."""
+    seed, split_id, split, index = task
+    rng = np.random.default_rng([seed, split_id, index])
+    detection = split.startswith("detection")
+    num_objects = int(rng.integers(1, 5)) if detection else 1
+    size_range = (0.25, 0.5) if detection else (0.45, 0.8)
+    encoded, height, width, boxes, labels = shapes.render(rng, num_objects, size_range)
+    name = CLASS_NAMES[labels[0]]
+    return tfrecord_format.make_example(
+        encoded=encoded, filename=f"{split}_{index:06d}.JPEG", label=labels[0],
+        synset=name, text=name, height=height, width=width, boxes=boxes,
+        box_labels=labels,
+    )
+
+
+def generate(directory: str, config: EmbeddedConfig = EmbeddedConfig(),
+             num_workers: int | None = None) -> None:
+    """Writes the data set into `directory` (created; existing shards overwritten)."""
+    tf.io.gfile.makedirs(directory)
+    for split_id, (split, count) in enumerate(config.split_sizes().items()):
+        num_shards = max(1, -(-count // config.images_per_shard))
+        tasks = [(config.seed, split_id, split, i) for i in range(count)]
+        shard_writer.write_shards(shard_writer.shard_paths(directory, split, num_shards),
+                                  tasks, _make_record, num_workers)
+    sources.write_labels_file(directory, [(n, n) for n in CLASS_NAMES])
+    sources.write_counts_file(directory, config.split_sizes())
+
+
+def _marker_text(config: EmbeddedConfig) -> str:
+    return json.dumps({"version": _VERSION, **dataclasses.asdict(config)}, sort_keys=True)
+
+
+def _is_ours(directory: str) -> bool:
+    """Whether every file in `directory` is one the generator writes."""
+    names = tf.io.gfile.listdir(directory)
+    ours = (_MARKER, sources.LABELS_FILE, sources.COUNTS_FILE)
+    return all(n in ours or n.split("-")[0] in SPLITS for n in names)
+
+
+def ensure_embedded_dataset(data_dir: str, config: EmbeddedConfig = EmbeddedConfig()) -> str:
+    """Returns `data_dir` holding the complete embedded data set, generating it if needed.
+
+    Reuses an existing copy whose completion marker matches `config`. Generates into
+    a temporary sibling directory and renames it, so an interrupted or concurrent run
+    never leaves a half-written set behind.
+
+    Raises:
+      ValueError: `data_dir` exists and holds files the generator does not write.
+    """
+    marker = os.path.join(data_dir, _MARKER)
+    if tf.io.gfile.exists(marker):
+        with tf.io.gfile.GFile(marker) as f:
+            if f.read() == _marker_text(config):
+                return data_dir
+    if tf.io.gfile.exists(data_dir) and not _is_ours(data_dir):
+        raise ValueError(f"data_dir {data_dir!r} exists and is not an embedded data set; "
+                         f"name an empty or new directory")
+    tmp = f"{data_dir.rstrip('/')}.tmp-{os.getpid()}"
+    generate(tmp, config)
+    with tf.io.gfile.GFile(os.path.join(tmp, _MARKER), "w") as f:
+        f.write(_marker_text(config))
+    if tf.io.gfile.exists(data_dir):
+        shutil.rmtree(data_dir)
+    os.replace(tmp, data_dir)
+    return data_dir

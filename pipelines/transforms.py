@@ -1,0 +1,329 @@
+"""Image and box transforms of the AlexNet and OverFeat recipes, one function per purpose.
+
+Pixel convention: uint8 in, float32 `(pixel_0_255 - mean) / std` out, HWC. Boxes are
+float32 [n, 4] (ymin, xmin, ymax, xmax) normalised to the image they belong to; every
+crop, resize and flip that changes the image changes its boxes the same way.
+
+`mean` may be per-channel, shape [3], or a mean image [H, W, 3] of the 256x256 centre
+squares (as saved by `pipelines.stats`; AlexNet, Krizhevsky et al. 2012, section 2,
+subtracts the mean image). A mean image is cropped with the same window as the image,
+located in the 256x256 centre square; windows outside it (OverFeat crops of the whole
+image) are clipped to it, and views with no fixed window use its per-channel average.
+
+All functions are pure TF ops and work eagerly, in `tf.function` and in `Dataset.map`.
+Randomness is stateless: the caller passes an int64 [2] seed per image, so a fixed
+pipeline seed gives the same crops whatever the order of parallel map calls.
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from pipelines import constants
+from pipelines import decode
+
+Window = tf.Tensor  # float32 [4] (ymin, xmin, ymax, xmax), normalised.
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRecipe:
+    """Where random training crops are taken from.
+
+    crop_from_center_square: AlexNet (section 4.1) crops at random inside the central
+      256x256 square of the image resized to shorter side 256; OverFeat (Sermanet et
+      al. 2014, section 3.1) crops anywhere in the 256xN image.
+    """
+
+    name: str
+    crop_from_center_square: bool
+
+
+RECIPES = {
+    "alexnet": TrainRecipe("alexnet", crop_from_center_square=True),
+    "overfeat": TrainRecipe("overfeat", crop_from_center_square=False),
+}
+
+_SHORTER = constants.RESIZE_SHORTER_SIDE
+
+
+def _to_float(image: tf.Tensor) -> tf.Tensor:
+    return tf.cast(image, tf.float32)
+
+
+def _resize(image: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """Bilinear, antialiased resize of [h, w, c] to `size` (int32 [2]); float32 out."""
+    return tf.image.resize(_to_float(image), size, method="bilinear", antialias=True)
+
+
+def _scaled_size(size: tf.Tensor, shorter_side: int | tf.Tensor) -> tf.Tensor:
+    """int32 [2]: `size` (h, w) scaled so that min(h, w) == shorter_side, aspect kept."""
+    size_f = tf.cast(size, tf.float32)
+    scale = tf.cast(shorter_side, tf.float32) / tf.reduce_min(size_f)
+    return tf.maximum(tf.cast(tf.round(size_f * scale), tf.int32), 1)
+
+
+def resize_keep_aspect(image: tf.Tensor, shorter_side: int) -> tf.Tensor:
+    """Resizes [h, w, 3] so that its shorter side is `shorter_side`, aspect kept.
+
+    Returns float32 [h', w', 3] on the input's pixel scale (0-255 for uint8 input).
+    """
+    return _resize(image, _scaled_size(tf.shape(image)[:2], shorter_side))
+
+
+def normalize(image: tf.Tensor, mean: tf.Tensor, std: tf.Tensor,
+              mean_window: Window | None = None) -> tf.Tensor:
+    """Returns float32 `(image - mean) / std` for a 0-255 image [h, w, 3].
+
+    Args:
+      mean: float32 [3], or a mean image [H, W, 3] (see module docstring).
+      std: float32 [3].
+      mean_window: where the image lies in the mean image's 256x256 centre square,
+        normalised (may extend past it: it is clipped). None: use the per-channel
+        average of a mean image.
+    """
+    mean = tf.convert_to_tensor(mean, tf.float32)
+    if mean.shape.rank == 3:
+        if mean_window is None:
+            mean = tf.reduce_mean(mean, axis=[0, 1])
+        else:
+            window = tf.clip_by_value(mean_window, 0.0, 1.0)
+            mean = tf.image.crop_and_resize(
+                mean[tf.newaxis], window[tf.newaxis], [0], tf.shape(image)[:2]
+            )[0]
+    return (_to_float(image) - mean) / tf.convert_to_tensor(std, tf.float32)
+
+
+def pca_lighting(image: tf.Tensor, seed: tf.Tensor, eigval: tf.Tensor, eigvec: tf.Tensor,
+                 alpha_std: float = 0.1) -> tf.Tensor:
+    """AlexNet's PCA colour augmentation (Krizhevsky et al. 2012, section 4.1).
+
+    Adds `eigvec @ (alpha * eigval) * 255` to every pixel, alpha ~ N(0, alpha_std) [3]
+    drawn once per image.
+
+    Args:
+      image: float32 [h, w, 3] on the 0-255 scale.
+      seed: int64 [2] stateless seed.
+      eigval: float32 [3] eigenvalues of the RGB covariance on the 0-1 scale.
+      eigvec: float32 [3, 3], rows R, G, B, columns the eigenvectors.
+
+    Returns:
+      float32 [h, w, 3], 0-255 scale, not clipped (as in fb.resnet.torch).
+    """
+    alpha = tf.random.stateless_normal([3], seed, stddev=alpha_std)
+    eigval = tf.convert_to_tensor(eigval, tf.float32)
+    eigvec = tf.convert_to_tensor(eigvec, tf.float32)
+    rgb = tf.linalg.matvec(eigvec, alpha * eigval) * 255.0
+    return image + rgb
+
+
+def crop_boxes(boxes: tf.Tensor, box_labels: tf.Tensor, window: Window) -> tuple[tf.Tensor, tf.Tensor]:
+    """Expresses boxes in the coordinates of a crop window, dropping those outside it.
+
+    Args:
+      boxes: float32 [n, 4] normalised to the uncropped image.
+      box_labels: int32 [n].
+      window: float32 [4] the crop, normalised to the uncropped image.
+
+    Returns:
+      (boxes [m, 4] normalised to the window and clipped to [0, 1], box_labels [m]),
+      keeping the m boxes that overlap the window with non-zero area.
+    """
+    offset = tf.tile(window[:2], [2])
+    extent = tf.tile(window[2:] - window[:2], [2])
+    moved = tf.clip_by_value((boxes - offset) / extent, 0.0, 1.0)
+    keep = tf.logical_and(moved[:, 2] > moved[:, 0], moved[:, 3] > moved[:, 1])
+    return tf.boolean_mask(moved, keep), tf.boolean_mask(box_labels, keep)
+
+
+def flip_boxes(boxes: tf.Tensor) -> tf.Tensor:
+    """Mirrors normalised boxes [n, 4] left-right, like `tf.image.flip_left_right`."""
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, num=4, axis=1)
+    return tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=1)
+
+
+def _center_square(size: tf.Tensor) -> tf.Tensor:
+    """int32 [4] (y, x, side, side): the largest centred square of an image (h, w)."""
+    side = tf.reduce_min(size)
+    return tf.stack([(size[0] - side) // 2, (size[1] - side) // 2, side, side])
+
+
+def _pixel_to_normalized(window: tf.Tensor, size: tf.Tensor) -> Window:
+    """(y, x, h, w) pixels of an image of `size` -> float32 (ymin, xmin, ymax, xmax)."""
+    w = tf.cast(window, tf.float32)
+    s = tf.tile(tf.cast(size, tf.float32), [2])
+    return tf.stack([w[0], w[1], w[0] + w[2], w[1] + w[3]]) / s
+
+
+def _relative_to(window: Window, outer: Window) -> Window:
+    """Expresses a normalised window in the normalised coordinates of `outer`."""
+    offset = tf.tile(outer[:2], [2])
+    return (window - offset) / tf.tile(outer[2:] - outer[:2], [2])
+
+
+def random_crop_window(size: tf.Tensor, seed: tf.Tensor, *, crop_size: int,
+                       shorter_side: tf.Tensor, recipe: TrainRecipe) -> tf.Tensor:
+    """Random training crop window in the pixels of the original image.
+
+    The crop is `crop_size` pixels of the image resized to `shorter_side`; computing it
+    in original pixels lets the fused JPEG decoder decode only the window, and one
+    resize of the window to crop_size x crop_size gives the same geometry as
+    resize-then-crop.
+
+    Args:
+      size: int32 [2] (h, w) of the original image.
+      seed: int64 [2] stateless seed.
+      shorter_side: int32 scalar, 256 or the scale-jittered size.
+
+    Returns:
+      int32 [4] (offset_y, offset_x, height, width), a square inside the image.
+    """
+    short = tf.reduce_min(size)
+    side = tf.cast(
+        tf.round(crop_size * tf.cast(short, tf.float32) / tf.cast(shorter_side, tf.float32)),
+        tf.int32,
+    )
+    side = tf.clip_by_value(side, 1, short)
+    if recipe.crop_from_center_square:
+        region = _center_square(size)
+    else:
+        region = tf.stack([0, 0, size[0], size[1]])
+    u = tf.random.stateless_uniform([2], seed)
+    room = tf.cast(region[2:] - side + 1, tf.float32)
+    offset = region[:2] + tf.minimum(tf.cast(u * room, tf.int32), region[2:] - side)
+    return tf.stack([offset[0], offset[1], side, side])
+
+
+def preprocess_for_train(
+    encoded: tf.Tensor,
+    boxes: tf.Tensor,
+    box_labels: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    crop_size: int,
+    mean: tf.Tensor,
+    std: tf.Tensor,
+    recipe: TrainRecipe,
+    eigen: tuple[tf.Tensor, tf.Tensor] | None,
+    scale_jitter: tuple[int, int] | None,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Decodes and augments one training image (AlexNet or OverFeat recipe).
+
+    Random crop (fused `decode_and_crop_jpeg` on JPEGs), resize of the window to
+    crop_size, optional PCA lighting, mean/std normalisation, random horizontal flip.
+
+    Args:
+      encoded: tf.string scalar.
+      boxes: float32 [n, 4] normalised to the original image; box_labels int32 [n].
+      seed: int64 [2] stateless seed for this image.
+      eigen: (eigval [3], eigvec [3, 3]) for PCA lighting, or None for none.
+      scale_jitter: (min, max) shorter side drawn uniformly per image, or None for 256.
+
+    Returns:
+      (image float32 [crop_size, crop_size, 3], boxes [m, 4], box_labels [m]); boxes
+      are normalised to the returned image.
+    """
+    seeds = tf.random.experimental.stateless_split(seed, num=4)
+    if scale_jitter is None:
+        shorter = tf.constant(_SHORTER)
+    else:
+        shorter = tf.random.stateless_uniform(
+            [], seeds[0], minval=scale_jitter[0], maxval=scale_jitter[1] + 1, dtype=tf.int32
+        )
+    size = decode.image_size(encoded)
+    window = random_crop_window(size, seeds[1], crop_size=crop_size,
+                                shorter_side=shorter, recipe=recipe)
+    image = _resize(decode.decode_and_crop(encoded, window), [crop_size, crop_size])
+    image.set_shape([crop_size, crop_size, 3])
+    if eigen is not None:
+        image = pca_lighting(image, seeds[2], *eigen)
+    window_n = _pixel_to_normalized(window, size)
+    square_n = _pixel_to_normalized(_center_square(size), size)
+    image = normalize(image, mean, std, _relative_to(window_n, square_n))
+    boxes, box_labels = crop_boxes(boxes, box_labels, window_n)
+    flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
+    image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
+    boxes = tf.cond(flip, lambda: flip_boxes(boxes), lambda: boxes)
+    return image, boxes, box_labels
+
+
+def _center_crop_window(size: tf.Tensor, crop_size: int) -> tuple[tf.Tensor, Window, Window]:
+    """Centre crop of the image resized to shorter side 256.
+
+    Returns (resized size int32 [2], the crop window in the resized image's pixels as
+    int32 (y, x, h, w), the same window normalised) for an original image of `size`.
+    """
+    resized = _scaled_size(size, _SHORTER)
+    offset = (resized - crop_size) // 2
+    window = tf.stack([offset[0], offset[1], crop_size, crop_size])
+    return resized, window, _pixel_to_normalized(window, resized)
+
+
+def preprocess_for_eval(image: tf.Tensor, crop_size: int, mean, std) -> tf.Tensor:
+    """The single-view evaluation and serving transform.
+
+    Resizes the shorter side to 256 (aspect kept), takes the central crop_size square
+    and normalises. `export/` puts exactly this function into the serving graph.
+
+    Args:
+      image: uint8 [h, w, 3] (from `decode_image`).
+      crop_size: output side, at most 256.
+      mean: [3] or a mean image [H, W, 3], 0-255 scale. std: [3].
+
+    Returns:
+      float32 [crop_size, crop_size, 3].
+    """
+    resized, window, window_n = _center_crop_window(tf.shape(image)[:2], crop_size)
+    square_n = _pixel_to_normalized(_center_square(resized), resized)
+    crop = tf.image.crop_to_bounding_box(_resize(image, resized), window[0], window[1],
+                                         crop_size, crop_size)
+    crop.set_shape([crop_size, crop_size, 3])
+    return normalize(crop, mean, std, _relative_to(window_n, square_n))
+
+
+def center_crop_boxes(boxes: tf.Tensor, box_labels: tf.Tensor, image_size: tf.Tensor,
+                      crop_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Boxes of the original image (h, w) = image_size, moved into the crop that
+    `preprocess_for_eval` takes; see `crop_boxes` for the return value."""
+    _, _, window_n = _center_crop_window(image_size, crop_size)
+    return crop_boxes(boxes, box_labels, window_n)
+
+
+def ten_views(image: tf.Tensor, crop_size: int, mean, std) -> tf.Tensor:
+    """AlexNet's ten test views (Krizhevsky et al. 2012, section 4.1).
+
+    Resizes the shorter side to 256, takes the central 256x256 square, then its four
+    corner crops and centre crop of crop_size, and their horizontal flips.
+
+    Args:
+      image: uint8 [h, w, 3].
+
+    Returns:
+      float32 [10, crop_size, crop_size, 3], in the order top-left, top-right,
+      bottom-left, bottom-right, centre, then the same five flipped.
+    """
+    resized = _scaled_size(tf.shape(image)[:2], _SHORTER)
+    square = _center_square(resized)
+    full = _resize(image, resized)
+    square_image = tf.image.crop_to_bounding_box(full, square[0], square[1], _SHORTER, _SHORTER)
+    far = _SHORTER - crop_size
+    offsets = [(0, 0), (0, far), (far, 0), (far, far), (far // 2, far // 2)]
+    views = []
+    for y, x in offsets:
+        crop = square_image[y:y + crop_size, x:x + crop_size]
+        window = tf.constant([y, x, y + crop_size, x + crop_size], tf.float32) / _SHORTER
+        views.append(normalize(crop, mean, std, window))
+    views += [tf.image.flip_left_right(v) for v in views]
+    return tf.stack(views)
+
+
+def preprocess_full(image: tf.Tensor, mean, std) -> tf.Tensor:
+    """Whole image, shorter side 256 and aspect kept, for dense (OverFeat) evaluation.
+
+    Args:
+      image: uint8 [h, w, 3].
+
+    Returns:
+      float32 [h', w', 3] with min(h', w') == 256. A mean image contributes its
+      per-channel average.
+    """
+    return normalize(resize_keep_aspect(image, _SHORTER), mean, std)
