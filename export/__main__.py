@@ -1,0 +1,5 @@
+"""`python -m export`: the same binary as `overfeat-export`."""
+
+from export import export_main
+
+export_main.run()

@@ -1,0 +1,71 @@
+r"""Exports a trained model for TF Serving and Keras: `overfeat-export` / `python -m export`.
+
+From a training run's directory (`model.json` and checkpoints) to a new version of a
+TF Serving model base, with a `.keras` file beside it (layout: `export/saved_model.py`):
+
+    overfeat-export --model_dir=runs/alexnet --export_base=exports/alexnet
+
+then serve `exports/alexnet` with TF Serving (README, "Serving").
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+
+import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtime.py)
+from overfeat_tf import model_dir as model_dir_lib
+
+from export import saved_model
+from export import signatures
+
+flags.DEFINE_string("model_dir", None, "Training run directory (model.json and checkpoints).")
+flags.DEFINE_string("export_base", None,
+                    "TF Serving model base directory (default <model_dir>/export).")
+flags.DEFINE_integer("version", None, "Version to write (default: the next integer).")
+flags.DEFINE_integer("top_k", 5, "Classes per answer (at most the number of classes).")
+flags.DEFINE_string("checkpoint", None, "Checkpoint path to export (default: the latest).")
+flags.mark_flag_as_required("model_dir")
+
+FLAGS = flags.FLAGS
+
+
+class FlagError(ValueError):
+    """A flag value that cannot work, reported as one line naming the flag."""
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise FlagError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.top_k < 1:
+        raise FlagError(f"--top_k must be >= 1; received {FLAGS.top_k}")
+    if FLAGS.version is not None and FLAGS.version < 1:
+        raise FlagError(f"--version must be >= 1; received {FLAGS.version}")
+    export_base = FLAGS.export_base or f"{FLAGS.model_dir.rstrip('/')}/export"
+    try:
+        model, config = model_dir_lib.restore_model(FLAGS.model_dir, FLAGS.checkpoint)
+    except FileNotFoundError as e:
+        flag = "checkpoint" if FLAGS.checkpoint else "model_dir"
+        raise FlagError(f"--{flag}={getattr(FLAGS, flag)}: {e}") from e
+    serving = signatures.ServingConfig.from_model_dir_config(config, top_k=FLAGS.top_k)
+    try:
+        paths = saved_model.export_model(model, serving, export_base,
+                                         model_name=config["name"], version=FLAGS.version)
+    except FileExistsError as e:
+        flag = "version" if FLAGS.version else "export_base"
+        raise FlagError(f"--{flag}={getattr(FLAGS, flag)}: {e}") from e
+    logging.info("Exported %s version %d", config["name"], paths.version)
+    print(f"SavedModel: {paths.saved_model_dir}\nKeras file: {paths.keras_file}")
+
+
+def run() -> None:
+    """Console-script entry point (`overfeat-export`): one-line errors for bad flags."""
+    try:
+        app.run(main)
+    except FlagError as e:
+        sys.exit(f"overfeat-export: {e}")
+
+
+if __name__ == "__main__":
+    run()

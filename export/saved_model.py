@@ -1,0 +1,143 @@
+"""Writes one export version: a SavedModel for TF Serving and a `.keras` file beside it.
+
+Layout (TF Serving watches `<export_base>/` and loads the integer-named directories):
+
+    <export_base>/<version>/saved_model.pb, variables/
+    <export_base>/<version>/assets/class_names.txt         class names, one per line
+    <export_base>/<version>/assets.extra/tf_serving_warmup_requests
+    <export_base>/<version>.keras                           the Keras model alone
+
+The `.keras` file is the bare classifier (normalised float32 [b, s, s, 3] -> logits),
+for Keras users; it sits beside its version directory because its name is not an
+integer, so TF Serving ignores it. A version is written under a temporary (non-integer)
+name and renamed when complete, so a watching server never loads a half-written one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tempfile
+import uuid
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from export import requests
+from export import signatures
+
+CLASS_NAMES_ASSET = "class_names.txt"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+KERAS_SUFFIX = ".keras"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportPaths:
+    """Where `export_model` wrote version `version`."""
+
+    version: int
+    saved_model_dir: str
+    keras_file: str
+
+
+def existing_versions(export_base: str) -> list[int]:
+    """Sorted integer version directories under `export_base` (none if it is missing)."""
+    if not tf.io.gfile.isdir(export_base):
+        return []
+    names = (n.rstrip("/") for n in tf.io.gfile.listdir(export_base))
+    return sorted(
+        int(n) for n in names
+        if re.fullmatch(r"\d+", n) and tf.io.gfile.isdir(os.path.join(export_base, n))
+    )
+
+
+def next_version(export_base: str) -> int:
+    """One more than the highest version under `export_base`; 1 for a new base."""
+    return max(existing_versions(export_base), default=0) + 1
+
+
+def _synthetic_image(height: int, width: int, channels: int) -> np.ndarray:
+    """A deterministic uint8 [height, width, channels] gradient image."""
+    y, x = np.mgrid[0:height, 0:width]
+    planes = [(y * 255 // max(height - 1, 1)), (x * 255 // max(width - 1, 1)), ((x + y) % 256)]
+    return np.stack(planes[:channels], axis=-1).astype(np.uint8)
+
+
+def warmup_requests(model_name: str) -> list[prediction_log_pb2.PredictionLog]:
+    """A few valid requests that make TF Serving trace its kernels before real traffic.
+
+    serving_default at batch 1 (an RGB JPEG) and batch 2 (the JPEG and a grayscale PNG of
+    another size), and predict_images at batch 1.
+    """
+    jpeg = tf.io.encode_jpeg(_synthetic_image(300, 400, 3)).numpy()
+    png = tf.io.encode_png(_synthetic_image(180, 150, 1)).numpy()
+    bodies = [
+        (signatures.SERVING_DEFAULT, {signatures.IMAGE_BYTES: [jpeg]}),
+        (signatures.SERVING_DEFAULT, {signatures.IMAGE_BYTES: [jpeg, png]}),
+        (signatures.PREDICT_IMAGES, {signatures.IMAGES: _synthetic_image(256, 320, 3)[None]}),
+    ]
+    logs = []
+    for signature_name, inputs in bodies:
+        request = requests.predict_request(inputs, model_name=model_name,
+                                           signature_name=signature_name)
+        log = prediction_log_pb2.PredictionLog()
+        log.predict_log.request.CopyFrom(request)
+        logs.append(log)
+    return logs
+
+
+def write_warmup_requests(saved_model_dir: str, model_name: str) -> str:
+    """Writes `assets.extra/tf_serving_warmup_requests` (TFRecord of PredictionLog)."""
+    path = os.path.join(saved_model_dir, WARMUP_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
+        for log in warmup_requests(model_name):
+            writer.write(log.SerializeToString())
+    return path
+
+
+def export_model(model: keras.Model, config: signatures.ServingConfig, export_base: str,
+                 *, model_name: str, version: int | None = None) -> ExportPaths:
+    """Exports `model` as version `version` (default: the next one) of `export_base`.
+
+    Args:
+      model: the trained Keras classifier.
+      config: class names, eval transform arguments and top_k.
+      export_base: the directory TF Serving is pointed at (`--model_base_path`).
+      model_name: the TF Serving model name written into the warm-up requests.
+      version: a positive integer not yet exported.
+
+    Raises:
+      ValueError: a version below 1. FileExistsError: the version exists already.
+    """
+    version = next_version(export_base) if version is None else version
+    if version < 1:
+        raise ValueError(f"version must be a positive integer. Received: version={version}")
+    final_dir = os.path.join(export_base, str(version))
+    keras_file = os.path.join(export_base, f"{version}{KERAS_SUFFIX}")
+    for path in (final_dir, keras_file):
+        if tf.io.gfile.exists(path):
+            raise FileExistsError(f"Version {version} exists already: {path}")
+    tf.io.gfile.makedirs(export_base)
+    partial = os.path.join(export_base, f".partial-{version}-{uuid.uuid4().hex}")
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            names_file = os.path.join(scratch, CLASS_NAMES_ASSET)
+            signatures.write_class_names(names_file, config.class_names)
+            archive = signatures.build_archive(model, config, names_file)
+            archive.write_out(partial, verbose=False)
+        write_warmup_requests(partial, model_name)
+        model.save(partial + KERAS_SUFFIX)
+        tf.io.gfile.rename(partial + KERAS_SUFFIX, keras_file)
+        tf.io.gfile.rename(partial, final_dir)
+    finally:
+        for path in (partial, partial + KERAS_SUFFIX):
+            if tf.io.gfile.exists(path):
+                if tf.io.gfile.isdir(path):
+                    tf.io.gfile.rmtree(path)
+                else:
+                    tf.io.gfile.remove(path)
+    return ExportPaths(version=version, saved_model_dir=final_dir, keras_file=keras_file)

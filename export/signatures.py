@@ -1,0 +1,248 @@
+"""The serving signatures: images in, top-k classes out, preprocessing inside the graph.
+
+Every signature decodes with `pipelines.decode_image` and preprocesses with
+`pipelines.preprocess_for_eval`, the evaluation pipeline's own single-view transform
+(shorter side 256, centre crop, normalise; STYLE.md item 5), so a served prediction is
+the centre-crop evaluation's prediction. The functions are plain TF ops (no
+`py_function`: TF Serving cannot run it, DESIGN.md section 5) and are written into a
+`keras.export.ExportArchive`, which tracks the Keras 3 model's variables the way TF
+Serving's C++ loader needs (a plain `tf.saved_model.save` of a Keras 3 model loads in
+Python but not there).
+
+Signatures (all batched; b may be 0):
+  serving_default      image_bytes: string [b], encoded JPEG/PNG/GIF/BMP of any size,
+                       grayscale or RGB (images of one batch may differ in size).
+  predict_images       images: uint8 [b, h, w, 3], any h, w.
+  classify_tf_example  examples: string [b], serialized tf.train.Example protos with
+                       `image/encoded` (the ImageNet TFRecord format).
+Outputs of each:
+  classes        int32 [b, k]    top-k class indices, best first (k = min(top_k, classes)).
+  class_names    string [b, k]   their names, looked up in the `class_names.txt` asset.
+  probabilities  float32 [b, k]  their softmax probabilities.
+  scores         float32 [b, n]  softmax probabilities of all n classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+import pipelines
+from pipelines import decode as pipelines_decode
+from pipelines import tfrecord_format
+
+SERVING_DEFAULT = "serving_default"
+PREDICT_IMAGES = "predict_images"
+CLASSIFY_TF_EXAMPLE = "classify_tf_example"
+
+IMAGE_BYTES = "image_bytes"
+IMAGES = "images"
+EXAMPLES = "examples"
+
+OUTPUT_NAMES = ("classes", "class_names", "probabilities", "scores")
+
+# The input of each signature, by name: the exporter, the warm-up writer and the request
+# converters read this one table.
+INPUT_SPECS: dict[str, dict[str, tf.TensorSpec]] = {
+    SERVING_DEFAULT: {IMAGE_BYTES: tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)},
+    PREDICT_IMAGES: {IMAGES: tf.TensorSpec([None, None, None, 3], tf.uint8, name=IMAGES)},
+    CLASSIFY_TF_EXAMPLE: {EXAMPLES: tf.TensorSpec([None], tf.string, name=EXAMPLES)},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """What the serving graph needs besides the model.
+
+    Attributes:
+      class_names: one name (synset or text) per model output, in label order.
+      crop_size: the model's input side in pixels (`ModelInfo.input_size`).
+      mean: per-channel mean [3] (or a mean image [H, W, 3]), 0-255 scale.
+      std: per-channel std [3], 0-255 scale.
+      top_k: how many classes each answer lists (at most the number of classes).
+    """
+
+    class_names: tuple[str, ...]
+    crop_size: int
+    mean: Any
+    std: Any
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1. Received: top_k={self.top_k}")
+        bad = [n for n in self.class_names if not n or "\n" in n or "\r" in n]
+        if bad:
+            raise ValueError(
+                "Class names must be non-empty single lines (they are stored one per line "
+                f"in an asset file). Received: {bad[:3]!r}"
+            )
+
+    @classmethod
+    def from_model_dir_config(cls, config: Mapping[str, Any], top_k: int = 5) -> ServingConfig:
+        """From the dict `overfeat_tf.model_dir.read_config` returns."""
+        return cls(
+            class_names=tuple(config["class_names"]),
+            crop_size=int(config["input_size"]),
+            mean=config["mean"],
+            std=config["std"],
+            top_k=top_k,
+        )
+
+
+def class_name_table(names_file: str) -> tf.lookup.StaticHashTable:
+    """int64 line number -> tf.string line of `names_file`.
+
+    Built from the file through `TextFileInitializer`, so that a SavedModel holding the
+    table copies the file into its `assets/` and reads it from there when loaded.
+    """
+    initializer = tf.lookup.TextFileInitializer(
+        names_file,
+        key_dtype=tf.int64,
+        key_index=tf.lookup.TextFileIndex.LINE_NUMBER,
+        value_dtype=tf.string,
+        value_index=tf.lookup.TextFileIndex.WHOLE_LINE,
+    )
+    return tf.lookup.StaticHashTable(initializer, default_value="")
+
+
+def decode_checked(encoded: tf.Tensor, where: tf.Tensor) -> tf.Tensor:
+    """`pipelines.decode_image`, after a check whose error names the bad element.
+
+    Args:
+      encoded: tf.string scalar.
+      where: tf.string scalar naming the element in errors, e.g. "image_bytes[3]".
+
+    Returns:
+      uint8 [h, w, 3].
+
+    Raises:
+      tf.errors.InvalidArgumentError: "<where> is not a valid image: <reason>" for
+        empty, truncated or unknown bytes (`pipelines.decode.check_encoded`); bytes that
+        pass the check but do not decode fail with the decoder's own message.
+    """
+    ok, reason = pipelines_decode.check_encoded(encoded)
+    message = tf.strings.join([where, " is not a valid image: ", reason])
+    check = tf.debugging.Assert(ok, [message])
+    with tf.control_dependencies([check]):
+        return pipelines.decode_image(tf.identity(encoded))
+
+
+def _element_names(input_name: str, count: tf.Tensor) -> tf.Tensor:
+    """tf.string [count]: "<input_name>[0]", "<input_name>[1]", ..."""
+    indices = tf.strings.as_string(tf.range(count))
+    return tf.strings.join([f"{input_name}[", indices, "]"])
+
+
+class ServingFunctions:
+    """The signature bodies for one model; each returns the dict of `OUTPUT_NAMES`.
+
+    Args:
+      model: the Keras classifier, float32 [b, s, s, 3] normalised -> [b, n] logits.
+      class_names: the table `class_name_table` builds.
+      config: the eval transform's arguments and top_k.
+    """
+
+    def __init__(self, model: keras.Model, class_names: tf.lookup.StaticHashTable,
+                 config: ServingConfig) -> None:
+        num_classes = model.output_shape[-1]
+        if len(config.class_names) != num_classes:
+            raise ValueError(
+                f"The model has {num_classes} outputs but {len(config.class_names)} class "
+                "names were given."
+            )
+        self._model = model
+        self._class_names = class_names
+        self._config = config
+        self._num_classes = num_classes
+        self._k = min(config.top_k, num_classes)
+        self._mean = tf.constant(config.mean, tf.float32)
+        self._std = tf.constant(config.std, tf.float32)
+
+    def preprocess_image(self, image: tf.Tensor) -> tf.Tensor:
+        """uint8 [h, w, 3] -> float32 [s, s, 3]: the pipeline's eval transform."""
+        return pipelines.preprocess_for_eval(image, self._config.crop_size, self._mean, self._std)
+
+    def _map_images(self, fn: Callable[..., tf.Tensor], elems: Any) -> tf.Tensor:
+        size = self._config.crop_size
+        return tf.map_fn(fn, elems, fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+    def preprocess_encoded(self, encoded: tf.Tensor, input_name: str = IMAGE_BYTES) -> tf.Tensor:
+        """tf.string [b] encoded images (sizes may differ) -> float32 [b, s, s, 3]."""
+        names = _element_names(input_name, tf.shape(encoded)[0])
+        return self._map_images(
+            lambda args: self.preprocess_image(decode_checked(*args)), (encoded, names)
+        )
+
+    def classify(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """float32 [b, s, s, 3] preprocessed images -> the outputs (module docstring)."""
+        # TF 2.21's oneDNN convolution returns an empty batch unchanged (with the input's
+        # channel count), which the next layer rejects: empty batches skip the model.
+        logits = tf.cond(
+            tf.shape(images)[0] > 0,
+            lambda: tf.cast(self._model(images, training=False), tf.float32),
+            lambda: tf.zeros([0, self._num_classes]),
+        )
+        scores = tf.nn.softmax(logits, axis=-1)
+        probabilities, classes = tf.math.top_k(scores, k=self._k)
+        return {
+            "classes": classes,
+            "class_names": self._class_names.lookup(tf.cast(classes, tf.int64)),
+            "probabilities": probabilities,
+            "scores": scores,
+        }
+
+    def serve_image_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        """serving_default: tf.string [b] encoded images."""
+        return self.classify(self.preprocess_encoded(image_bytes))
+
+    def serve_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """predict_images: uint8 [b, h, w, 3]."""
+        return self.classify(self._map_images(self.preprocess_image, images))
+
+    def serve_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        """classify_tf_example: tf.string [b] serialized tf.train.Example protos."""
+        encoded = tf.map_fn(
+            lambda serialized: tfrecord_format.parse_record(serialized)["encoded"],
+            examples,
+            fn_output_signature=tf.TensorSpec([], tf.string),
+        )
+        return self.classify(self.preprocess_encoded(encoded, EXAMPLES))
+
+    def endpoints(self) -> dict[str, Callable[[tf.Tensor], dict[str, tf.Tensor]]]:
+        """Signature name -> body, in the order they are exported."""
+        return {
+            SERVING_DEFAULT: self.serve_image_bytes,
+            PREDICT_IMAGES: self.serve_images,
+            CLASSIFY_TF_EXAMPLE: self.serve_examples,
+        }
+
+
+def build_archive(model: keras.Model, config: ServingConfig,
+                  class_names_file: str) -> keras.export.ExportArchive:
+    """An ExportArchive holding the model, the class-name table and every signature.
+
+    Args:
+      model: the trained Keras classifier.
+      config: see `ServingConfig`.
+      class_names_file: a text file with `config.class_names`, one per line; it becomes
+        the SavedModel's `assets/<basename>` (see `write_class_names`).
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    table = class_name_table(class_names_file)
+    archive.track(table)
+    functions = ServingFunctions(model, table, config)
+    for name, body in functions.endpoints().items():
+        archive.add_endpoint(name, body, input_signature=list(INPUT_SPECS[name].values()))
+    return archive
+
+
+def write_class_names(path: str, class_names: Sequence[str]) -> None:
+    """Writes the class names one per line (the format `class_name_table` reads)."""
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write("".join(f"{name}\n" for name in class_names))
