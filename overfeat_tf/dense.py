@@ -139,6 +139,10 @@ class DenseEvaluator:
                 )
         self.fine_stride = fine_stride
         self.flips = flips
+        self.description = (
+            f"{len(self.scales)} scale{'s' * (len(self.scales) > 1)}, "
+            f"{'fine' if fine_stride else 'coarse'} stride{', flips' if flips else ''}"
+        )
         self.views: tuple[View, ...] = tuple(
             (scale, flipped) for scale in self.scales for flipped in ((False, True) if flips else (False,))
         )
