@@ -20,6 +20,13 @@ def shard_paths(directory: str, split: str, num_shards: int) -> list[str]:
             for i in range(num_shards)]
 
 
+def write_serialized(path: str, records: Sequence[bytes]) -> None:
+    """Writes already serialized records to one TFRecord file."""
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+
+
 def write_shards(
     paths: Sequence[str],
     tasks: Sequence[Any],
