@@ -70,7 +70,7 @@ def warmup_requests(model_name: str) -> list[prediction_log_pb2.PredictionLog]:
     """A few valid requests that make TF Serving trace its kernels before real traffic.
 
     serving_default at batch 1 (an RGB JPEG) and batch 2 (the JPEG and a grayscale PNG of
-    another size), and predict_images at batch 1.
+    another size), predict_images and dense_classify at batch 1.
     """
     jpeg = tf.io.encode_jpeg(_synthetic_image(300, 400, 3)).numpy()
     png = tf.io.encode_png(_synthetic_image(180, 150, 1)).numpy()
@@ -78,6 +78,7 @@ def warmup_requests(model_name: str) -> list[prediction_log_pb2.PredictionLog]:
         (signatures.SERVING_DEFAULT, {signatures.IMAGE_BYTES: [jpeg]}),
         (signatures.SERVING_DEFAULT, {signatures.IMAGE_BYTES: [jpeg, png]}),
         (signatures.PREDICT_IMAGES, {signatures.IMAGES: _synthetic_image(256, 320, 3)[None]}),
+        (signatures.DENSE_CLASSIFY, {signatures.IMAGE_BYTES: [jpeg]}),
     ]
     logs = []
     for signature_name, inputs in bodies:

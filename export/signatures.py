@@ -1,9 +1,12 @@
 """The serving signatures: images in, top-k classes out, preprocessing inside the graph.
 
-Every signature decodes with `pipelines.decode_image` and preprocesses with
-`pipelines.preprocess_for_eval`, the evaluation pipeline's own single-view transform
-(shorter side 256, centre crop, normalise; STYLE.md item 5), so a served prediction is
-the centre-crop evaluation's prediction. The functions are plain TF ops (no
+Every signature decodes with `pipelines.decode_image` and preprocesses with the
+evaluation pipeline's own transforms (STYLE.md item 5): `pipelines.preprocess_for_eval`
+(shorter side 256, centre crop, normalise), so a served prediction is the centre-crop
+evaluation's prediction; `dense_classify` takes the whole image
+(`pipelines.transforms.preprocess_full`, the "full" eval mode) into
+`overfeat_tf.DenseEvaluator`, OverFeat's dense multi-scale evaluation (section 3.3). The
+functions are plain TF ops (no
 `py_function`: TF Serving cannot run it, DESIGN.md section 5) and are written into a
 `keras.export.ExportArchive`, which tracks the Keras 3 model's variables the way TF
 Serving's C++ loader needs (a plain `tf.saved_model.save` of a Keras 3 model loads in
@@ -15,11 +18,15 @@ Signatures (all batched; b may be 0):
   predict_images       images: uint8 [b, h, w, 3], any h, w.
   classify_tf_example  examples: string [b], serialized tf.train.Example protos with
                        `image/encoded` (the ImageNet TFRecord format).
+  dense_classify       image_bytes: as serving_default; every scale and flip of the
+                       dense evaluator (default: its six paper-pattern scales, flips).
 Outputs of each:
   classes        int32 [b, k]    top-k class indices, best first (k = min(top_k, classes)).
   class_names    string [b, k]   their names, looked up in the `class_names.txt` asset.
-  probabilities  float32 [b, k]  their softmax probabilities.
-  scores         float32 [b, n]  softmax probabilities of all n classes.
+  probabilities  float32 [b, k]  their probabilities.
+  scores         float32 [b, n]  probabilities of all n classes: the softmax of the
+                                 logits; for dense_classify, the per-class spatial max
+                                 of each view's softmax map, averaged over the views.
 """
 
 from __future__ import annotations
@@ -31,13 +38,16 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+import overfeat_tf
 import pipelines
 from pipelines import decode as pipelines_decode
 from pipelines import tfrecord_format
+from pipelines import transforms as pipelines_transforms
 
 SERVING_DEFAULT = "serving_default"
 PREDICT_IMAGES = "predict_images"
 CLASSIFY_TF_EXAMPLE = "classify_tf_example"
+DENSE_CLASSIFY = "dense_classify"
 
 IMAGE_BYTES = "image_bytes"
 IMAGES = "images"
@@ -51,6 +61,7 @@ INPUT_SPECS: dict[str, dict[str, tf.TensorSpec]] = {
     SERVING_DEFAULT: {IMAGE_BYTES: tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)},
     PREDICT_IMAGES: {IMAGES: tf.TensorSpec([None, None, None, 3], tf.uint8, name=IMAGES)},
     CLASSIFY_TF_EXAMPLE: {EXAMPLES: tf.TensorSpec([None], tf.string, name=EXAMPLES)},
+    DENSE_CLASSIFY: {IMAGE_BYTES: tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)},
 }
 
 
@@ -64,6 +75,8 @@ class ServingConfig:
       mean: per-channel mean [3] (or a mean image [H, W, 3]), 0-255 scale.
       std: per-channel std [3], 0-255 scale.
       top_k: how many classes each answer lists (at most the number of classes).
+      dense_scales: (height, width) scales of `dense_classify`; None: the dense
+        evaluator's `default_scales` for the model.
     """
 
     class_names: tuple[str, ...]
@@ -71,6 +84,7 @@ class ServingConfig:
     mean: Any
     std: Any
     top_k: int = 5
+    dense_scales: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -162,6 +176,7 @@ class ServingFunctions:
         self._k = min(config.top_k, num_classes)
         self._mean = tf.constant(config.mean, tf.float32)
         self._std = tf.constant(config.std, tf.float32)
+        self._dense = overfeat_tf.DenseEvaluator(model, scales=config.dense_scales)
 
     def preprocess_image(self, image: tf.Tensor) -> tf.Tensor:
         """uint8 [h, w, 3] -> float32 [s, s, 3]: the pipeline's eval transform."""
@@ -178,6 +193,16 @@ class ServingFunctions:
             lambda args: self.preprocess_image(decode_checked(*args)), (encoded, names)
         )
 
+    def answer(self, scores: tf.Tensor) -> dict[str, tf.Tensor]:
+        """float32 [b, n] class probabilities -> the outputs (module docstring)."""
+        probabilities, classes = tf.math.top_k(scores, k=self._k)
+        return {
+            "classes": classes,
+            "class_names": self._class_names.lookup(tf.cast(classes, tf.int64)),
+            "probabilities": probabilities,
+            "scores": scores,
+        }
+
     def classify(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         """float32 [b, s, s, 3] preprocessed images -> the outputs (module docstring)."""
         # TF 2.21's oneDNN convolution returns an empty batch unchanged (with the input's
@@ -187,14 +212,7 @@ class ServingFunctions:
             lambda: tf.cast(self._model(images, training=False), tf.float32),
             lambda: tf.zeros([0, self._num_classes]),
         )
-        scores = tf.nn.softmax(logits, axis=-1)
-        probabilities, classes = tf.math.top_k(scores, k=self._k)
-        return {
-            "classes": classes,
-            "class_names": self._class_names.lookup(tf.cast(classes, tf.int64)),
-            "probabilities": probabilities,
-            "scores": scores,
-        }
+        return self.answer(tf.nn.softmax(logits, axis=-1))
 
     def serve_image_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         """serving_default: tf.string [b] encoded images."""
@@ -213,12 +231,25 @@ class ServingFunctions:
         )
         return self.classify(self.preprocess_encoded(encoded, EXAMPLES))
 
+    def serve_dense(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        """dense_classify: tf.string [b] encoded images, each evaluated whole, alone."""
+        def dense_scores(args: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+            image = pipelines_transforms.preprocess_full(decode_checked(*args), self._mean,
+                                                         self._std)
+            return self._dense(image[tf.newaxis])[0]
+
+        names = _element_names(IMAGE_BYTES, tf.shape(image_bytes)[0])
+        scores = tf.map_fn(dense_scores, (image_bytes, names),
+                           fn_output_signature=tf.TensorSpec([self._num_classes], tf.float32))
+        return self.answer(scores)
+
     def endpoints(self) -> dict[str, Callable[[tf.Tensor], dict[str, tf.Tensor]]]:
         """Signature name -> body, in the order they are exported."""
         return {
             SERVING_DEFAULT: self.serve_image_bytes,
             PREDICT_IMAGES: self.serve_images,
             CLASSIFY_TF_EXAMPLE: self.serve_examples,
+            DENSE_CLASSIFY: self.serve_dense,
         }
 
 

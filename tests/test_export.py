@@ -174,6 +174,20 @@ def test_classify_tf_example_matches_image_bytes(loaded):
                          _serve(loaded, "serving_default", image_bytes=tf.constant(encoded)))
 
 
+def test_dense_classify_is_the_dense_evaluator_on_whole_images(exported, loaded):
+    model, config, _ = exported
+    batch = [_jpeg(_image(260, 390, seed=14)), _png(_image(300, 240, channels=1, seed=15))]
+    served = _serve(loaded, "dense_classify", image_bytes=tf.constant(batch))
+    evaluator = overfeat_tf.DenseEvaluator(model)
+    for i, encoded in enumerate(batch):
+        # The pipeline's "full" eval mode: whole image, shorter side 256, aspect kept.
+        image = pipelines.transforms.preprocess_full(
+            pipelines.decode_image(tf.constant(encoded)), config["mean"], config["std"])
+        expected = evaluator(image[None]).numpy()[0]
+        np.testing.assert_allclose(served["scores"][i], expected, atol=PROBABILITY_ATOL)
+        np.testing.assert_array_equal(served["classes"][i], np.argsort(-expected)[:TOP_K])
+
+
 @pytest.mark.parametrize("bad, message", [
     (lambda jpeg: jpeg[: len(jpeg) // 2], r"image_bytes\[1\] is not a valid image: truncated JPEG"),
     (lambda jpeg: b"this is not an image", r"image_bytes\[1\] is not a valid image: unknown"),
@@ -247,7 +261,7 @@ def test_warmup_requests_are_valid_requests(exported, loaded):
     logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
             for r in tf.data.TFRecordDataset(path)]
     assert {log.predict_log.request.model_spec.signature_name for log in logs} == {
-        "serving_default", "predict_images"}
+        "serving_default", "predict_images", "dense_classify"}
     for log in logs:
         name, inputs = serving_requests.inputs_from_predict_request(
             log.predict_log.request, loaded.signatures)
