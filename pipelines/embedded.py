@@ -77,6 +77,18 @@ def _marker_text(config: EmbeddedConfig) -> str:
     return json.dumps({"version": _VERSION, **dataclasses.asdict(config)}, sort_keys=True)
 
 
+def _complete_config(directory: str) -> EmbeddedConfig | None:
+    """The config of a complete data set of the current version in `directory`."""
+    marker = os.path.join(directory, _MARKER)
+    if not tf.io.gfile.exists(marker):
+        return None
+    with tf.io.gfile.GFile(marker) as f:
+        fields = json.loads(f.read())
+    if fields.pop("version", None) != _VERSION:
+        return None
+    return EmbeddedConfig(**fields)
+
+
 def _is_ours(directory: str) -> bool:
     """Whether every file in `directory` is one the generator writes."""
     names = tf.io.gfile.listdir(directory)
@@ -84,21 +96,24 @@ def _is_ours(directory: str) -> bool:
     return all(n in ours or n.split("-")[0] in SPLITS for n in names)
 
 
-def ensure_embedded_dataset(data_dir: str, config: EmbeddedConfig = EmbeddedConfig()) -> str:
+def ensure_embedded_dataset(data_dir: str, config: EmbeddedConfig | None = None) -> str:
     """Returns `data_dir` holding the complete embedded data set, generating it if needed.
 
-    Reuses an existing copy whose completion marker matches `config`. Generates into
-    a temporary sibling directory and renames it, so an interrupted or concurrent run
-    never leaves a half-written set behind.
+    Args:
+      data_dir: directory of the shards (created).
+      config: sizes and seed. None: reuse any complete set already in `data_dir`, else
+        generate the default `EmbeddedConfig()`. Given: reuse only a set made with it.
+
+    Generates into a temporary sibling directory and renames it, so an interrupted or
+    concurrent run never leaves a half-written set behind.
 
     Raises:
       ValueError: `data_dir` exists and holds files the generator does not write.
     """
-    marker = os.path.join(data_dir, _MARKER)
-    if tf.io.gfile.exists(marker):
-        with tf.io.gfile.GFile(marker) as f:
-            if f.read() == _marker_text(config):
-                return data_dir
+    existing = _complete_config(data_dir)
+    if existing is not None and config in (None, existing):
+        return data_dir
+    config = config or EmbeddedConfig()
     if tf.io.gfile.exists(data_dir) and not _is_ours(data_dir):
         raise ValueError(f"data_dir {data_dir!r} exists and is not an embedded data set; "
                          f"name an empty or new directory")

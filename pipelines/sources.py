@@ -103,6 +103,8 @@ def write_counts_file(directory: str, counts: dict[str, int]) -> None:
 class TFRecordSource(Source):
     """Sharded TFRecords in the build_imagenet_data format: `<dir>/<split>-*`.
 
+    The splits are those with shards named `<split>-NNNNN-of-NNNNN` in the directory.
+
     Class names come from `<dir>/labels.txt` when present (written by the converter and
     the embedded generator); otherwise ImageNet's 1000 classes are assumed and named by
     their index, since build_imagenet_data writes no class list.
@@ -110,9 +112,10 @@ class TFRecordSource(Source):
 
     has_boxes = True
 
-    def __init__(self, directory: str, splits: tuple[str, ...] = ("train", "validation")):
+    def __init__(self, directory: str):
         self.directory = directory
-        self.splits = list(splits)
+        shards = tf.io.gfile.glob(os.path.join(directory, "*-[0-9][0-9][0-9][0-9][0-9]-of-*"))
+        self.splits = sorted({os.path.basename(p).rsplit("-", 3)[0] for p in shards})
         classes = read_labels_file(directory)
         if classes is None:
             self.class_names = [str(i) for i in range(_NUM_IMAGENET_CLASSES)]
@@ -254,10 +257,12 @@ class TFDSSource(Source):
         return keys[0]
 
     def _tfds_split(self, split: str) -> str:
+        # Split metadata can be absent (e.g. under tfds.testing.mock_data): then the
+        # names are passed through.
         available = list(self.builder.info.splits)
         if split == "validation" and "validation" not in available and "test" in available:
             return "test"
-        if split not in ("train", "validation") or split not in available:
+        if split not in ("train", "validation") or (available and split not in available):
             raise ValueError(f"Unknown split {split!r} for TFDS {self.name!r}; "
                              f"valid splits: train, validation (available: {available})")
         return split
@@ -282,14 +287,16 @@ class TFDSSource(Source):
         return dataset.map(to_record, num_parallel_calls=AUTOTUNE)
 
     def num_examples(self, split):
-        return self.builder.info.splits[self._tfds_split(split)].num_examples
+        splits = self.builder.info.splits
+        name = self._tfds_split(split)
+        return splits[name].num_examples if name in splits else None
 
 
 def _open_embedded(location: str, data_dir: str | None) -> Source:
     from pipelines import embedded  # Imports the generator only when needed.
 
     directory = embedded.ensure_embedded_dataset(data_dir or embedded.DEFAULT_DIR)
-    return TFRecordSource(directory, splits=embedded.SPLITS)
+    return TFRecordSource(directory)
 
 
 _SCHEMES = {
