@@ -85,6 +85,17 @@ def _as_scale(scale: int | Sequence[int]) -> Scale:
     return (int(height), int(width))
 
 
+def parse_scales(values: Sequence[str]) -> list[Scale]:
+    """`["245x245", "281x317", "300"]` -> [(245, 245), (281, 317), (300, 300)]."""
+    scales = []
+    for value in values:
+        parts = value.strip().lower().split("x")
+        if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+            raise ValueError(f"{value!r} is not HxW or S, e.g. 245x245,281x317")
+        scales.append((int(parts[0]), int(parts[-1])))
+    return scales
+
+
 def resize_to_scale(images: tf.Tensor, scale: Scale) -> tf.Tensor:
     """Resizes `[b, h, w, c]` so that min(h, w) becomes min(scale), aspect kept.
 

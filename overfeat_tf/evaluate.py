@@ -66,17 +66,14 @@ class FlagError(ValueError):
     """A flag value that cannot work, reported as one line naming the flag."""
 
 
-def parse_scales(values: list[str] | None) -> list[tuple[int, int]] | None:
-    """`["245x245", "281x317", "300"]` -> [(245, 245), (281, 317), (300, 300)]."""
-    if values is None:
+def _scales() -> list[tuple[int, int]] | None:
+    """--scales as (height, width) pairs; None: the model's defaults."""
+    if FLAGS.scales is None:
         return None
-    scales = []
-    for value in values:
-        parts = value.lower().split("x")
-        if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
-            raise FlagError(f"--scales: {value!r} is not HxW or S, e.g. --scales=245x245,281x317")
-        scales.append((int(parts[0]), int(parts[-1])))
-    return scales
+    try:
+        return dense.parse_scales(FLAGS.scales)
+    except ValueError as e:
+        raise FlagError(f"--scales: {e}") from e
 
 
 def _modes() -> list[str]:
@@ -104,7 +101,7 @@ def _check_flags() -> None:
 
 
 def _model_dir_evaluators(model) -> list[evaluation.Evaluator]:
-    scales = parse_scales(FLAGS.scales)
+    scales = _scales()
     factories = {
         "center": lambda: evaluation.CenterEvaluator(model),
         "ten_view": lambda: evaluation.TenViewEvaluator(model),
@@ -171,7 +168,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise FlagError(f"Unexpected arguments: {' '.join(argv[1:])}")
     _check_flags()
-    parse_scales(FLAGS.scales)  # a malformed --scales fails before the model loads
+    _scales()  # a malformed --scales fails before the model loads
     evaluators, about, config, default_json = _restore()
     try:
         source = pipelines.open_source(FLAGS.data, FLAGS.data_dir)
