@@ -112,3 +112,26 @@ def test_saved_model_without_a_usable_signature_is_a_clear_error(tmp_path):
     tf.saved_model.save(module, str(tmp_path), signatures={"other": module.f})
     with pytest.raises(ValueError, match=r"signatures: \['other'\]"):
         evaluation.SavedModelEvaluator(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_saved_model_center_equals_model_center(tmp_path):
+    # The export serves the pipeline's own centre-crop transform (STYLE.md item 5), so its
+    # scores equal CenterEvaluator's on the pipeline's centre crops.
+    import pipelines
+    from export import saved_model, signatures
+
+    model = _model()
+    info = overfeat_tf.model_info(model)
+    config = signatures.ServingConfig(class_names=tuple("abcde"), crop_size=info.input_size,
+                                      mean=info.mean, std=info.std)
+    paths = saved_model.export_model(model, config, str(tmp_path), model_name="m")
+    served = evaluation.SavedModelEvaluator(paths.saved_model_dir)
+    assert served.input_mode == "encoded"
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (260 + 7 * i, 300 - 5 * i, 3), dtype=np.uint8) for i in range(3)]
+    encoded = tf.stack([tf.io.encode_png(image) for image in images])
+    crops = tf.stack([pipelines.preprocess_for_eval(image, info.input_size, info.mean, info.std)
+                      for image in images])
+    np.testing.assert_allclose(served(encoded), evaluation.CenterEvaluator(model)(crops),
+                               atol=1e-5)
