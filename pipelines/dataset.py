@@ -34,8 +34,7 @@ def _check_bytes(strict: bool, counter: BadRecordCounter | None):
     """
     def predicate(record: dict[str, tf.Tensor]) -> tf.Tensor:
         ok, reason = decode.check_encoded(record["encoded"])
-        message = tf.strings.format("Bad image in record {}: {}",
-                                    (record["filename"], reason), summarize=-1)
+        message = tf.strings.join(["Bad image in record ", record["filename"], ": ", reason])
         if strict:
             with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
                 return tf.identity(ok)
@@ -68,10 +67,11 @@ def _finish(num_classes: int, with_boxes: bool):
     def finish(element: dict[str, tf.Tensor]):
         labels = tf.concat([element["label"][tf.newaxis], element["box_labels"]], 0)
         ok = tf.reduce_all(tf.logical_and(labels >= 0, labels < num_classes))
-        message = tf.strings.format(
-            "Record {} has label {} and box labels {} (0-based; TFRecords store them "
-            "1-based, -1 = missing): valid labels are 0.." + str(num_classes - 1),
-            (element["filename"], element["label"], element["box_labels"]), summarize=-1)
+        message = tf.strings.join([
+            "Record ", element["filename"], tf.strings.format(
+                " has label {} and box labels {} (0-based; TFRecords store them 1-based, "
+                "-1 = missing): valid labels are 0.." + str(num_classes - 1),
+                (element["label"], element["box_labels"]), summarize=-1)])
         with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
             label = tf.identity(element["label"])
         if not with_boxes:
@@ -138,8 +138,8 @@ def _validate(source: Source, *, batch_size, training, crop_size, mean, std, rec
         fail("with_boxes", with_boxes, f"{type(source).__name__} has no boxes")
     if with_boxes and not training and eval_mode == "ten_view":
         fail("with_boxes", with_boxes, "boxes are not produced for eval_mode='ten_view'")
-    if deterministic and seed is None:
-        fail("seed", seed, "deterministic=True needs an integer seed")
+    if deterministic and training and seed is None:
+        fail("seed", seed, "deterministic=True training needs an integer seed")
     if bad_records is not None and data_service is not None:
         fail("bad_records", bad_records, "cannot count on tf.data service workers: "
              "pass bad_records=None with data_service")
