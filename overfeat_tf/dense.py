@@ -124,6 +124,12 @@ class DenseEvaluator:
     Input images are float32 `[b, h, w, 3]`, normalised as the model expects
     (`model_info(model).mean / std`), of any size; all scales are computed from them in
     one `tf.function` whose signature leaves h and w unknown (one trace for all sizes).
+
+    Attributes:
+      scales: the (height, width) scales. views: (scale, flipped) per map, the order of
+      `score_maps`. offsets: pooling offsets per axis (s, or 1 when coarse).
+      cell_stride: input pixels between map cells. name, input_mode, description: the
+      `overfeat_tf.evaluation.Evaluator` interface (reads whole images, "full").
     """
 
     name = "dense"
@@ -154,9 +160,8 @@ class DenseEvaluator:
             f"{len(self.scales)} scale{'s' * (len(self.scales) > 1)}, "
             f"{'fine' if fine_stride else 'coarse'} stride{', flips' if flips else ''}"
         )
-        self.views: tuple[View, ...] = tuple(
-            (scale, flipped) for scale in self.scales for flipped in ((False, True) if flips else (False,))
-        )
+        flipped = (False, True) if flips else (False,)
+        self.views: tuple[View, ...] = tuple((s, f) for s in self.scales for f in flipped)
         pool = self.info.last_pool
         self.offsets = pool.stride if fine_stride else 1
         self.cell_stride = fine_cell_stride(self.info) if fine_stride else self.info.stride

@@ -35,7 +35,9 @@ MODES = ("center", "ten_view", "dense")
 
 flags.DEFINE_string("model_dir", None, "A training run's directory (model.json + checkpoints).")
 flags.DEFINE_string("checkpoint", None, "A checkpoint of --model_dir (default: the latest).")
-flags.DEFINE_string("saved_model", None, "An exported SavedModel directory (instead of --model_dir).")
+flags.DEFINE_string(
+    "saved_model", None, "An exported SavedModel directory (instead of --model_dir)."
+)
 flags.DEFINE_string(
     "data", "embedded", "Data source: embedded, tfrecord:/dir, tfds:NAME or folder:/dir."
 )
@@ -206,7 +208,8 @@ def main(argv: list[str]) -> int:
         "data": FLAGS.data,
         "split": FLAGS.split,
         "results": {
-            name: {**metrics, "description": descriptions[name]} for name, metrics in results.items()
+            name: {**metrics, "description": descriptions[name]}
+            for name, metrics in results.items()
         },
     }
     if settings:

@@ -110,7 +110,8 @@ class SavedModelEvaluator:
                 continue
             inputs = signatures[key].structured_input_signature[1]
             outputs = signatures[key].structured_outputs
-            if len(inputs) == 1 and next(iter(inputs.values())).dtype == dtype and "scores" in outputs:
+            usable = len(inputs) == 1 and next(iter(inputs.values())).dtype == dtype
+            if usable and "scores" in outputs:
                 self._fn = signatures[key]
                 self._input_name = next(iter(inputs))
                 self.input_mode = mode
@@ -163,7 +164,9 @@ def evaluate(
     }
 
 
-def format_table(results: Mapping[str, Mapping[str, float]], descriptions: Mapping[str, str]) -> str:
+def format_table(
+    results: Mapping[str, Mapping[str, float]], descriptions: Mapping[str, str]
+) -> str:
     """The results as a text table, one row per mode: top-1 / top-5 error in %."""
     width = max(len(f"{name} ({descriptions[name]})") for name in results)
     header = f"{'mode':<{width}}  top-1 err %  top-5 err %  examples  img/s"

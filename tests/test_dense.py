@@ -202,7 +202,8 @@ def test_fine_cell_strides():
 
 
 def test_parse_scales():
-    assert dense.parse_scales(["245x245", " 281X317", "300"]) == [(245, 245), (281, 317), (300, 300)]
+    parsed = dense.parse_scales(["245x245", " 281X317", "300"])
+    assert parsed == [(245, 245), (281, 317), (300, 300)]
     for bad in ["2x3x4", "24y5", "", "-245"]:
         with pytest.raises(ValueError, match="is not HxW or S"):
             dense.parse_scales([bad])

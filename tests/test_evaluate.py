@@ -61,7 +61,9 @@ def test_all_modes_print_a_table_and_write_json(workspace, subprocess_env):
     assert [line.split()[0] for line in table.splitlines()[2:5]] == ["center", "ten_view", "dense"]
     report = json.loads((workspace / "run" / "eval.json").read_text())
     assert report["model"] == "overfeat_fast"
-    assert report["dense"] == {"scales": [[231, 231], [247, 279]], "fine_stride": True, "flips": True}
+    assert report["dense"] == {
+        "scales": [[231, 231], [247, 279]], "fine_stride": True, "flips": True
+    }
     for mode in ("center", "ten_view", "dense"):
         metrics = report["results"][mode]
         assert metrics["examples"] == 6
