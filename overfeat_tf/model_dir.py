@@ -1,7 +1,8 @@
 """The on-disk layout of a training run, shared by training, evaluation and export.
 
 `<model_dir>/model.json` records how to rebuild the model (registry name, `build_model`
-keyword arguments, class names, input normalisation); `<model_dir>/ckpt-N*` are
+keyword arguments, class names, the input normalisation it was trained with: read
+`mean`/`std` from here, not from the registry, since "he" runs differ); `<model_dir>/ckpt-N*` are
 `tf.train.CheckpointManager` checkpoints of `tf.train.Checkpoint(model=..., ...)`.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from overfeat_tf.models import build_model, model_info
+from overfeat_tf.models import build_model, model_info, normalization
 
 CONFIG_FILE = "model.json"
 
@@ -30,14 +31,14 @@ def write_config(
 
     `build_kwargs` are `build_model`'s arguments besides the name (num_classes, width, ...).
     """
-    info = model_info(name)
+    mean, std = normalization(name, build_kwargs.get("init", "paper"))
     config = {
         "name": name,
         "build_kwargs": dict(build_kwargs),
         "class_names": list(class_names),
-        "input_size": info.input_size,
-        "mean": list(info.mean),
-        "std": list(info.std),
+        "input_size": model_info(name).input_size,
+        "mean": list(mean),
+        "std": list(std),
     }
     tf.io.gfile.makedirs(model_dir)
     path = os.path.join(model_dir, CONFIG_FILE)

@@ -7,6 +7,7 @@ from overfeat_tf.models.registry import (
     build_model,
     model_info,
     native_input_size,
+    normalization,
 )
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "layer_names",
     "model_info",
     "native_input_size",
+    "normalization",
     "trunk",
 ]

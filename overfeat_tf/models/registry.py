@@ -15,6 +15,8 @@ from overfeat_tf.models import alexnet, overfeat, spec as spec_lib
 # Per-channel ImageNet means on the 0-255 scale (DESIGN.md section 4); AlexNet and
 # ZFNet feed mean-subtracted raw pixels.
 IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)
+# Per-channel std of ImageNet pixels, 0-255 scale (torchvision's constants x 255).
+IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
 # The original OverFeat release: (pixel - 118.380948) / 61.896913 (DESIGN.md section 2).
 OVERFEAT_MEAN, OVERFEAT_STD = 118.380948, 61.896913
 
@@ -88,6 +90,23 @@ def model_info(model: str | keras.Model) -> ModelInfo:
         ) from None
 
 
+def normalization(
+    name: str, init: str = "paper"
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """(mean, std), 0-255 scale, of the input a model built with `init` expects.
+
+    The papers' normalisation, except that "he" initialisation needs unit-variance
+    inputs: AlexNet and ZFNet (paper: mean subtraction only, pixels' std about 58) then
+    also divide by ImageNet's per-channel std. Without it the first layer's gradients,
+    which scale with the pixels, are ~3000x too large relative to its weights and SGD
+    diverges in a few steps.
+    """
+    info = model_info(name)
+    if init == "he" and info.std == (1.0, 1.0, 1.0):
+        return info.mean, IMAGENET_STD_RGB
+    return info.mean, info.std
+
+
 def native_input_size(name: str) -> int:
     """Side of the square input the model's classifier was designed for, pixels."""
     return model_info(name).input_size
@@ -109,7 +128,10 @@ def build_model(
       num_classes: size of the last layer.
       width: multiplies every channel count (not the geometry); 1.0 is the paper.
       dropout: rate on the inputs of the first two FC layers (0.5 in the papers).
-      init: "paper" (weights N(0, 0.01), the papers' biases) or "he".
+      init: "paper" (weights N(0, 0.01), the papers' biases) or "he" (He et al. 2015,
+        zero biases, the class layer N(0, 0.01); for unit-variance inputs, see
+        `normalization`: trains from scratch in hundreds of steps where N(0, 0.01)
+        needs thousands).
       grouped_conv: "split" (fast) or "native" (`Conv2D(groups=2)`, for comparison).
 
     Images are normalised as `model_info(name)` says; s = `native_input_size(name)`.

@@ -92,7 +92,10 @@ def _initializers(init: str, bias: float):
         # OverFeat section 3.1); biases as each table says.
         return keras.initializers.RandomNormal(0.0, 0.01), keras.initializers.Constant(bias)
     if init == "he":
-        return keras.initializers.HeNormal(), keras.initializers.Constant(bias)
+        # He et al. 2015 with zero biases; assumes unit-variance inputs
+        # (`registry.normalization`). The papers' biases of 1 under He weights make
+        # activations grow layer by layer and SGD at lr 0.01 diverges in a few steps.
+        return keras.initializers.HeNormal(), keras.initializers.Zeros()
     raise ValueError(f"init must be 'paper' or 'he'; received: {init!r}")
 
 
@@ -129,8 +132,9 @@ def _trunk_layers(row: TrunkLayer, width: float, init: str, grouped_conv: str):
 
 
 def _head_layers(row: FC, width: float, num_classes: int, dropout: float, init: str):
-    kernel_init, bias_init = _initializers(init, row.bias)
     is_class_layer = row.units is None
+    # The class layer keeps the papers' N(0, 0.01) under "he" too: small initial logits.
+    kernel_init, bias_init = _initializers("paper" if is_class_layer else init, row.bias)
     layers = []
     if row.dropout and dropout > 0:
         layers.append(keras.layers.Dropout(dropout, name=f"{row.name}_dropout"))

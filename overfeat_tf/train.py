@@ -1,0 +1,248 @@
+r"""Trains a paper model: `overfeat-train` / `python -m overfeat_tf.train`.
+
+With no flags this is the project's main job: it generates the embedded data set if
+absent, trains a reduced-width AlexNet on it, evaluates on its validation split, exports
+a SavedModel and a `.keras` file, and prints where everything went:
+
+    overfeat-train
+
+On ImageNet TFRecords with the paper's recipe, over every local GPU:
+
+    overfeat-train --model=alexnet --data=tfrecord:/data/imagenet \
+        --model_dir=runs/alexnet --steps_per_epoch=10009
+
+Run the same command again after an interruption: it resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+from absl import app, flags
+
+import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtime.py)
+from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf.training import recipes, strategies
+from overfeat_tf.training.trainer import TrainConfig, Trainer, TrainingDiverged
+
+import keras  # noqa: E402  (after overfeat_tf: oneDNN)
+import pipelines  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# The main job's demo configuration, used for each of these flags the user leaves unset
+# while training on the embedded data set.
+DEMO = {"model": "alexnet", "width": 0.25, "epochs": 12, "batch_size": 64, "init": "he"}
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("model", None, list(overfeat_tf.MODEL_NAMES), "Model to train (default alexnet).")
+flags.DEFINE_string(
+    "data", "embedded", "Data source: embedded, tfrecord:DIR, tfds:NAME or folder:DIR."
+)
+flags.DEFINE_string("data_dir", None, "Where the embedded data set or TFDS data live.")
+flags.DEFINE_string("model_dir", None, "Checkpoints, summaries, metrics (default runs/<model>).")
+flags.DEFINE_integer("epochs", None, "Epochs (default: the recipe's; 12 on embedded data).")
+flags.DEFINE_integer("max_steps", None, "Stop after this many steps in total.")
+flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: train size / batch).")
+flags.DEFINE_integer("batch_size", None, "Global batch size (default: the recipe's).")
+flags.DEFINE_float("width", None, "Channel multiplier (default 1.0; 0.25 on embedded data).")
+flags.DEFINE_enum(
+    "recipe", None, list(recipes.RECIPES), "Training recipe (default: the model's paper)."
+)
+flags.DEFINE_float("learning_rate", None, "Override the recipe's initial learning rate.")
+flags.DEFINE_float("momentum", None, "Override the recipe's momentum.")
+flags.DEFINE_float("weight_decay", None, "Override the recipe's coupled L2 weight decay.")
+flags.DEFINE_enum("schedule", None, ["plateau", "step"], "Override the recipe's schedule.")
+flags.DEFINE_list("step_epochs", None, "Override the step schedule's epochs.")
+flags.DEFINE_float("max_filter_rms", None, "Override ZFNet's filter RMS cap (0 disables).")
+flags.DEFINE_enum("init", None, ["paper", "he"], "Weight initialisation (default paper).")
+flags.DEFINE_float("dropout", None, "Override the dropout rate.")
+flags.DEFINE_enum("strategy", "auto", list(strategies.STRATEGIES), "Distribution strategy.")
+flags.DEFINE_enum(
+    "mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"], "Dtype policy."
+)
+flags.DEFINE_integer("seed", 0, "Seed of initialisation and data order.")
+flags.DEFINE_bool(
+    "deterministic", False, "Same batches in the same order for a seed (slower input)."
+)
+flags.DEFINE_bool("xla", False, "Compile the forward/backward pass with XLA.")
+flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.")
+flags.DEFINE_bool("strict", False, "Fail on a corrupt image instead of skipping it.")
+flags.DEFINE_bool("pca_lighting", True, "AlexNet's PCA colour augmentation.")
+flags.DEFINE_bool("export", True, "Export a SavedModel and .keras file after training.")
+flags.DEFINE_string("export_base", None, "Export directory (default <model_dir>/export).")
+
+
+class FlagError(ValueError):
+    """A flag value that cannot work, reported as one line naming the flag."""
+
+
+def _demo_or(flag: str, fallback):
+    """The flag's value; else the demo value on embedded data; else `fallback`."""
+    value = getattr(FLAGS, flag)
+    if value is not None:
+        return value
+    return DEMO[flag] if FLAGS.data == "embedded" else fallback
+
+
+def resolve_recipe(model: str) -> recipes.Recipe:
+    """The recipe named by --recipe (or the model's), with every override flag applied."""
+    recipe = recipes.get_recipe(FLAGS.recipe or overfeat_tf.model_info(model).recipe)
+    overrides = {
+        "learning_rate": FLAGS.learning_rate,
+        "momentum": FLAGS.momentum,
+        "weight_decay": FLAGS.weight_decay,
+        "schedule": FLAGS.schedule,
+        "dropout": FLAGS.dropout,
+        "init": _demo_or("init", None),
+        "batch_size": _demo_or("batch_size", None),
+        "epochs": _demo_or("epochs", None),
+    }
+    if FLAGS.step_epochs is not None:
+        try:
+            overrides["step_epochs"] = tuple(int(e) for e in FLAGS.step_epochs)
+        except ValueError:
+            raise FlagError(f"--step_epochs must be integers; received {FLAGS.step_epochs}")
+    if FLAGS.max_filter_rms is not None:
+        overrides["max_filter_rms"] = FLAGS.max_filter_rms or None
+    return dataclasses.replace(
+        recipe, **{k: v for k, v in overrides.items() if v is not None}
+    )
+
+
+def _check_flags(recipe: recipes.Recipe, source, strategy) -> None:
+    if recipe.batch_size % strategy.num_replicas_in_sync:
+        raise FlagError(
+            f"--batch_size={recipe.batch_size} is not divisible by the "
+            f"{strategy.num_replicas_in_sync} replicas of --strategy={FLAGS.strategy}"
+        )
+    for flag in ("epochs", "batch_size", "steps_per_epoch", "max_steps", "checkpoint_every"):
+        value = getattr(FLAGS, flag)
+        if value is not None and value < 1:
+            raise FlagError(f"--{flag} must be >= 1; received {value}")
+    if FLAGS.steps_per_epoch is None and source.num_examples("train") is None:
+        raise FlagError(f"--steps_per_epoch is needed: {FLAGS.data} does not know its size")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise FlagError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    model_name = _demo_or("model", "alexnet")
+    info = overfeat_tf.model_info(model_name)
+    recipe = resolve_recipe(model_name)
+    mean, std = overfeat_tf.models.normalization(model_name, recipe.init)
+    width = _demo_or("width", 1.0)
+    model_dir = FLAGS.model_dir or os.path.join("runs", model_name)
+    if FLAGS.mixed_precision != "none":
+        keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
+    keras.utils.set_random_seed(FLAGS.seed)
+    try:
+        source = pipelines.open_source(FLAGS.data, FLAGS.data_dir)
+    except (ValueError, FileNotFoundError) as e:
+        raise FlagError(f"--data={FLAGS.data}: {e}") from e
+    strategy = strategies.make_strategy(FLAGS.strategy)
+    _check_flags(recipe, source, strategy)
+
+    build_kwargs = {
+        "num_classes": source.num_classes,
+        "width": width,
+        "dropout": recipe.dropout,
+        "init": recipe.init,
+    }
+    if strategies.is_chief(strategy):
+        model_dir_lib.write_config(
+            model_dir, name=model_name, build_kwargs=build_kwargs, class_names=source.class_names
+        )
+    steps_per_epoch = FLAGS.steps_per_epoch or source.num_examples("train") // recipe.batch_size
+    config = TrainConfig(
+        model_dir=model_dir,
+        recipe=recipe,
+        steps_per_epoch=steps_per_epoch,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        mean=mean,
+        std=std,
+        max_steps=FLAGS.max_steps,
+        checkpoint_every=FLAGS.checkpoint_every,
+        keep_checkpoints=FLAGS.keep_checkpoints,
+        xla=FLAGS.xla,
+    )
+    bad_records = pipelines.BadRecordCounter()
+    common = dict(crop_size=info.input_size, mean=mean, std=std, strict=FLAGS.strict)
+
+    def train_dataset(epoch: int, skip: int, context: tf.distribute.InputContext):
+        dataset = pipelines.build_dataset(
+            source,
+            "train",
+            batch_size=context.get_per_replica_batch_size(recipe.batch_size),
+            training=True,
+            recipe=recipe.pipeline,
+            pca_lighting=FLAGS.pca_lighting,
+            input_context=context,
+            seed=FLAGS.seed * 1000 + epoch,
+            deterministic=FLAGS.deterministic,
+            repeat=True,
+            bad_records=bad_records,
+            **common,
+        )
+        # Resuming mid-epoch: the epoch's order is fixed by its seed; skip what was seen.
+        return dataset.skip(skip)
+
+    def eval_dataset(context: tf.distribute.InputContext):
+        return pipelines.build_dataset(
+            source,
+            "validation",
+            batch_size=context.get_per_replica_batch_size(recipe.batch_size),
+            training=False,
+            input_context=context,
+            bad_records=bad_records,
+            **common,
+        )
+
+    def report_bad_records(epoch: int, history) -> None:
+        skipped = int(bad_records.value())
+        if skipped:
+            print(f"Epoch {epoch + 1}: skipped {skipped} unreadable images so far.", flush=True)
+
+    trainer = Trainer(
+        config,
+        strategy,
+        lambda: overfeat_tf.build_model(model_name, **build_kwargs),
+    )
+    metrics = trainer.fit(train_dataset, eval_dataset, on_epoch_end=report_bad_records)
+    if not strategies.is_chief(strategy):
+        return 0
+    print(
+        f"\n{model_name} (width {width}) on {FLAGS.data}: validation top-1 error "
+        f"{metrics.get('val_top1_error', float('nan')):.2f} %, top-5 error "
+        f"{metrics.get('val_top5_error', float('nan')):.2f} %"
+    )
+    print(f"Checkpoints and metrics.json: {model_dir}")
+    print(f"TensorBoard:                  tensorboard --logdir {model_dir}")
+    if FLAGS.export:
+        _export(model_dir)
+    return 0
+
+
+def _export(model_dir: str) -> None:
+    from export import export_model_dir
+
+    export_base = FLAGS.export_base or os.path.join(model_dir, "export")
+    paths = export_model_dir(model_dir, export_base)
+    for kind, path in paths.items():
+        print(f"{kind + ':':<30}{path}")
+
+
+def run() -> None:
+    """Console-script entry point: one-line errors for bad flags."""
+    try:
+        app.run(main)
+    except (FlagError, TrainingDiverged) as e:
+        sys.exit(f"overfeat-train: {e}")
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""Training: the papers' recipes, schedules, strategies and the custom loop."""

@@ -1,0 +1,80 @@
+"""The papers' training recipes as data (DESIGN.md section 1).
+
+A `Recipe` holds one paper's optimiser, regularisation, schedule and initialisation;
+the training binary's flags override single fields with `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """SGD with momentum and coupled L2 weight decay, plus a learning-rate schedule.
+
+    Attributes:
+      learning_rate: initial rate.
+      momentum: SGD momentum.
+      weight_decay: L2 coefficient added to the gradient of every kernel before the
+        momentum update (`v = m v - wd lr w - lr grad`, AlexNet section 5); not Keras 3's
+        decoupled `weight_decay`.
+      batch_size: global batch, images.
+      schedule: "plateau" (divide by `plateau_factor` when validation top-1 error stops
+        improving, at most `plateau_max_drops` times) or "step" (multiply by
+        `step_factor` after each epoch in `step_epochs`).
+      init, dropout: `build_model` arguments.
+      max_filter_rms: after every update, rescale each conv filter whose RMS exceeds
+        this to exactly this (ZFNet section 3); None disables.
+      pipeline: the pipeline's augmentation recipe ("alexnet" or "overfeat").
+      epochs: the paper's training length, epochs.
+    """
+
+    learning_rate: float
+    momentum: float
+    weight_decay: float
+    batch_size: int
+    schedule: str
+    init: str = "paper"
+    dropout: float = 0.5
+    plateau_factor: float = 10.0
+    plateau_patience: int = 1
+    plateau_max_drops: int = 3
+    step_epochs: tuple[int, ...] = ()
+    step_factor: float = 0.5
+    max_filter_rms: float | None = None
+    pipeline: str = "alexnet"
+    epochs: int = 90
+
+
+RECIPES: dict[str, Recipe] = {
+    # AlexNet section 5: batch 128, momentum 0.9, weight decay 5e-4, lr 0.01 divided by
+    # 10 when the validation error stopped improving, three times in ~90 epochs.
+    "alexnet": Recipe(
+        learning_rate=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128,
+        schedule="plateau", epochs=90,
+    ),
+    # ZFNet section 3: AlexNet's optimiser (lr 0.01, momentum 0.9, batch 128) with
+    # filter RMS renormalisation to 0.1; weight decay as AlexNet's; 70 epochs.
+    "zfnet": Recipe(
+        learning_rate=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128,
+        schedule="plateau", max_filter_rms=0.1, epochs=70,
+    ),
+    # OverFeat section 3.1: batch 128, momentum 0.6, L2 weight decay 1e-5, lr 0.05
+    # halved after epochs 30, 50, 60, 70, 80.
+    "overfeat": Recipe(
+        learning_rate=0.05, momentum=0.6, weight_decay=1e-5, batch_size=128,
+        schedule="step", step_epochs=(30, 50, 60, 70, 80), step_factor=0.5,
+        pipeline="overfeat", epochs=90,
+    ),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called `name`; `ValueError` lists the valid names."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown recipe {name!r}; valid recipes: {', '.join(RECIPES)}"
+        ) from None

@@ -1,0 +1,340 @@
+"""The training loop: a custom `strategy.run` loop for every `tf.distribute` strategy.
+
+Keras 3 `model.fit` fails under MultiWorkerMirroredStrategy (keras #20585), so one custom
+loop serves one device, MirroredStrategy and MultiWorkerMirroredStrategy alike. Progress
+lives in a `tf.train.Checkpoint` (model, optimiser, step, finished epochs, schedule) saved
+every `checkpoint_every` steps and at each epoch end by the chief only; a restarted run
+resumes from the last one, at the same step and position in the epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from overfeat_tf.training import constraints, schedules, strategies
+from overfeat_tf.training.recipes import Recipe
+
+# dataset_fn(epoch, skip_batches, input_context) -> per-replica batched dataset.
+TrainDatasetFn = Callable[[int, int, tf.distribute.InputContext], tf.data.Dataset]
+EvalDatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """What one run trains, for how long, and where it writes.
+
+    Attributes:
+      model_dir: checkpoints, TensorBoard summaries and `metrics.json`.
+      recipe: the paper's optimiser and schedule (flags already applied).
+      steps_per_epoch: global steps that make one pass over the training split.
+      epochs: epochs to train; `max_steps` stops earlier when set.
+      batch_size: global batch, images.
+      mean, std: the input normalisation, to show input images in TensorBoard.
+      checkpoint_every: steps between checkpoints (besides each epoch end).
+      xla: compile the forward/backward pass with XLA.
+    """
+
+    model_dir: str
+    recipe: Recipe
+    steps_per_epoch: int
+    epochs: int
+    batch_size: int
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    max_steps: int | None = None
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    xla: bool = False
+    log_every: int = 20
+    verbose: bool = True
+
+
+class Trainer:
+    """Trains a model built under `strategy.scope()` by `model_fn`."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        strategy: tf.distribute.Strategy,
+        model_fn: Callable[[], keras.Model],
+        optimizer_fn: Callable[[], keras.optimizers.Optimizer] | None = None,
+    ) -> None:
+        self.config = config
+        self.strategy = strategy
+        self.is_chief = strategies.is_chief(strategy)
+        recipe = config.recipe
+        if config.batch_size % strategy.num_replicas_in_sync:
+            raise ValueError(
+                f"batch_size {config.batch_size} is not divisible by the "
+                f"{strategy.num_replicas_in_sync} replicas"
+            )
+        with strategy.scope():
+            self.model = model_fn()
+            self.optimizer = (optimizer_fn or self._default_optimizer)()
+            self.optimizer.build(self.model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+            self.plateau = schedules.PlateauSchedule(recipe)
+        self.num_classes = self.model.output.shape[-1]
+        self._kernels = [v for v in self.model.trainable_variables if "kernel" in v.path]
+        self._conv_kernels = [
+            layer.kernel
+            for layer in self.model.layers
+            if isinstance(layer, keras.layers.Conv2D) and layer.name.startswith("conv")
+        ]
+        checkpoint = tf.train.Checkpoint(
+            model=self.model,
+            optimizer=self.optimizer,
+            step=self.step,
+            epochs_done=self.epochs_done,
+            plateau=self.plateau,
+        )
+        # Every worker saves (saving may run collectives); non-chiefs into a scratch dir.
+        directory = config.model_dir if self.is_chief else os.path.join(
+            config.model_dir, f".scratch_{strategies.worker_id()}"
+        )
+        self.manager = tf.train.CheckpointManager(
+            checkpoint, directory, max_to_keep=config.keep_checkpoints
+        )
+        self.restored_from = self.manager.restore_or_initialize()
+        self._grad_fn = tf.function(self._gradients, jit_compile=config.xla)
+        self._train_fn = tf.function(self._distributed_train_step)
+        self._eval_fn = tf.function(self._distributed_eval_step)
+        self._writer = (
+            tf.summary.create_file_writer(os.path.join(config.model_dir, "train"))
+            if self.is_chief
+            else tf.summary.create_noop_writer()
+        )
+
+    def _default_optimizer(self) -> keras.optimizers.Optimizer:
+        recipe = self.config.recipe
+        return keras.optimizers.SGD(learning_rate=recipe.learning_rate, momentum=recipe.momentum)
+
+    # ---- one step -------------------------------------------------------------------
+
+    def _gradients(self, images, labels):
+        """Per-replica loss, gradients and top-k hits.
+
+        The loss is the cross-entropy averaged over the global batch (the reported loss)
+        plus coupled L2 weight decay on the kernels, `wd / 2 * sum(w ** 2)` (its gradient
+        `wd * w` joins the gradient before the momentum update, AlexNet section 5), split
+        across replicas because the optimiser sums their gradients.
+        """
+        decay = self.config.recipe.weight_decay / self.strategy.num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            logits = self.model(images, training=True)
+            per_example = keras.losses.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True
+            )
+            loss = tf.nn.compute_average_loss(
+                per_example, global_batch_size=self.config.batch_size
+            )
+            total = loss
+            if decay:
+                total += decay / 2 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in self._kernels])
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                total = self.optimizer.scale_loss(total)
+        grads = tape.gradient(total, self.model.trainable_variables)
+        return loss, grads, self._hits(labels, logits)
+
+    def _hits(self, labels, logits):
+        labels = tf.cast(labels, tf.int32)
+        top1 = tf.math.in_top_k(labels, logits, 1)
+        top5 = tf.math.in_top_k(labels, logits, min(5, self.num_classes))
+        return tf.stack(
+            [tf.reduce_sum(tf.cast(top1, tf.float32)), tf.reduce_sum(tf.cast(top5, tf.float32)),
+             tf.cast(tf.size(labels), tf.float32)]
+        )
+
+    def _replica_train_step(self, images, labels):
+        loss, grads, hits = self._grad_fn(images, labels)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return loss, hits, images[:4]
+
+    def _distributed_train_step(self, iterator):
+        images, labels = next(iterator)
+        loss, hits, images = self.strategy.run(self._replica_train_step, args=(images, labels))
+        if self.config.recipe.max_filter_rms:
+            constraints.renormalize_filters(self._conv_kernels, self.config.recipe.max_filter_rms)
+        self.step.assign_add(1)
+        reduce = self.strategy.reduce
+        return reduce("SUM", loss, axis=None), reduce("SUM", hits, axis=None), images
+
+    def _distributed_eval_step(self, batch):
+        def replica_step(images, labels):
+            logits = self.model(images, training=False)
+            per_example = keras.losses.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True
+            )
+            return tf.concat([[tf.reduce_sum(per_example)], self._hits(labels, logits)], 0)
+
+        sums = self.strategy.run(replica_step, args=batch)
+        return self.strategy.reduce("SUM", sums, axis=None)
+
+    # ---- the loop -------------------------------------------------------------------
+
+    def learning_rate_for(self, epoch: int) -> float:
+        recipe = self.config.recipe
+        if recipe.schedule == "step":
+            return schedules.step_rate(recipe, epoch)
+        return self.plateau.rate()
+
+    def evaluate(self, eval_dataset_fn: EvalDatasetFn) -> dict[str, float]:
+        """Loss and top-1 / top-5 error (%) over the whole evaluation split."""
+        dataset = self.strategy.distribute_datasets_from_function(eval_dataset_fn)
+        totals = np.zeros(4)
+        for batch in dataset:
+            totals += self._eval_fn(batch).numpy()
+        loss_sum, top1, top5, count = totals
+        count = max(count, 1)
+        return {
+            "loss": loss_sum / count,
+            "top1_error": 100 * (1 - top1 / count),
+            "top5_error": 100 * (1 - top5 / count),
+            "examples": int(totals[3]),
+        }
+
+    def fit(
+        self,
+        train_dataset_fn: TrainDatasetFn,
+        eval_dataset_fn: EvalDatasetFn | None = None,
+        on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Trains to `epochs` (or `max_steps`), evaluating after every epoch.
+
+        Returns the final metrics, also written to `<model_dir>/metrics.json`.
+        Raises `TrainingDiverged` on a NaN/inf loss, leaving the last good checkpoint.
+        """
+        cfg = self.config
+        total_steps = cfg.epochs * cfg.steps_per_epoch
+        if cfg.max_steps is not None:
+            total_steps = min(total_steps, cfg.max_steps)
+        history: dict[str, Any] = {}
+        if self.restored_from:
+            self._log(f"Resumed from {self.restored_from} at step {self._step()}.")
+        while self._step() < total_steps or int(self.epochs_done.numpy()) * cfg.steps_per_epoch < self._step():
+            epoch = int(self.epochs_done.numpy())
+            skip = self._step() - epoch * cfg.steps_per_epoch
+            steps = min(cfg.steps_per_epoch, total_steps - epoch * cfg.steps_per_epoch)
+            history = self._train_epoch(epoch, skip, steps, train_dataset_fn)
+            if eval_dataset_fn is not None:
+                val = self.evaluate(eval_dataset_fn)
+                history.update({f"val_{k}": v for k, v in val.items()})
+                if cfg.recipe.schedule == "plateau" and self.plateau.update(val["top1_error"]):
+                    self._log(f"Validation error plateaued: learning rate -> {self.plateau.rate():g}")
+            self.epochs_done.assign(epoch + 1)
+            self._write_epoch_summaries(epoch, history)
+            self._save()
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, history)
+            self._log(
+                f"Epoch {epoch + 1}: "
+                + ", ".join(f"{k} {v:.4g}" for k, v in history.items() if isinstance(v, float))
+            )
+        metrics = {**history, "step": self._step(), "epochs": int(self.epochs_done.numpy())}
+        if self.is_chief:
+            with tf.io.gfile.GFile(os.path.join(cfg.model_dir, "metrics.json"), "w") as f:
+                json.dump(metrics, f, indent=2)
+        self._cleanup_scratch()
+        return metrics
+
+    def _train_epoch(self, epoch, skip, steps, train_dataset_fn) -> dict[str, Any]:
+        cfg = self.config
+        rate = self.learning_rate_for(epoch)
+        self.optimizer.learning_rate = rate
+        dataset = self.strategy.distribute_datasets_from_function(
+            lambda context: train_dataset_fn(epoch, skip, context)
+        )
+        iterator = iter(dataset)
+        progress = keras.utils.Progbar(
+            steps, stateful_metrics=["loss", "top1", "img/s"], verbose=1 if self._verbose else 0
+        )
+        totals = np.zeros(3)
+        loss_sum = 0.0
+        start = time.perf_counter()
+        images_seen = 0
+        for step_in_epoch in range(skip, steps):
+            loss, hits, images = self._train_fn(iterator)
+            loss = float(loss)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"Loss is {loss} at step {self._step()} (epoch {epoch + 1}); "
+                    f"last good checkpoint: {self.manager.latest_checkpoint}. "
+                    "Lower --learning_rate or check the input data."
+                )
+            totals += hits.numpy()
+            loss_sum += loss
+            images_seen += cfg.batch_size
+            speed = images_seen / (time.perf_counter() - start)
+            progress.update(
+                step_in_epoch + 1,
+                [("loss", loss), ("top1", totals[0] / totals[2]), ("img/s", speed)],
+            )
+            step = self._step()
+            if step_in_epoch == skip:
+                self._write_images(images, step)
+            if step % cfg.log_every == 0:
+                with self._writer.as_default(step=step):
+                    tf.summary.scalar("loss", loss)
+                    tf.summary.scalar("learning_rate", rate)
+                    tf.summary.scalar("images_per_second", speed)
+            if step % cfg.checkpoint_every == 0 and step_in_epoch + 1 < steps:
+                self._save()
+        count = max(totals[2], 1)
+        return {
+            "loss": loss_sum / max(steps - skip, 1),
+            "top1_error": 100 * (1 - totals[0] / count),
+            "top5_error": 100 * (1 - totals[1] / count),
+            "learning_rate": rate,
+            "images_per_second": images_seen / max(time.perf_counter() - start, 1e-9),
+        }
+
+    # ---- bookkeeping ----------------------------------------------------------------
+
+    @property
+    def _verbose(self) -> bool:
+        return self.config.verbose and self.is_chief
+
+    def _log(self, message: str) -> None:
+        if self._verbose:
+            print(message, flush=True)
+
+    def _step(self) -> int:
+        return int(self.step.numpy())
+
+    def _save(self) -> None:
+        self.manager.save(checkpoint_number=self._step())
+
+    def _cleanup_scratch(self) -> None:
+        if not self.is_chief:
+            shutil.rmtree(self.manager.directory, ignore_errors=True)
+
+    def _write_epoch_summaries(self, epoch: int, history: dict[str, Any]) -> None:
+        with self._writer.as_default(step=epoch + 1):
+            for key, value in history.items():
+                if isinstance(value, float):
+                    tf.summary.scalar(f"epoch/{key}", value)
+        self._writer.flush()
+
+    def _write_images(self, images, step: int) -> None:
+        if not self.is_chief:
+            return
+        local = self.strategy.experimental_local_results(images)[0][:4]
+        pixels = tf.cast(local, tf.float32) * self.config.std + self.config.mean
+        with self._writer.as_default(step=step):
+            tf.summary.image("inputs", tf.clip_by_value(pixels / 255.0, 0.0, 1.0), max_outputs=4)

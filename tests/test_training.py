@@ -1,0 +1,188 @@
+"""The training loop and binary: strategies, resume after SIGKILL, NaN stop, flag errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import overfeat_tf
+from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf.training import recipes, strategies
+from overfeat_tf.training.trainer import TrainConfig, Trainer, TrainingDiverged
+from pipelines import embedded, testing
+
+# Tiny AlexNet: geometry of the paper, 1/16 of its channels.
+TINY = {"num_classes": 3, "width": 0.0625, "dropout": 0.0, "init": "he"}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """A tiny embedded data set (48 train / 16 validation images of 10 classes)."""
+    return embedded.ensure_embedded_dataset(
+        str(tmp_path_factory.mktemp("data") / "embedded"), testing.TINY_EMBEDDED
+    )
+
+
+def _arrays(num, seed=0, size=227):
+    rng = np.random.default_rng(seed)
+    images = rng.normal(scale=50, size=(num, size, size, 3)).astype("float32")
+    return images, rng.integers(0, 3, size=num).astype("int32")
+
+
+def _trainer(model_dir, strategy, *, steps_per_epoch=4, epochs=1, checkpoint_every=2):
+    recipe = recipes.get_recipe("alexnet")
+    config = TrainConfig(
+        model_dir=str(model_dir), recipe=recipe, steps_per_epoch=steps_per_epoch,
+        epochs=epochs, batch_size=8, checkpoint_every=checkpoint_every, verbose=False,
+    )
+    keras.utils.set_random_seed(1)
+    return Trainer(config, strategy, lambda: overfeat_tf.build_model("alexnet", **TINY))
+
+
+def _in_memory(images, labels):
+    def dataset_fn(epoch, skip, context):
+        batch = context.get_per_replica_batch_size(8)
+        return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch).skip(skip)
+
+    return dataset_fn
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    images, labels = _arrays(32)
+    images[24:] = np.nan  # step 4 sees NaN pixels
+    trainer = _trainer(tmp_path, strategies.make_strategy("one_device"))
+    with pytest.raises(TrainingDiverged, match=r"Loss is nan at step 4.*ckpt-2"):
+        trainer.fit(_in_memory(images, labels))
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-2")
+    restored = _trainer(tmp_path, strategies.make_strategy("one_device"))
+    assert int(restored.step) == 2
+    assert all(np.isfinite(v.numpy()).all() for v in restored.model.weights)
+
+
+def test_epoch_end_evaluation_and_metrics_file(tmp_path):
+    images, labels = _arrays(32, seed=3)
+    trainer = _trainer(tmp_path, strategies.make_strategy("one_device"))
+
+    def eval_fn(context):
+        return tf.data.Dataset.from_tensor_slices((images[:12], labels[:12])).batch(5)
+
+    metrics = trainer.fit(_in_memory(images, labels), eval_fn)
+    assert metrics["step"] == 4 and metrics["epochs"] == 1
+    assert metrics["val_examples"] == 12
+    assert 0 <= metrics["val_top1_error"] <= 100 and metrics["val_top5_error"] == 0  # 3 classes
+    with open(tmp_path / "metrics.json") as f:
+        assert json.load(f)["step"] == 4
+
+
+_EQUIVALENCE = """
+import json, sys
+import keras
+import numpy as np
+import tensorflow as tf
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[1])
+from tests import test_training as t
+from overfeat_tf.training import strategies
+images, labels = t._arrays(24, seed=5)
+weights = {}
+for name in ("one_device", "mirrored"):
+    strategy = strategies.make_strategy(name)
+    trainer = t._trainer(sys.argv[2] + "/" + name, strategy, steps_per_epoch=3)
+    trainer.fit(t._in_memory(images, labels))
+    weights[name] = [v.numpy() for v in trainer.model.weights]
+    print(name, strategy.num_replicas_in_sync)
+import dataclasses, overfeat_tf
+from overfeat_tf.training.trainer import Trainer, TrainConfig
+config = dataclasses.replace(t._trainer(sys.argv[2] + "/x", strategy).config, batch_size=7)
+try:
+    Trainer(config, strategy, lambda: overfeat_tf.build_model("alexnet", **t.TINY))
+except ValueError as e:
+    print("batch error:", e)
+diff = max(float(np.abs(a - b).max() / (np.abs(a).max() + 1e-12))
+           for a, b in zip(weights["one_device"], weights["mirrored"]))
+print(json.dumps({"relative_diff": diff}))
+"""
+
+
+def test_mirrored_on_two_devices_equals_one_device(tmp_path, subprocess_env):
+    # Same global batch of 8: two replicas of 4 give the same gradient as one of 8,
+    # up to float32 summation order. Tolerance: 1e-4 of each tensor's largest entry.
+    out = subprocess.run(
+        [sys.executable, "-c", _EQUIVALENCE, str(testing_root()), str(tmp_path)],
+        check=True, capture_output=True, text=True, env=subprocess_env,
+    ).stdout
+    assert "mirrored 2" in out
+    assert "batch error: batch_size 7 is not divisible by the 2 replicas" in out
+    assert json.loads(out.strip().splitlines()[-1])["relative_diff"] < 1e-4
+
+
+def testing_root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _train_command(data, model_dir, *extra):
+    return [
+        sys.executable, "-m", "overfeat_tf.train", f"--data=tfrecord:{data}",
+        f"--model_dir={model_dir}", "--model=alexnet", "--width=0.0625", "--batch_size=8",
+        "--init=he", "--epochs=2", "--checkpoint_every=1", "--noexport", "--deterministic",
+        "--dropout=0", *extra,
+    ]
+
+
+@pytest.mark.slow
+def test_sigkill_then_restart_resumes_where_it_stopped(tiny_data, tmp_path, subprocess_env):
+    # 48 images / batch 8 = 6 steps per epoch, 2 epochs, a checkpoint every step.
+    reference = tmp_path / "reference"
+    subprocess.run(_train_command(tiny_data, reference), check=True, env=subprocess_env,
+                   capture_output=True)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_train_command(tiny_data, killed), env=subprocess_env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "ckpt-3.index").exists():
+        assert process.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    resumed_step = int(tf.train.latest_checkpoint(str(killed)).rsplit("-", 1)[1])
+    assert 3 <= resumed_step < 12
+    out = subprocess.run(_train_command(tiny_data, killed), check=True, env=subprocess_env,
+                         capture_output=True, text=True).stdout
+    assert f"at step {resumed_step}" in out
+    with open(killed / "metrics.json") as f:
+        assert json.load(f)["step"] == 12
+    # Same step counter, optimizer state and data position: the same final weights.
+    final = {}
+    for run in (reference, killed):
+        model, _ = model_dir_lib.restore_model(str(run))
+        final[run.name] = model.get_weights()
+    for a, b in zip(final["reference"], final["killed"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--model=vgg"], "--model"),
+        (["--data=tfrecord:/nonexistent/dir"], "--data"),
+        (["--data=imagenet"], "--data"),
+        (["--epochs=0"], "--epochs"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(flags, message, tmp_path, subprocess_env):
+    result = subprocess.run(
+        [sys.executable, "-m", "overfeat_tf.train", f"--model_dir={tmp_path}", *flags],
+        env=subprocess_env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert message in last, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
