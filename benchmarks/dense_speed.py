@@ -34,7 +34,8 @@ FLAGS = flags.FLAGS
 
 def _flops(fn, shape) -> int:
     """Floating-point operations of `fn` on a float32 input of static `shape`."""
-    graph = tf.function(fn).get_concrete_function(tf.TensorSpec(shape, tf.float32)).graph
+    function = tf.function(fn, autograph=False)
+    graph = function.get_concrete_function(tf.TensorSpec(shape, tf.float32)).graph
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
     return tf.compat.v1.profiler.profile(graph, cmd="op", options=options).total_float_ops
