@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
-import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtime.py)
-from overfeat_tf import model_dir as model_dir_lib
+import overfeat_tf  # noqa: F401  (first: turns oneDNN on before TensorFlow loads)
 
 from export import saved_model
-from export import signatures
 
 flags.DEFINE_string("model_dir", None, "Training run directory (model.json and checkpoints).")
 flags.DEFINE_string("export_base", None,
@@ -44,19 +42,16 @@ def main(argv: list[str]) -> None:
         raise FlagError(f"--version must be >= 1; received {FLAGS.version}")
     export_base = FLAGS.export_base or f"{FLAGS.model_dir.rstrip('/')}/export"
     try:
-        model, config = model_dir_lib.restore_model(FLAGS.model_dir, FLAGS.checkpoint)
+        paths = saved_model.export_model_dir(FLAGS.model_dir, export_base, version=FLAGS.version,
+                                             top_k=FLAGS.top_k, checkpoint=FLAGS.checkpoint)
     except FileNotFoundError as e:
         flag = "checkpoint" if FLAGS.checkpoint else "model_dir"
         raise FlagError(f"--{flag}={getattr(FLAGS, flag)}: {e}") from e
-    serving = signatures.ServingConfig.from_model_dir_config(config, top_k=FLAGS.top_k)
-    try:
-        paths = saved_model.export_model(model, serving, export_base,
-                                         model_name=config["name"], version=FLAGS.version)
     except FileExistsError as e:
         flag = "version" if FLAGS.version else "export_base"
         raise FlagError(f"--{flag}={getattr(FLAGS, flag)}: {e}") from e
-    logging.info("Exported %s version %d", config["name"], paths.version)
-    print(f"SavedModel: {paths.saved_model_dir}\nKeras file: {paths.keras_file}")
+    for label, path in paths.items():
+        print(f"{label + ':':<12}{path}")
 
 
 def run() -> None:

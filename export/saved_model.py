@@ -28,6 +28,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from export import requests
 from export import signatures
+from overfeat_tf import model_dir as model_dir_lib
 
 CLASS_NAMES_ASSET = "class_names.txt"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -41,6 +42,10 @@ class ExportPaths:
     version: int
     saved_model_dir: str
     keras_file: str
+
+    def items(self) -> list[tuple[str, str]]:
+        """(label, path) pairs, for binaries to print."""
+        return [("SavedModel", self.saved_model_dir), ("Keras file", self.keras_file)]
 
 
 def existing_versions(export_base: str) -> list[int]:
@@ -142,3 +147,23 @@ def export_model(model: keras.Model, config: signatures.ServingConfig, export_ba
                 else:
                     tf.io.gfile.remove(path)
     return ExportPaths(version=version, saved_model_dir=final_dir, keras_file=keras_file)
+
+
+def export_model_dir(model_dir: str, export_base: str, *, version: int | None = None,
+                     top_k: int = 5, checkpoint: str | None = None) -> ExportPaths:
+    """Exports a training run's model (`overfeat_tf.model_dir` layout) with its class names.
+
+    Args:
+      model_dir: the run's directory (model.json and checkpoints).
+      export_base: see `export_model`.
+      version: see `export_model`.
+      top_k: classes per answer.
+      checkpoint: a checkpoint path; None: the latest in `model_dir`.
+
+    Raises:
+      FileNotFoundError: no model.json or no checkpoint. See also `export_model`.
+    """
+    model, config = model_dir_lib.restore_model(model_dir, checkpoint)
+    serving = signatures.ServingConfig.from_model_dir_config(config, top_k=top_k)
+    return export_model(model, serving, export_base, model_name=config["name"],
+                        version=version)

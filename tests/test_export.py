@@ -71,9 +71,8 @@ def export_base(model_dir, tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def exported(model_dir, export_base):
     """(model, config, ExportPaths) of version 1 of `export_base`."""
+    paths = saved_model.export_model_dir(model_dir, export_base, top_k=TOP_K)
     model, config = model_dir_lib.restore_model(model_dir)
-    serving = signatures.ServingConfig.from_model_dir_config(config, top_k=TOP_K)
-    paths = saved_model.export_model(model, serving, export_base, model_name="alexnet")
     return model, config, paths
 
 
@@ -373,6 +372,7 @@ def test_binary_exports_the_next_version(exported, model_dir, export_base, subpr
     assert os.path.isfile(os.path.join(export_base, "2.keras"))
 
 
+@pytest.mark.slow  # Two fresh TensorFlow processes: 15-30 s.
 def test_binary_flag_errors_are_one_line(exported, model_dir, export_base, tmp_path,
                                          subprocess_env):
     result = _run_binary(subprocess_env, f"--model_dir={model_dir}",
