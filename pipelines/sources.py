@@ -156,7 +156,7 @@ class TFRecordSource(Source):
             return json.load(f).get(split)
 
 
-def _list_class_folder(root: str) -> dict[str, list[str]]:
+def list_class_folder(root: str) -> dict[str, list[str]]:
     """{class folder name: sorted image paths} for a tree root/<class>/<image>."""
     classes = {}
     for name in sorted(tf.io.gfile.listdir(root)):
@@ -189,7 +189,7 @@ class FolderSource(Source):
         split_dirs = {s: os.path.join(root, s) for s in ("train", "validation")}
         if not all(tf.io.gfile.isdir(d) for d in split_dirs.values()):
             split_dirs = {s: root for s in split_dirs}
-        self._trees = {s: _list_class_folder(d) for s, d in split_dirs.items()}
+        self._trees = {s: list_class_folder(d) for s, d in split_dirs.items()}
         self.class_names = list(self._trees["train"])
         self.num_classes = len(self.class_names)
         unknown = sorted(set(self._trees["validation"]) - set(self.class_names))
@@ -324,10 +324,16 @@ def open_source(spec: str, data_dir: str | None = None) -> Source:
     Raises:
       ValueError: unknown scheme or missing location, naming the spec and valid schemes.
     """
+    check_spec(spec)
+    scheme, _, location = spec.partition(":")
+    return _SCHEMES[scheme](location, data_dir)
+
+
+def check_spec(spec: str) -> None:
+    """Raises ValueError naming `spec` and the valid forms unless it is well formed."""
     scheme, _, location = spec.partition(":")
     if scheme not in _SCHEMES or (scheme != "embedded") == (not location):
         raise ValueError(
             f"Invalid data source spec {spec!r}; valid: 'embedded', 'tfrecord:/dir', "
             f"'tfds:NAME', 'folder:/path'"
         )
-    return _SCHEMES[scheme](location, data_dir)

@@ -1,0 +1,1 @@
+"""Console scripts of the pipelines package (absl flags live only here)."""
