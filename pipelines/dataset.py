@@ -26,29 +26,34 @@ EVAL_MODES = ("center", "ten_view", "full")
 MAX_BOXES = 32
 
 
-def _check_bytes(strict: bool, counter: BadRecordCounter | None):
-    """Filter predicate: keeps records whose image bytes pass `decode.check_encoded`.
+def _skip_bad_images(transform, image_shape: list[int], strict: bool,
+                     counter: BadRecordCounter | None):
+    """Wraps a record transform so that it runs only on bytes that pass
+    `decode.check_encoded`; adds a bool "ok" to its output for a later filter.
 
-    A failing record is skipped, logged to stderr with its file name and counted, or,
-    in strict mode, raises InvalidArgumentError naming the file and the problem.
+    A failing record gets a zero image of `image_shape` (ok=False), is logged to stderr
+    with its file name and counted, or, in strict mode, raises InvalidArgumentError
+    naming the file and the problem. Runs inside the parallel map, so the check is
+    not a serial stage.
     """
-    def predicate(record: dict[str, tf.Tensor]) -> tf.Tensor:
+    def wrapped(record: dict[str, tf.Tensor], *args):
         ok, reason = decode.check_encoded(record["encoded"])
-        message = tf.strings.join(["Bad image in record ", record["filename"], ": ", reason])
-        if strict:
-            with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
-                return tf.identity(ok)
 
-        def skip() -> tf.Tensor:
-            ops = [tf.print("Skipping", message, output_stream=sys.stderr)]
-            if counter is not None:
-                ops.append(counter.add(1))
+        def bad() -> dict[str, tf.Tensor]:
+            message = tf.strings.join(["Bad image in record ", record["filename"], ": ", reason])
+            if strict:
+                ops = [tf.debugging.Assert(False, [message])]
+            else:
+                ops = [tf.print("Skipping", message, output_stream=sys.stderr)]
+                if counter is not None:
+                    ops.append(counter.add(1))
             with tf.control_dependencies(ops):
-                return tf.constant(False)
+                return {**record, "image": tf.zeros(image_shape), "boxes": tf.zeros([0, 4]),
+                        "box_labels": tf.zeros([0], tf.int32)}
 
-        return tf.cond(ok, lambda: tf.constant(True), skip)
+        return {**tf.cond(ok, lambda: transform(record, *args), bad), "ok": ok}
 
-    return predicate
+    return wrapped
 
 
 def _pad_boxes(boxes: tf.Tensor, box_labels: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -67,13 +72,17 @@ def _finish(num_classes: int, with_boxes: bool):
     def finish(element: dict[str, tf.Tensor]):
         labels = tf.concat([element["label"][tf.newaxis], element["box_labels"]], 0)
         ok = tf.reduce_all(tf.logical_and(labels >= 0, labels < num_classes))
-        message = tf.strings.join([
-            "Record ", element["filename"], tf.strings.format(
-                " has label {} and box labels {} (0-based; TFRecords store them 1-based, "
-                "-1 = missing): valid labels are 0.." + str(num_classes - 1),
-                (element["label"], element["box_labels"]), summarize=-1)])
-        with tf.control_dependencies([tf.debugging.Assert(ok, [message])]):
-            label = tf.identity(element["label"])
+
+        def fail() -> tf.Tensor:
+            message = tf.strings.join([
+                "Record ", element["filename"], tf.strings.format(
+                    " has label {} and box labels {} (0-based; TFRecords store them "
+                    "1-based, -1 = missing): valid labels are 0.." + str(num_classes - 1),
+                    (element["label"], element["box_labels"]), summarize=-1)])
+            with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
+                return tf.identity(element["label"])
+
+        label = tf.cond(ok, lambda: element["label"], fail)
         if not with_boxes:
             return element["image"], label
         return element["image"], {"label": label,
@@ -217,7 +226,6 @@ def build_dataset(
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
-    dataset = dataset.filter(_check_bytes(strict, bad_records))
     if training:
         eigen = None
         if pca_lighting:
@@ -231,7 +239,15 @@ def build_dataset(
         transform = _train_transform(crop_size, mean, std, recipe, eigen, scale_jitter)
     else:
         transform = _eval_transform(eval_mode, crop_size, mean, std)
-    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE)
+    if training or eval_mode == "center":
+        image_shape = [crop_size, crop_size, 3]
+    elif eval_mode == "ten_view":
+        image_shape = [10, crop_size, crop_size, 3]
+    else:  # "full": whole images of any size; the placeholder is never batched.
+        image_shape = [constants.RESIZE_SHORTER_SIDE, constants.RESIZE_SHORTER_SIDE, 3]
+    dataset = dataset.map(_skip_bad_images(transform, image_shape, strict, bad_records),
+                          num_parallel_calls=AUTOTUNE)
+    dataset = dataset.filter(lambda element: element["ok"])
     if not strict:
         # Last line of defence against bytes that pass the cheap check yet fail to
         # decode: skipped and logged (not counted), so an epoch never dies on them.

@@ -24,40 +24,58 @@ def is_jpeg(encoded: tf.Tensor) -> tf.Tensor:
     return tf.equal(tf.strings.substr(encoded, 0, 3), _JPEG_MAGIC)
 
 
+def _tail_has_eoi(encoded: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    """Whether 0xFFD9 occurs in the last _JPEG_TAIL_BYTES bytes (trailing data after
+    the end-of-image marker is legal)."""
+    start = tf.maximum(length - _JPEG_TAIL_BYTES, 0)
+    tail = tf.strings.bytes_split(tf.strings.substr(encoded, start, _JPEG_TAIL_BYTES))
+    return tf.reduce_any(
+        tf.logical_and(tail[:-1] == _JPEG_EOI[:1], tail[1:] == _JPEG_EOI[1:]))
+
+
+def _problem(encoded: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    """tf.string scalar naming what is wrong with bytes that failed the fast check."""
+    head = tf.strings.substr(encoded, 0, 4)
+    known = tf.reduce_any([tf.strings.substr(head, 0, len(m)) == m for m in _KNOWN_MAGICS])
+    checks = [
+        (length == 0, "empty file"),
+        (tf.logical_not(known), "unknown image format (not JPEG, PNG, GIF or BMP)"),
+        (is_jpeg(encoded), "truncated JPEG (no end-of-image marker)"),
+        (head == _PNG_MAGIC, "truncated PNG (no IEND chunk)"),
+    ]
+    reason = tf.constant("")
+    for failed, message in reversed(checks):  # The first failing check wins.
+        reason = tf.where(failed, message, reason)
+    return reason
+
+
 def check_encoded(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """Cheap validity check of encoded image bytes, without decoding.
+
+    Catches empty files, unknown formats, JPEGs without their end-of-image marker
+    (truncated) and PNGs without their IEND chunk (truncated). Bytes that pass can
+    still be corrupt inside; `build_dataset` skips those after decoding fails.
 
     Args:
       encoded: tf.string scalar.
 
     Returns:
-      (ok, reason): a bool scalar and a tf.string scalar that is empty when `ok`, and
-      otherwise says what is wrong: empty bytes, an unknown format, a JPEG without its
-      end-of-image marker (truncated) or a PNG without its IEND chunk (truncated).
+      (ok, reason): a bool scalar and a tf.string scalar, empty when `ok` and
+      otherwise naming the problem. The common case costs a handful of ops.
     """
     length = tf.strings.length(encoded)
+    jpeg = is_jpeg(encoded)
+    ends = tf.strings.substr(encoded, tf.maximum(length - 8, 0), 8)
+    last_two = tf.strings.substr(ends, tf.maximum(tf.strings.length(ends) - 2, 0), 2)
+    complete_jpeg = tf.cond(last_two == _JPEG_EOI, lambda: tf.constant(True),
+                            lambda: _tail_has_eoi(encoded, length))
     head = tf.strings.substr(encoded, 0, 4)
-    known = tf.reduce_any(
-        [tf.strings.substr(head, 0, len(m)) == m for m in _KNOWN_MAGICS]
-    )
-    tail = tf.strings.substr(encoded, tf.maximum(length - _JPEG_TAIL_BYTES, 0), _JPEG_TAIL_BYTES)
-    tail_bytes = tf.strings.bytes_split(tail)
-    has_eoi = tf.reduce_any(
-        tf.logical_and(tail_bytes[:-1] == _JPEG_EOI[:1], tail_bytes[1:] == _JPEG_EOI[1:])
-    )
-    png_complete = tf.strings.substr(encoded, tf.maximum(length - 8, 0), 8) == _PNG_END
-    checks = [
-        (length == 0, "empty file"),
-        (tf.logical_not(known), "unknown image format (not JPEG, PNG, GIF or BMP)"),
-        (tf.logical_and(is_jpeg(encoded), tf.logical_not(has_eoi)),
-         "truncated JPEG (no end-of-image marker)"),
-        (tf.logical_and(head == _PNG_MAGIC, tf.logical_not(png_complete)),
-         "truncated PNG (no IEND chunk)"),
-    ]
-    reason = tf.constant("")
-    for failed, message in reversed(checks):  # The first failing check wins.
-        reason = tf.where(failed, message, reason)
-    return tf.equal(reason, ""), reason
+    ok = tf.logical_or(
+        tf.logical_and(jpeg, complete_jpeg),
+        tf.logical_or(tf.logical_and(head == _PNG_MAGIC, ends == _PNG_END),
+                      tf.logical_or(head == b"GIF8", tf.strings.substr(head, 0, 2) == b"BM")))
+    reason = tf.cond(ok, lambda: tf.constant(""), lambda: _problem(encoded, length))
+    return ok, reason
 
 
 def decode_image(encoded: tf.Tensor) -> tf.Tensor:

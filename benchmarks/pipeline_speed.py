@@ -1,0 +1,106 @@
+"""Training-pipeline throughput versus decode-only throughput of the same files.
+
+Generates ImageNet-like JPEGs (500x375, quality 90, photo-like detail, about the size
+of ImageNet files) as TFRecord shards, once at the original size and once pre-resized
+to shorter side 256 (as `overfeat-convert --resize_shorter=256` writes them), then
+times, in one run and on the same files:
+  decode-only: read + parse + full `decode_image`, batched;
+  train:       `build_dataset(training=True)` (AlexNet recipe: fused crop decode,
+               resize, flip, PCA lighting, normalisation), batched.
+Goal: train >= 0.7x decode-only.
+
+  python3 benchmarks/pipeline_speed.py --num_images=512 --epochs=3
+"""
+
+import os
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+
+import pipelines
+from pipelines import convert
+from pipelines import decode
+from pipelines import sources
+from pipelines import testing
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("num_images", 512, "Images generated.", lower_bound=64)
+flags.DEFINE_integer("epochs", 3, "Timed passes (after one warm-up pass).", lower_bound=1)
+flags.DEFINE_integer("batch_size", 64, "Batch size.", lower_bound=1)
+flags.DEFINE_string("work_dir", None, "Where the shards go (default: a temp dir).")
+
+
+def photo_like(seed: int, height: int = 375, width: int = 500) -> np.ndarray:
+    """uint8 [h, w, 3]: gradients plus blurred noise; compresses to ~100 KB at q90."""
+    rng = np.random.default_rng(seed)
+    base = testing.smooth_image(height, width, seed).astype(np.float32)
+    noise = rng.normal(0, 40, (height // 2, width // 2, 3)).repeat(2, 0).repeat(2, 1)
+    noise = np.pad(noise, ((0, height - noise.shape[0]), (0, width - noise.shape[1]), (0, 0)))
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+def write_shards(directory: str, resize_shorter: int) -> float:
+    """Writes the benchmark images; returns their mean file size in KB."""
+    records, sizes = [], []
+    for i in range(FLAGS.num_images):
+        jpeg = testing.encode(photo_like(i), quality=90)
+        if resize_shorter:
+            jpeg, _, _ = convert.to_rgb_jpeg(jpeg, resize_shorter, quality=90)
+        sizes.append(len(jpeg))
+        records.append(testing.example(jpeg, f"img{i}.JPEG", label=i % 10))
+    testing.write_records(directory, "train", records, num_shards=8)
+    sources.write_labels_file(directory, [(f"c{i}", f"c{i}") for i in range(10)])
+    return float(np.mean(sizes)) / 1024
+
+
+def images_per_second(datasets: dict[str, tf.data.Dataset]) -> dict[str, float]:
+    """Throughput of each dataset over FLAGS.epochs passes after one warm-up pass.
+
+    Passes alternate between the datasets, so that load from other processes on a
+    shared machine falls on all of them alike and the ratio stays meaningful.
+    """
+    seconds = dict.fromkeys(datasets, 0.0)
+    counts = dict.fromkeys(datasets, 0)
+    for epoch in range(FLAGS.epochs + 1):
+        for name, dataset in datasets.items():
+            start, count = time.perf_counter(), 0
+            for images, _ in dataset:
+                count += int(images.shape[0])
+            if epoch:  # Epoch 0 warms up (tracing, file cache, autotuning).
+                seconds[name] += time.perf_counter() - start
+                counts[name] += count
+    return {name: counts[name] / seconds[name] for name in datasets}
+
+
+def decode_only(source: sources.Source) -> tf.data.Dataset:
+    """Read, parse and fully decode each image; yields its shape (images differ in
+    size, and the shape depends on the decode, so it cannot be skipped)."""
+    return (source.records("train")
+            .map(lambda r: (tf.shape(decode.decode_image(r["encoded"])), r["label"]),
+                 num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(FLAGS.batch_size)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="pipeline_speed_")
+    print(f"{os.cpu_count()} CPUs, {FLAGS.num_images} images, batch {FLAGS.batch_size}")
+    for label, resize in (("original 500x375", 0), ("pre-resized 256", 256)):
+        directory = os.path.join(work_dir, f"resize{resize}")
+        kb = write_shards(directory, resize)
+        source = pipelines.open_source(f"tfrecord:{directory}")
+        train = pipelines.build_dataset(
+            source, "train", batch_size=FLAGS.batch_size, training=True, crop_size=227,
+            mean=pipelines.IMAGENET_MEAN_RGB, std=(58.4, 57.1, 57.4), seed=0)
+        rates = images_per_second({"decode": decode_only(source), "train": train})
+        decode_rate, train_rate = rates["decode"], rates["train"]
+        print(f"{label:18s} ({kb:5.1f} KB/file): decode-only {decode_rate:7.1f} img/s, "
+              f"train pipeline {train_rate:7.1f} img/s, ratio {train_rate / decode_rate:.2f}")
+
+
+if __name__ == "__main__":
+    app.run(main)
