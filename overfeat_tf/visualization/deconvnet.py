@@ -66,13 +66,18 @@ def _is_relu(layer: keras.layers.Layer) -> bool:
     return keras.activations.serialize(layer.activation) == "relu"
 
 
+def feature_layer_names(model: keras.Model) -> list[str]:
+    """The model's layers that output maps: all but the final `logits` flatten."""
+    return [n for n in layer_names(model) if not isinstance(model.get_layer(n), keras.layers.Flatten)]
+
+
 def layers_through(model: keras.Model, layer: str) -> list[keras.layers.Layer]:
     """The model's chain from the input up to and including `layer`.
 
     Raises ValueError naming the valid layers when `layer` is not one of them (the
     final `logits` flatten is not a feature map).
     """
-    names = [n for n in layer_names(model) if not isinstance(model.get_layer(n), keras.layers.Flatten)]
+    names = feature_layer_names(model)
     if layer not in names:
         raise ValueError(f"Unknown layer {layer!r} of {model.name}; valid: {', '.join(names)}")
     return [model.get_layer(n) for n in names[: names.index(layer) + 1]]
