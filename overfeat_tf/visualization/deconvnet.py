@@ -194,13 +194,14 @@ class Deconvnet:
           used, activation values float32 `[b]`). An activation of 0 projects to 0.
         """
         images = tf.convert_to_tensor(images, tf.float32)
-        features = tf.convert_to_tensor(features, tf.int32)
+        features = self.check_features(features)
         if positions is None:
             positions = -tf.ones([tf.shape(images)[0], 2], tf.int32)
-        features = self._check_features(features)
         return self._project(images, features, tf.convert_to_tensor(positions, tf.int32))
 
-    def _check_features(self, features: tf.Tensor) -> tf.Tensor:
+    def check_features(self, features) -> tf.Tensor:
+        """`features` as int32, or ValueError naming the valid range."""
+        features = tf.convert_to_tensor(features, tf.int32)
         bad = [int(f) for f in features.numpy() if not 0 <= f < self.num_features]
         if bad:
             raise ValueError(

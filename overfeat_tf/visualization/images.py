@@ -7,6 +7,7 @@ through `tf.io.gfile`, so output paths may be local or remote (gs://...).
 
 from __future__ import annotations
 
+import io
 import os
 
 import numpy as np
@@ -89,4 +90,16 @@ def write_png(path: str, image: np.ndarray) -> str:
     if directory:
         tf.io.gfile.makedirs(directory)
     tf.io.write_file(path, tf.io.encode_png(pixels))
+    return path
+
+
+def write_npz(path: str, arrays: dict[str, np.ndarray]) -> str:
+    """Writes arrays as an `.npz` file (through a buffer: zipfile seeks, GFile cannot)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    directory = os.path.dirname(path)
+    if directory:
+        tf.io.gfile.makedirs(directory)
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(buffer.getvalue())
     return path

@@ -14,7 +14,6 @@ averaged over its positions (at the native size the map is 1x1, the model's outp
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 
 import keras
@@ -220,10 +219,4 @@ def save(maps: OcclusionMaps, pictures: np.ndarray, output_dir: str,
         if maps.feature_activation is not None:
             top = max(float(maps.clean_feature_activation[i]), float(maps.feature_activation[i].max()))
             heat(maps.feature_activation[i], (0.0, top), "feature")
-    tf.io.gfile.makedirs(output_dir)
-    path = os.path.join(output_dir, "occlusion.npz")
-    buffer = io.BytesIO()  # zipfile seeks back: GFile writers cannot.
-    np.savez(buffer, **maps.arrays())
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(buffer.getvalue())
-    return paths + [path]
+    return paths + [images_lib.write_npz(os.path.join(output_dir, "occlusion.npz"), maps.arrays())]
