@@ -7,25 +7,33 @@ package never imports `overfeat_tf` or `export`: callers pass crop size, mean an
 
 from pipelines.bad_records import BadRecordCounter
 from pipelines.constants import IMAGENET_MEAN_RGB, PCA_EIGVAL, PCA_EIGVEC
-from pipelines.dataset import MAX_BOXES, build_dataset
+from pipelines.dataset import EVAL_MODES, MAX_BOXES, build_dataset
 from pipelines.decode import decode_image
 from pipelines.embedded import CLASS_NAMES as EMBEDDED_CLASS_NAMES
 from pipelines.embedded import EmbeddedConfig, ensure_embedded_dataset
 from pipelines.sources import Source, open_source
-from pipelines.transforms import preprocess_for_eval, resize_keep_aspect
+from pipelines.stats import DatasetStatistics, compute_statistics, load_statistics
+from pipelines.transforms import RECIPES, preprocess_for_eval, resize_keep_aspect
+
+RECIPE_NAMES = tuple(RECIPES)  # For flag enums: ("alexnet", "overfeat").
 
 __all__ = [
     "BadRecordCounter",
+    "DatasetStatistics",
+    "EVAL_MODES",
     "EMBEDDED_CLASS_NAMES",
     "EmbeddedConfig",
     "IMAGENET_MEAN_RGB",
     "MAX_BOXES",
     "PCA_EIGVAL",
     "PCA_EIGVEC",
+    "RECIPE_NAMES",
     "Source",
     "build_dataset",
+    "compute_statistics",
     "decode_image",
     "ensure_embedded_dataset",
+    "load_statistics",
     "open_source",
     "preprocess_for_eval",
     "resize_keep_aspect",

@@ -146,3 +146,15 @@ def test_tfds_source_with_mock_data(tmp_path):
     for r in records:
         assert 0 <= r["label"] < 1000 and r["boxes"].shape == (0, 4)
         assert pipelines.decode_image(r["encoded"]).shape[2] == 3
+
+
+@pytest.mark.slow
+def test_full_embedded_set_generates_in_under_a_minute(tmp_path):
+    import time
+
+    start = time.perf_counter()
+    directory = embedded.ensure_embedded_dataset(str(tmp_path / "full"))
+    elapsed = time.perf_counter() - start
+    source = pipelines.open_source("embedded", directory)
+    assert source.num_examples("train") == 3000 and source.num_examples("validation") == 500
+    assert elapsed < 60, f"{elapsed:.0f} s (the machine may be loaded by other jobs)"
