@@ -41,13 +41,16 @@ class TopActivations:
 
 
 def _images_of(batch):
+    """The model inputs of a batch: itself, its "image" entry, or its first element."""
+    if isinstance(batch, dict):
+        return batch["image"]
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
 def find_top_activations(deconv: Deconvnet, dataset: tf.data.Dataset,
                          features: Sequence[int], k: int = 9) -> TopActivations:
     """First pass: the top-k activations of `features` over batches of model inputs
-    (`[b, h, w, 3]`, or tuples whose first element is that)."""
+    (`[b, h, w, 3]`, tuples whose first element is that, or dicts with an "image")."""
     features = np.asarray(features, np.int64)
     deconv.check_features(features)
     best_values = np.full((len(features), k), -np.inf, np.float32)
