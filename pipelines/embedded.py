@@ -26,7 +26,7 @@ DEFAULT_DIR = os.path.join("data", "embedded")
 SPLITS = ("train", "validation", "detection_train", "detection_validation")
 CLASS_NAMES = shapes.CLASS_NAMES
 _MARKER = "COMPLETE"
-_VERSION = 1  # Bump when the drawing changes, so stale copies are regenerated.
+_VERSION = 2  # Bump when the drawing changes, so stale copies are regenerated.
 
 
 @dataclasses.dataclass(frozen=True)
