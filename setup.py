@@ -21,6 +21,7 @@ setup(
         "tensorflow-datasets==4.9.10",
         "tensorboard==2.21.0",
         "numpy>=1.26",
+        "pillow>=10",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]==2.21.0"],
@@ -30,7 +31,14 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "overfeat-demo=overfeat_tf.demo:run",
+            "overfeat-train=overfeat_tf.train:run",
+            "overfeat-evaluate=overfeat_tf.evaluate:run",
+            "overfeat-export=export.export_main:run",
+            "overfeat-visualize=overfeat_tf.visualize:run",
+            "overfeat-features=overfeat_tf.extract_features:run",
+            "overfeat-convert=pipelines.bin.convert:main",
+            "overfeat-stats=pipelines.bin.stats:main",
+            "overfeat-make-embedded=pipelines.bin.make_embedded:main",
         ],
     },
 )

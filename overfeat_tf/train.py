@@ -24,6 +24,8 @@ from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtime.py)
 from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import transfer
+from overfeat_tf.visualization import filters as filter_viz
 from overfeat_tf.training import recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer, TrainingDiverged
 
@@ -72,6 +74,17 @@ flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.")
 flags.DEFINE_bool("strict", False, "Fail on a corrupt image instead of skipping it.")
 flags.DEFINE_bool("pca_lighting", True, "AlexNet's PCA colour augmentation.")
+flags.DEFINE_string(
+    "init_from", None,
+    "A trained run's model_dir: start from its weights with a new class layer (transfer).",
+)
+flags.DEFINE_string(
+    "freeze_through", None, "With --init_from: keep this layer and all below it fixed."
+)
+flags.DEFINE_bool(
+    "filter_grid_every_epoch", False,
+    "Write conv1's filters to <model_dir>/filters/epoch_NNN.png after each epoch.",
+)
 flags.DEFINE_bool("export", True, "Export a SavedModel and .keras file after training.")
 flags.DEFINE_string("export_base", None, "Export directory (default <model_dir>/export).")
 
@@ -123,35 +136,53 @@ def _check_flags(recipe: recipes.Recipe, source, strategy) -> None:
         value = getattr(FLAGS, flag)
         if value is not None and value < 1:
             raise FlagError(f"--{flag} must be >= 1; received {value}")
-    if FLAGS.steps_per_epoch is None and source.num_examples("train") is None:
+    try:
+        train_examples = source.num_examples("train")
+        source.num_examples("validation")
+    except (ValueError, FileNotFoundError) as e:
+        raise FlagError(f"--data={FLAGS.data}: {e}") from e
+    if FLAGS.steps_per_epoch is None and train_examples is None:
         raise FlagError(f"--steps_per_epoch is needed: {FLAGS.data} does not know its size")
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise FlagError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    model_name = _demo_or("model", "alexnet")
-    info = overfeat_tf.model_info(model_name)
-    recipe = resolve_recipe(model_name)
-    mean, std = overfeat_tf.models.normalization(model_name, recipe.init)
-    width = _demo_or("width", 1.0)
-    model_dir = FLAGS.model_dir or os.path.join("runs", model_name)
-    if FLAGS.mixed_precision != "none":
-        keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
-    keras.utils.set_random_seed(FLAGS.seed)
+    if FLAGS.freeze_through and not FLAGS.init_from:
+        raise FlagError("--freeze_through needs --init_from")
     try:
         source = pipelines.open_source(FLAGS.data, FLAGS.data_dir)
     except (ValueError, FileNotFoundError) as e:
         raise FlagError(f"--data={FLAGS.data}: {e}") from e
+    if FLAGS.init_from:
+        # Transfer (ZFNet section 5.2): the trained run's architecture and input
+        # normalisation, this data set's classes.
+        try:
+            model_name, build_kwargs = transfer.transfer_build_kwargs(
+                FLAGS.init_from, source.num_classes
+            )
+        except FileNotFoundError as e:
+            raise FlagError(f"--init_from={FLAGS.init_from}: {e}") from e
+        recipe = resolve_recipe(model_name)
+    else:
+        model_name = _demo_or("model", "alexnet")
+        recipe = resolve_recipe(model_name)
+        build_kwargs = {
+            "num_classes": source.num_classes,
+            "width": _demo_or("width", 1.0),
+            "dropout": recipe.dropout,
+            "init": recipe.init,
+        }
+    info = overfeat_tf.model_info(model_name)
+    mean, std = overfeat_tf.models.normalization(model_name, build_kwargs.get("init", "paper"))
+    width = build_kwargs["width"]
+    model_dir = FLAGS.model_dir or os.path.join("runs", model_name)
+    if FLAGS.mixed_precision != "none":
+        keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
+    keras.utils.set_random_seed(FLAGS.seed)
     strategy = strategies.make_strategy(FLAGS.strategy)
     _check_flags(recipe, source, strategy)
 
-    build_kwargs = {
-        "num_classes": source.num_classes,
-        "width": width,
-        "dropout": recipe.dropout,
-        "init": recipe.init,
-    }
     if strategies.is_chief(strategy):
         model_dir_lib.write_config(
             model_dir, name=model_name, build_kwargs=build_kwargs, class_names=source.class_names
@@ -207,12 +238,25 @@ def main(argv: list[str]) -> int:
         if skipped:
             print(f"Epoch {epoch + 1}: skipped {skipped} unreadable images so far.", flush=True)
 
-    trainer = Trainer(
-        config,
-        strategy,
-        lambda: overfeat_tf.build_model(model_name, **build_kwargs),
-    )
-    metrics = trainer.fit(train_dataset, eval_dataset, on_epoch_end=report_bad_records)
+    def model_fn():
+        if FLAGS.init_from:
+            return transfer.transfer_model(FLAGS.init_from, source.num_classes, FLAGS.freeze_through)
+        return overfeat_tf.build_model(model_name, **build_kwargs)
+
+    try:
+        trainer = Trainer(config, strategy, model_fn)
+    except ValueError as e:  # an unknown --freeze_through layer names the valid ones
+        raise FlagError(f"--freeze_through={FLAGS.freeze_through}: {e}") from e
+    callbacks = [report_bad_records]
+    if FLAGS.filter_grid_every_epoch and strategies.is_chief(strategy):
+        filters_dir = os.path.join(model_dir, "filters")
+        callbacks.append(filter_viz.filter_grid_callback(trainer.model, filters_dir))
+
+    def on_epoch_end(epoch: int, history) -> None:
+        for callback in callbacks:
+            callback(epoch, history)
+
+    metrics = trainer.fit(train_dataset, eval_dataset, on_epoch_end=on_epoch_end)
     if not strategies.is_chief(strategy):
         return 0
     print(

@@ -133,8 +133,7 @@ def _trunk_layers(row: TrunkLayer, width: float, init: str, grouped_conv: str):
 
 def _head_layers(row: FC, width: float, num_classes: int, dropout: float, init: str):
     is_class_layer = row.units is None
-    # The class layer keeps the papers' N(0, 0.01) under "he" too: small initial logits.
-    kernel_init, bias_init = _initializers("paper" if is_class_layer else init, row.bias)
+    kernel_init, bias_init = _initializers(init, row.bias)
     layers = []
     if row.dropout and dropout > 0:
         layers.append(keras.layers.Dropout(dropout, name=f"{row.name}_dropout"))

@@ -20,8 +20,9 @@ class Recipe:
         momentum update (`v = m v - wd lr w - lr grad`, AlexNet section 5); not Keras 3's
         decoupled `weight_decay`.
       batch_size: global batch, images.
-      schedule: "plateau" (divide by `plateau_factor` when validation top-1 error stops
-        improving, at most `plateau_max_drops` times) or "step" (multiply by
+      schedule: "plateau" (divide by `plateau_factor` when validation top-1 error has
+        not improved for `plateau_patience` epochs, at most `plateau_max_drops` times;
+        the paper gives no patience: 3 epochs ride out validation noise) or "step" (multiply by
         `step_factor` after each epoch in `step_epochs`).
       init, dropout: `build_model` arguments.
       max_filter_rms: after every update, rescale each conv filter whose RMS exceeds
@@ -38,7 +39,7 @@ class Recipe:
     init: str = "paper"
     dropout: float = 0.5
     plateau_factor: float = 10.0
-    plateau_patience: int = 1
+    plateau_patience: int = 3
     plateau_max_drops: int = 3
     step_epochs: tuple[int, ...] = ()
     step_factor: float = 0.5

@@ -95,7 +95,9 @@ class Trainer:
         self._conv_kernels = [
             layer.kernel
             for layer in self.model.layers
-            if isinstance(layer, keras.layers.Conv2D) and layer.name.startswith("conv")
+            if isinstance(layer, keras.layers.Conv2D)
+            and layer.name.startswith("conv")
+            and layer.trainable  # frozen filters (transfer) stay as they are
         ]
         checkpoint = tf.train.Checkpoint(
             model=self.model,
