@@ -151,6 +151,11 @@ def main(argv: list[str]) -> int:
     if FLAGS.freeze_through and not FLAGS.init_from:
         raise FlagError("--freeze_through needs --init_from")
     try:
+        # First: MultiWorkerMirroredStrategy must start before TensorFlow's runtime does.
+        strategy = strategies.make_strategy(FLAGS.strategy)
+    except ValueError as e:
+        raise FlagError(f"--strategy={FLAGS.strategy}: {e}") from e
+    try:
         source = pipelines.open_source(FLAGS.data, FLAGS.data_dir)
     except (ValueError, FileNotFoundError) as e:
         raise FlagError(f"--data={FLAGS.data}: {e}") from e
@@ -180,7 +185,6 @@ def main(argv: list[str]) -> int:
     if FLAGS.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
     keras.utils.set_random_seed(FLAGS.seed)
-    strategy = strategies.make_strategy(FLAGS.strategy)
     _check_flags(recipe, source, strategy)
 
     if strategies.is_chief(strategy):

@@ -188,3 +188,67 @@ def test_bad_flags_are_one_line_errors(flags, message, tmp_path, subprocess_env)
               if line.startswith(("overfeat-train:", "FATAL Flags parsing error"))]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+_WORKER = """
+import json, os, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from tests import test_training as t
+from overfeat_tf.training import strategies
+strategy = strategies.make_strategy("multi_worker")
+images, labels = t._arrays(32, seed=7)
+
+def dataset_fn(epoch, skip, context):
+    import tensorflow as tf
+    batch = context.get_per_replica_batch_size(8)
+    data = tf.data.Dataset.from_tensor_slices((images, labels))
+    data = data.shard(context.num_input_pipelines, context.input_pipeline_id)
+    return data.batch(batch).skip(skip)
+
+trainer = t._trainer(sys.argv[2], strategy, steps_per_epoch=2)
+trainer.fit(dataset_fn)
+np.savez(sys.argv[3], *[v.numpy() for v in trainer.model.weights])
+print("chief" if strategies.is_chief(strategy) else "worker", strategy.num_replicas_in_sync)
+"""
+
+
+def _free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_workers_train_identically_and_only_the_chief_writes(tmp_path, subprocess_env):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    model_dir = tmp_path / "run"
+    processes = []
+    for index in range(2):
+        env = dict(subprocess_env)
+        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(
+            [sys.executable, "-c", _WORKER, testing_root(), str(model_dir),
+             str(tmp_path / f"worker{index}.npz")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    assert outputs[0][0].split()[-2:] == ["chief", "2"]
+    assert outputs[1][0].split()[-2:] == ["worker", "2"]
+    chief, worker = (np.load(tmp_path / f"worker{i}.npz") for i in range(2))
+    for key in chief.files:
+        np.testing.assert_array_equal(chief[key], worker[key])
+    # One writer: the chief's checkpoints and summaries; the worker's scratch is gone.
+    names = sorted(os.listdir(model_dir))
+    assert "checkpoint" in names and "train" in names and "metrics.json" in names
+    assert not [n for n in names if n.startswith(".scratch")], names
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-2")

@@ -19,11 +19,13 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
-    gpus = tf.config.list_logical_devices("GPU")
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("strategy 'multi_worker' needs the TF_CONFIG environment variable")
+        # Before anything lists devices: that starts the runtime, after which collective
+        # ops can no longer be configured.
         return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
