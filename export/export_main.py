@@ -10,11 +10,11 @@ then serve `exports/alexnet` with TF Serving (README, "Serving").
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags
+from absl import flags
 
 import overfeat_tf  # noqa: F401  (first: turns oneDNN on before TensorFlow loads)
+from overfeat_tf import cli
+from overfeat_tf.cli import FlagError
 
 from export import saved_model
 
@@ -27,10 +27,6 @@ flags.DEFINE_string("checkpoint", None, "Checkpoint path to export (default: the
 flags.mark_flag_as_required("model_dir")
 
 FLAGS = flags.FLAGS
-
-
-class FlagError(ValueError):
-    """A flag value that cannot work, reported as one line naming the flag."""
 
 
 def main(argv: list[str]) -> None:
@@ -55,11 +51,8 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-    """Console-script entry point (`overfeat-export`): one-line errors for bad flags."""
-    try:
-        app.run(main)
-    except FlagError as e:
-        sys.exit(f"overfeat-export: {e}")
+    """Console-script entry point (`overfeat-export`)."""
+    cli.run(main, "overfeat-export")
 
 
 if __name__ == "__main__":

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
-import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtime.py)
+from overfeat_tf import cli
+from overfeat_tf.cli import FlagError
 from overfeat_tf import dense, evaluation
 from overfeat_tf import model_dir as model_dir_lib
 
@@ -62,10 +62,6 @@ flags.DEFINE_integer("batch_size", 32, "Images per batch (dense evaluation uses 
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
 
 FLAGS = flags.FLAGS
-
-
-class FlagError(ValueError):
-    """A flag value that cannot work, reported as one line naming the flag."""
 
 
 def _scales() -> list[tuple[int, int]] | None:
@@ -222,11 +218,8 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
-    """Console-script entry point: one-line errors for bad flags and inputs."""
-    try:
-        app.run(main)
-    except FlagError as e:
-        sys.exit(f"overfeat-evaluate: {e}")
+    """Console-script entry point (`overfeat-evaluate`)."""
+    cli.run(main, "overfeat-evaluate")
 
 
 if __name__ == "__main__":

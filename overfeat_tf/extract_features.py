@@ -13,11 +13,10 @@ of `filenames.txt`, plus `labels.npy` for a labelled source):
 
 from __future__ import annotations
 
-import sys
+from absl import flags
 
-from absl import app, flags
-
-import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtime.py)
+from overfeat_tf import cli
+from overfeat_tf.cli import FlagError
 from overfeat_tf import features
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf.visualization import inputs
@@ -38,10 +37,6 @@ flags.DEFINE_integer("max_images", None, "Extract at most this many images.")
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
 
 FLAGS = flags.FLAGS
-
-
-class FlagError(ValueError):
-    """A flag value that cannot work, reported as one line naming the flag."""
 
 
 def _records() -> tuple[tf.data.Dataset, int | None]:
@@ -95,11 +90,8 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
-    """Console-script entry point: one-line errors for bad flags and inputs."""
-    try:
-        app.run(main)
-    except FlagError as e:
-        sys.exit(f"overfeat-features: {e}")
+    """Console-script entry point (`overfeat-features`)."""
+    cli.run(main, "overfeat-features")
 
 
 if __name__ == "__main__":

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtime.py)
+from overfeat_tf import cli
+from overfeat_tf.cli import FlagError
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf import transfer
 from overfeat_tf.visualization import filters as filter_viz
@@ -103,10 +104,6 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_bool("export", True, "Export a SavedModel and .keras file after training.")
 flags.DEFINE_string("export_base", None, "Export directory (default <model_dir>/export).")
-
-
-class FlagError(ValueError):
-    """A flag value that cannot work, reported as one line naming the flag."""
 
 
 def _demo_or(flag: str, fallback):
@@ -303,11 +300,8 @@ def _export(model_dir: str) -> None:
 
 
 def run() -> None:
-    """Console-script entry point: one-line errors for bad flags."""
-    try:
-        app.run(main)
-    except (FlagError, TrainingDiverged) as e:
-        sys.exit(f"overfeat-train: {e}")
+    """Console-script entry point (`overfeat-train`)."""
+    cli.run(main, "overfeat-train", (TrainingDiverged,))
 
 
 if __name__ == "__main__":

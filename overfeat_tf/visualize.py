@@ -20,11 +20,12 @@ Images come from `--image` (comma list of files) or the first `--max_images` of
 from __future__ import annotations
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtime.py)
+from overfeat_tf import cli
+from overfeat_tf.cli import FlagError
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf.visualization import deconvnet, filters, images, inputs, occlusion, top9
 
@@ -57,10 +58,6 @@ flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
 
 FLAGS = flags.FLAGS
-
-
-class FlagError(ValueError):
-    """A flag value that cannot work, reported as one line naming the flag."""
 
 
 def _features(default):
@@ -194,11 +191,8 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
-    """Console-script entry point: one-line errors for bad flags and inputs."""
-    try:
-        app.run(main)
-    except FlagError as e:
-        sys.exit(f"overfeat-visualize: {e}")
+    """Console-script entry point (`overfeat-visualize`)."""
+    cli.run(main, "overfeat-visualize")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import tensorflow_datasets as tfds
 import pipelines
 from pipelines import embedded
 from pipelines import shapes
-from pipelines import sources
 from pipelines import testing
 
 CONFIG = testing.TINY_EMBEDDED

@@ -8,7 +8,6 @@ import sys
 import tarfile
 
 import numpy as np
-import pytest
 
 import pipelines
 from pipelines import convert
