@@ -11,12 +11,12 @@ Prints images/s and the ratio; the goal is >= 5x for training.
 
 from __future__ import annotations
 
-import platform
 import time
 
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
+from overfeat_tf import runtime
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -60,18 +60,6 @@ def _images_per_second(fn, *args) -> float:
     return FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux), for the benchmark's header."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str]) -> None:
     del argv
     size = overfeat_tf.native_input_size(FLAGS.model)
@@ -79,7 +67,7 @@ def main(argv: list[str]) -> None:
     labels = tf.random.uniform((FLAGS.batch_size,), 0, 1000, tf.int32)
     print(
         f"{FLAGS.model} width {FLAGS.width}, batch {FLAGS.batch_size}, "
-        f"{cpu_model()}, oneDNN {overfeat_tf.ONEDNN_STATUS}, "
+        f"{runtime.cpu_model()}, oneDNN {overfeat_tf.ONEDNN_STATUS}, "
         f"XLA {FLAGS.xla}, {FLAGS.steps} timed steps"
     )
     results = {}

@@ -25,7 +25,6 @@ machine's matmul FLOP/s (training FLOPs taken as 3x the forward pass's).
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
+from overfeat_tf import runtime
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -147,18 +147,6 @@ def training_gflop_per_image(model: keras.Model) -> float:
             kh, kw, fan_in, _ = layer.kernel.shape  # fan_in is already in / groups
             forward += 2 * h * w * out * kh * kw * fan_in
     return 3 * forward / 1e9
-
-
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # ---- the configurations: each a warmed-up callable that runs one synchronised step ----
@@ -314,7 +302,7 @@ def main(argv: list[str]) -> None:
     gflop = training_gflop_per_image(model)
     print(
         f"{MODEL} width {FLAGS.width}, input {size}, batch {FLAGS.batch_size}, {threads} threads, "
-        f"CPU: {cpu_model()}\n"
+        f"CPU: {runtime.cpu_model()}\n"
         f"TensorFlow {tf.__version__}: oneDNN {overfeat_tf.ONEDNN_STATUS} "
         f"(kernels {'on' if _pywrap_util_port.IsMklEnabled() else 'off'}); "
         f"PyTorch {torch.__version__}: oneDNN {'on' if torch.backends.mkldnn.enabled else 'off'}\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import sys
 from collections.abc import Sequence
 
@@ -46,3 +47,15 @@ def configure_onednn(argv: Sequence[str] = ()) -> str:
         return "too_late"
     os.environ[ONEDNN_ENV] = "1" if wanted else "0"
     return "enabled" if wanted else "disabled"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), for benchmark reports."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -30,4 +30,7 @@ def test_keras_files_load_in_a_fresh_process(tmp_path, subprocess_env):
         paths.append(path)
     subprocess.run([sys.executable, "-c", _LOAD, *paths], check=True, env=subprocess_env)
     for name, path in zip(overfeat_tf.MODEL_NAMES, paths):
-        np.testing.assert_array_equal(np.load(path + ".out.npy"), expected[name], err_msg=name)
+        # Same weights and graph; oneDNN may sum in another order in another process.
+        np.testing.assert_allclose(
+            np.load(path + ".out.npy"), expected[name], rtol=1e-5, atol=1e-6, err_msg=name
+        )
