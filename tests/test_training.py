@@ -116,7 +116,7 @@ def test_mirrored_on_two_devices_equals_one_device(tmp_path, subprocess_env):
     # Same global batch of 8: two replicas of 4 give the same gradient as one of 8,
     # up to float32 summation order. Tolerance: 1e-4 of each tensor's largest entry.
     out = subprocess.run(
-        [sys.executable, "-c", _EQUIVALENCE, str(testing_root()), str(tmp_path)],
+        [sys.executable, "-c", _EQUIVALENCE, str(_repo_root()), str(tmp_path)],
         check=True, capture_output=True, text=True, env=subprocess_env,
     ).stdout
     assert "mirrored 2" in out
@@ -124,7 +124,7 @@ def test_mirrored_on_two_devices_equals_one_device(tmp_path, subprocess_env):
     assert json.loads(out.strip().splitlines()[-1])["relative_diff"] < 1e-4
 
 
-def testing_root():
+def _repo_root():
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -235,7 +235,7 @@ def test_two_workers_train_identically_and_only_the_chief_writes(tmp_path, subpr
         env = dict(subprocess_env)
         env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         processes.append(subprocess.Popen(
-            [sys.executable, "-c", _WORKER, testing_root(), str(model_dir),
+            [sys.executable, "-c", _WORKER, _repo_root(), str(model_dir),
              str(tmp_path / f"worker{index}.npz")],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
