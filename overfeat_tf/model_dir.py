@@ -65,6 +65,23 @@ def build_from_config(config: dict[str, Any]) -> keras.Model:
     return build_model(config["name"], **config["build_kwargs"])
 
 
+def save_model(
+    model_dir: str,
+    model: keras.Model,
+    *,
+    build_kwargs: dict[str, Any],
+    class_names: list[str],
+) -> str:
+    """Writes `model` as a run directory (`model.json` + a checkpoint); returns the
+    checkpoint path. `build_kwargs` must be the ones `model` was built with.
+
+    For models trained outside `overfeat-train`; the evaluator, exporter and
+    visualizations read the directory as they read a training run.
+    """
+    write_config(model_dir, name=model.name, build_kwargs=build_kwargs, class_names=class_names)
+    return tf.train.CheckpointManager(tf.train.Checkpoint(model=model), model_dir, 1).save()
+
+
 def restore_model(
     model_dir: str, checkpoint: str | None = None
 ) -> tuple[keras.Model, dict[str, Any]]:

@@ -33,9 +33,7 @@ def workspace(tmp_path_factory):
     bias[PREDICTED] = 50.0
     model.get_layer("fc8").bias.assign(bias)
     run = str(root / "run")
-    model_dir_lib.write_config(run, name="overfeat_fast", build_kwargs=build_kwargs,
-                               class_names=CLASSES)
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), run, max_to_keep=1).save()
+    model_dir_lib.save_model(run, model, build_kwargs=build_kwargs, class_names=CLASSES)
     return root
 
 

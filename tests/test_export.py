@@ -54,12 +54,9 @@ def _png(image: np.ndarray) -> bytes:
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("run"))
-    config = model_dir_lib.write_config(
-        path, name="alexnet", build_kwargs={"num_classes": 3, "width": 0.0625},
-        class_names=CLASS_NAMES,
-    )
-    model = model_dir_lib.build_from_config(config)
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), path, 3).save()
+    build_kwargs = {"num_classes": 3, "width": 0.0625}
+    model = overfeat_tf.build_model("alexnet", **build_kwargs)
+    model_dir_lib.save_model(path, model, build_kwargs=build_kwargs, class_names=CLASS_NAMES)
     return path
 
 

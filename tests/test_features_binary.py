@@ -11,7 +11,6 @@ from overfeat_tf import model_dir as model_dir_lib
 from pipelines import testing
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 TINY = {"num_classes": 3, "width": 0.0625, "init": "he"}
 
@@ -20,9 +19,8 @@ TINY = {"num_classes": 3, "width": 0.0625, "init": "he"}
 def test_image_folder_to_npy(tmp_path, subprocess_env):
     keras.utils.set_random_seed(0)
     model = overfeat_tf.build_model("alexnet", **TINY)
-    model_dir_lib.write_config(str(tmp_path / "run"), name="alexnet", build_kwargs=TINY,
-                               class_names=["a", "b", "c"])
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(tmp_path / "run"), 1).save()
+    model_dir_lib.save_model(str(tmp_path / "run"), model, build_kwargs=TINY,
+                             class_names=["a", "b", "c"])
     (tmp_path / "images").mkdir()
     for i in range(3):
         (tmp_path / "images" / f"img{i}.jpg").write_bytes(

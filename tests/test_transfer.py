@@ -21,9 +21,8 @@ def trained_dir(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("source"))
     keras.utils.set_random_seed(7)
     model = overfeat_tf.build_model("zfnet", **TINY)
-    model_dir_lib.write_config(directory, name="zfnet", build_kwargs=TINY,
-                               class_names=[f"c{i}" for i in range(5)])
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), directory, 1).save()
+    model_dir_lib.save_model(directory, model, build_kwargs=TINY,
+                             class_names=[f"c{i}" for i in range(5)])
     return directory, model
 
 

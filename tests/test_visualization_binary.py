@@ -11,7 +11,6 @@ from overfeat_tf import model_dir as model_dir_lib
 from pipelines import testing
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 TINY = {"num_classes": 3, "width": 0.0625, "init": "he"}
 
@@ -22,9 +21,8 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("visualize")
     keras.utils.set_random_seed(0)
     model = overfeat_tf.build_model("zfnet", **TINY)
-    model_dir_lib.write_config(str(root / "run"), name="zfnet", build_kwargs=TINY,
-                               class_names=["a", "b", "c"])
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(root / "run"), 1).save()
+    model_dir_lib.save_model(str(root / "run"), model, build_kwargs=TINY,
+                             class_names=["a", "b", "c"])
     for name, shape, seed in (("wide", (240, 320), 1), ("square", (256, 256), 2)):
         (root / f"{name}.png").write_bytes(testing.encode(testing.smooth_image(*shape, seed), "PNG"))
     return root
