@@ -141,7 +141,8 @@ def resolve_recipe(model: str) -> recipes.Recipe:
     )
 
 
-def _check_flags(recipe: recipes.Recipe, source, strategy) -> None:
+def _steps_per_epoch(recipe: recipes.Recipe, source, strategy) -> int:
+    """Checks the flags against the data and strategy; returns the steps per epoch."""
     if recipe.batch_size % strategy.num_replicas_in_sync:
         raise FlagError(
             f"--batch_size={recipe.batch_size} is not divisible by the "
@@ -158,6 +159,12 @@ def _check_flags(recipe: recipes.Recipe, source, strategy) -> None:
         raise FlagError(f"--data={FLAGS.data}: {e}") from e
     if FLAGS.steps_per_epoch is None and train_examples is None:
         raise FlagError(f"--steps_per_epoch is needed: {FLAGS.data} does not know its size")
+    steps = FLAGS.steps_per_epoch or train_examples // recipe.batch_size
+    if steps < 1:
+        raise FlagError(
+            f"--batch_size={recipe.batch_size} exceeds the {train_examples} training examples"
+        )
+    return steps
 
 
 def main(argv: list[str]) -> int:
@@ -200,13 +207,12 @@ def main(argv: list[str]) -> int:
     if FLAGS.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
     keras.utils.set_random_seed(FLAGS.seed)
-    _check_flags(recipe, source, strategy)
+    steps_per_epoch = _steps_per_epoch(recipe, source, strategy)
 
     if strategies.is_chief(strategy):
         model_dir_lib.write_config(
             model_dir, name=model_name, build_kwargs=build_kwargs, class_names=source.class_names
         )
-    steps_per_epoch = FLAGS.steps_per_epoch or source.num_examples("train") // recipe.batch_size
     config = TrainConfig(
         model_dir=model_dir,
         recipe=recipe,
