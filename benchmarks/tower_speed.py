@@ -18,12 +18,17 @@ show the speed-up.
 
 from __future__ import annotations
 
+import statistics
+
 # isort: off
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
 import tensorflow as tf
 from absl import app, flags
 
-from benchmarks.training_timer import training_images_per_second
+from benchmarks.training_timer import (
+    training_images_per_second,
+    two_cpu_devices_without_gpus,
+)
 from overfeat_tf import runtime
 from overfeat_tf.models import tower_traffic
 # isort: on
@@ -31,6 +36,9 @@ from overfeat_tf.models import tower_traffic
 flags.DEFINE_float("width", 0.25, "Channel multiplier (1.0 is the paper's network).")
 flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 flags.DEFINE_integer("steps", 4, "Timed steps (one epoch) after a warm-up epoch.")
+flags.DEFINE_integer(
+    "repeats", 3, "Rounds over the three placements, in turn (the load drifts); medians."
+)
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
 FLAGS = flags.FLAGS
 
@@ -60,16 +68,25 @@ def main(argv: list[str]) -> None:
         f"included); per step {tower_traffic.weight_slice_bytes(model) / 1e6:.1f} MB of "
         "weight slices each way"
     )
-    one = speed(tf.distribute.OneDeviceStrategy(devices[0]))
-    placed = speed(tf.distribute.OneDeviceStrategy(devices[0]), tower_devices=devices)
-    mirrored = speed(tf.distribute.MirroredStrategy(devices))
-    print(f"{'placement':<12} {'images/s':>10} {'vs one device':>14}")
-    for name, value in (("one device", one), ("towers", placed), ("mirrored", mirrored)):
-        print(f"{name:<12} {value:10.1f} {value / one:14.2f}", flush=True)
+    placements = {
+        "one device": lambda: speed(tf.distribute.OneDeviceStrategy(devices[0])),
+        "towers": lambda: speed(
+            tf.distribute.OneDeviceStrategy(devices[0]), tower_devices=devices
+        ),
+        "mirrored": lambda: speed(tf.distribute.MirroredStrategy(devices)),
+    }
+    runs = {name: [] for name in placements}
+    for _ in range(FLAGS.repeats):
+        for name, run in placements.items():
+            runs[name].append(run())
+    one = statistics.median(runs["one device"])
+    print(f"{'placement':<12} {'median img/s':>13} {'vs one device':>14}   all runs")
+    for name, values in runs.items():
+        median = statistics.median(values)
+        every = ", ".join(f"{v:.1f}" for v in values)
+        print(f"{name:<12} {median:13.1f} {median / one:14.2f}   {every}", flush=True)
 
 
 if __name__ == "__main__":
-    if not tf.config.list_physical_devices("GPU"):
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    two_cpu_devices_without_gpus()
     app.run(main)

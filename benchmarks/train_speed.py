@@ -19,7 +19,10 @@ from overfeat_tf.training import strategies
 
 import tensorflow as tf  # noqa: E402
 
-from benchmarks.training_timer import training_images_per_second
+from benchmarks.training_timer import (
+    training_images_per_second,
+    two_cpu_devices_without_gpus,
+)
 
 flags.DEFINE_list("models", list(overfeat_tf.MODEL_NAMES), "Models to time.")
 flags.DEFINE_float("width", 0.25, "Channel multiplier (1.0 is the paper's network).")
@@ -58,7 +61,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if not tf.config.list_physical_devices("GPU"):
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    two_cpu_devices_without_gpus()
     app.run(main)

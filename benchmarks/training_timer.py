@@ -51,3 +51,11 @@ def training_images_per_second(
         trainer = Trainer(config, strategy, model_fn)
         trainer.fit(dataset_fn, on_epoch_end=lambda e, h: speeds.append(h["images_per_second"]))
     return speeds[-1]
+
+
+def two_cpu_devices_without_gpus() -> None:
+    """On a machine without GPUs, splits the CPU into two logical devices (they share its
+    cores), so two-device placements run; call before TensorFlow starts its runtime."""
+    if not tf.config.list_physical_devices("GPU"):
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)

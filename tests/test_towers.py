@@ -116,6 +116,16 @@ def two_device_report(out_dir: str) -> None:
     fresh = overfeat_tf.build_model("alexnet", **TINY, tower_devices=TWO)
     tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
     report["checkpoint_diff"] = float(np.abs(fresh(images).numpy() - expected).max())
+    # And .keras weights files, both ways.
+    placed.save_weights(out / "placed.weights.h5")
+    plain = overfeat_tf.build_model("alexnet", **TINY)
+    plain.load_weights(out / "placed.weights.h5")
+    default.save_weights(out / "default.weights.h5")
+    fresh.load_weights(out / "default.weights.h5")
+    report["weights_file_diff"] = max(
+        float(np.abs(plain(images).numpy() - expected).max()),
+        float(np.abs(fresh(images).numpy() - expected).max()),
+    )
 
     # The placed graph: which device runs each op, and which activations cross.
     spec = tf.TensorSpec([BATCH, 227, 227, 3])
@@ -199,6 +209,7 @@ def test_outputs_and_checkpoints_equal_the_default_placement(two_devices):
     tolerance = 1e-5 * report["output_scale"]
     assert report["output_diff"] <= tolerance
     assert report["checkpoint_diff"] <= tolerance
+    assert report["weights_file_diff"] <= tolerance
     assert report["dropout_finite"]
 
 
