@@ -20,6 +20,8 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
+from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import transfer
 from overfeat_tf.models import tower_traffic, towers
 from overfeat_tf.training import recipes
 from overfeat_tf.training.trainer import TrainConfig, Trainer
@@ -330,3 +332,11 @@ def test_bad_tower_flags_are_one_line_errors(tiny_data, tmp_path, flags, message
     errors = [line for line in result.stderr.splitlines() if line.startswith("overfeat-train:")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_transfer_from_a_tower_run_starts_with_default_placement(tmp_path):
+    model_dir_lib.write_config(str(tmp_path), name="alexnet",
+                               build_kwargs={**TINY, "tower_devices": list(TWO)},
+                               class_names=["a", "b", "c"])
+    name, kwargs = transfer.transfer_build_kwargs(str(tmp_path), 5)
+    assert name == "alexnet" and kwargs == {**TINY, "num_classes": 5}
