@@ -1,10 +1,10 @@
 r"""Training images/s of each model: one device versus MirroredStrategy on two.
 
-Runs the project's training loop (`overfeat_tf.training.trainer.Trainer`) on an
-in-memory batch (no input pipeline cost), for every model at one width and global
-batch, first on one device and then under MirroredStrategy over two logical CPU devices
-(two GPUs where there are GPUs), all in one run. Each figure is the second epoch's
-images/s (the first traces and compiles). On a CPU the two logical devices share the
+Runs the project's training loop (`benchmarks.training_timer`) on an in-memory batch
+(no input pipeline cost), for every model at one width and global batch, first on one
+device and then under MirroredStrategy over two logical CPU devices (two GPUs where
+there are GPUs), all in one run. Each figure is the second epoch's images/s (the first
+traces and compiles). On a CPU the two logical devices share the
 same cores, so the mirrored figure shows the strategy's overhead, not a speed-up.
 
     PYTHONPATH=. python benchmarks/train_speed.py --width=0.25 --batch_size=64
@@ -12,17 +12,17 @@ same cores, so the mirrored figure shows the strategy's overhead, not a speed-up
 
 from __future__ import annotations
 
-import dataclasses
-import tempfile
-
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
-from overfeat_tf.training import recipes, strategies
-from overfeat_tf.training.trainer import TrainConfig, Trainer
+from overfeat_tf.training import strategies
 
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+
+from benchmarks.training_timer import (
+    training_images_per_second,
+    two_cpu_devices_without_gpus,
+)
 
 flags.DEFINE_list("models", list(overfeat_tf.MODEL_NAMES), "Models to time.")
 flags.DEFINE_float("width", 0.25, "Channel multiplier (1.0 is the paper's network).")
@@ -35,27 +35,14 @@ FLAGS = flags.FLAGS
 
 def images_per_second(model_name: str, strategy: tf.distribute.Strategy) -> float:
     """Steady-state training images/s of `model_name` under `strategy`."""
-    size = overfeat_tf.native_input_size(model_name)
-    rng = np.random.default_rng(0)
-    images = rng.normal(size=(FLAGS.batch_size, size, size, 3)).astype("float32")
-    labels = rng.integers(0, 1000, FLAGS.batch_size).astype("int32")
-
-    def dataset_fn(epoch, skip, context):
-        batch = context.get_per_replica_batch_size(FLAGS.batch_size)
-        return tf.data.Dataset.from_tensors((images[:batch], labels[:batch])).repeat()
-
-    recipe = dataclasses.replace(recipes.get_recipe("alexnet"), batch_size=FLAGS.batch_size)
-    speeds = []
-    with tempfile.TemporaryDirectory() as model_dir:
-        config = TrainConfig(
-            model_dir=model_dir, recipe=recipe, steps_per_epoch=FLAGS.steps, epochs=2,
-            batch_size=FLAGS.batch_size, checkpoint_every=10**9, xla=FLAGS.xla, verbose=False,
-        )
-        trainer = Trainer(
-            config, strategy, lambda: overfeat_tf.build_model(model_name, 1000, FLAGS.width)
-        )
-        trainer.fit(dataset_fn, on_epoch_end=lambda e, h: speeds.append(h["images_per_second"]))
-    return speeds[-1]
+    return training_images_per_second(
+        lambda: overfeat_tf.build_model(model_name, 1000, FLAGS.width),
+        strategy,
+        input_size=overfeat_tf.native_input_size(model_name),
+        batch_size=FLAGS.batch_size,
+        steps=FLAGS.steps,
+        xla=FLAGS.xla,
+    )
 
 
 def main(argv: list[str]) -> None:
@@ -74,7 +61,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    if not tf.config.list_physical_devices("GPU"):
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    two_cpu_devices_without_gpus()
     app.run(main)

@@ -29,6 +29,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from export import requests
 from export import signatures
 from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf.models import towers
 
 CLASS_NAMES_ASSET = "class_names.txt"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -164,6 +165,7 @@ def export_model_dir(model_dir: str, export_base: str, *, version: int | None = 
       FileNotFoundError: no model.json or no checkpoint. See also `export_model`.
     """
     model, config = model_dir_lib.restore_model(model_dir, checkpoint)
+    model = towers.default_placement(model)  # no device pins of the training machine
     serving = signatures.ServingConfig.from_model_dir_config(config, top_k=top_k)
     return export_model(model, serving, export_base, model_name=config["name"],
                         version=version)

@@ -26,6 +26,7 @@ from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf import transfer
+from overfeat_tf.models import towers
 from overfeat_tf.visualization import filters as filter_viz
 from overfeat_tf.training import recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer, TrainingDiverged
@@ -78,6 +79,11 @@ flags.DEFINE_float("max_filter_rms", None, "Override ZFNet's filter RMS cap (0 d
 flags.DEFINE_enum("init", None, ["paper", "he"], "Weight initialisation (default paper).")
 flags.DEFINE_float("dropout", None, "Override the dropout rate.")
 flags.DEFINE_enum("strategy", "auto", list(strategies.STRATEGIES), "Distribution strategy.")
+flags.DEFINE_list(
+    "tower_devices", None,
+    "AlexNet's towers one per device, e.g. /GPU:0,/GPU:1 (model parallelism as in the "
+    "paper; one replica).",
+)
 flags.DEFINE_enum(
     "mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"], "Dtype policy."
 )
@@ -167,6 +173,43 @@ def _steps_per_epoch(recipe: recipes.Recipe, source, strategy) -> int:
     return steps
 
 
+def _split_host_cpu(devices: list[str]) -> None:
+    """Makes the host CPU into as many logical devices as `devices` names CPUs
+    (/CPU:0,/CPU:1: two), to try tower placement on a CPU machine; they share its cores."""
+    indices = [
+        spec.device_index or 0
+        for spec in map(tf.DeviceSpec.from_string, devices)
+        if (spec.device_type or "").upper() == "CPU"
+    ]
+    if indices and max(indices) > 0:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        count = max(indices) + 1
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count
+        )
+
+
+def _tower_strategy() -> tf.distribute.Strategy:
+    """One replica, on the first of --tower_devices (checked against the other flags)."""
+    if FLAGS.strategy not in ("auto", "one_device"):
+        raise FlagError(
+            f"--tower_devices runs one replica; it cannot be combined with --strategy={FLAGS.strategy}"
+        )
+    if FLAGS.xla:
+        raise FlagError("--xla compiles a step for one device; it cannot run --tower_devices")
+    if FLAGS.init_from:
+        raise FlagError("--tower_devices cannot be combined with --init_from")
+    try:
+        _split_host_cpu(FLAGS.tower_devices)
+        missing = towers.missing_devices(FLAGS.tower_devices)
+    except ValueError as e:  # not a device name
+        raise FlagError(f"--tower_devices={','.join(FLAGS.tower_devices)}: {e}") from e
+    if missing:
+        present = ", ".join(d.name for d in tf.config.list_logical_devices())
+        raise FlagError(f"--tower_devices: no {', '.join(missing)} here; devices: {present}")
+    return tf.distribute.OneDeviceStrategy(FLAGS.tower_devices[0])
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise FlagError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -174,9 +217,10 @@ def main(argv: list[str]) -> int:
         raise FlagError("--freeze_through needs --init_from")
     try:
         # First: MultiWorkerMirroredStrategy must start before TensorFlow's runtime does.
-        strategy = strategies.make_strategy(FLAGS.strategy)
+        strategy = None if FLAGS.tower_devices else strategies.make_strategy(FLAGS.strategy)
     except ValueError as e:
         raise FlagError(f"--strategy={FLAGS.strategy}: {e}") from e
+    strategy = strategy or _tower_strategy()
     try:
         source = pipelines.open_source(FLAGS.data, FLAGS.data_dir)
     except (ValueError, FileNotFoundError) as e:
@@ -201,6 +245,13 @@ def main(argv: list[str]) -> int:
             "init": recipe.init,
         }
     info = overfeat_tf.model_info(model_name)
+    if FLAGS.tower_devices:
+        if len(FLAGS.tower_devices) != info.tower_count:
+            raise FlagError(
+                f"--tower_devices needs one device per tower; {model_name} has "
+                f"{info.tower_count} tower(s), received {len(FLAGS.tower_devices)} devices"
+            )
+        build_kwargs["tower_devices"] = FLAGS.tower_devices
     mean, std = overfeat_tf.models.normalization(model_name, build_kwargs.get("init", "paper"))
     width = build_kwargs["width"]
     model_dir = FLAGS.model_dir or os.path.join("runs", model_name)

@@ -49,7 +49,9 @@ def transfer_build_kwargs(model_dir: str, num_classes: int) -> tuple[str, dict[s
     """(model name, `build_model` keyword arguments) of the run at `model_dir` with a
     new class count: what the new run's `model.json` records."""
     config = model_dir_lib.read_config(model_dir)
-    return config["name"], {**config["build_kwargs"], "num_classes": num_classes}
+    # Tower placement belongs to the source run's devices, not to the architecture.
+    kwargs = {k: v for k, v in config["build_kwargs"].items() if k != "tower_devices"}
+    return config["name"], {**kwargs, "num_classes": num_classes}
 
 
 def transfer_model(

@@ -7,10 +7,12 @@ the pipeline's crop size and normalisation, and the exporter all read `ModelInfo
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import keras
 
-from overfeat_tf.models import alexnet, overfeat, spec as spec_lib
+from overfeat_tf.models import alexnet, overfeat, towers
+from overfeat_tf.models import spec as spec_lib
 
 # Per-channel ImageNet means on the 0-255 scale (DESIGN.md section 4); AlexNet and
 # ZFNet feed mean-subtracted raw pixels.
@@ -50,6 +52,12 @@ class ModelInfo:
     def stride(self) -> int:
         """Input pixels between cells of the coarse classifier map."""
         return self.spec.stride
+
+    @property
+    def tower_count(self) -> int:
+        """Towers of the network (its convolution groups): 2 for AlexNet, else 1."""
+        groups = [row.groups for row in self.spec.trunk if isinstance(row, spec_lib.Conv)]
+        return max(groups, default=1)
 
 
 _REGISTRY = {
@@ -120,6 +128,7 @@ def build_model(
     dropout: float = 0.5,
     init: str = "paper",
     grouped_conv: str = "split",
+    tower_devices: Sequence[str] | None = None,
 ) -> keras.Model:
     """Builds a paper model: `[b, s, s, 3]` float images -> `[b, num_classes]` logits.
 
@@ -133,13 +142,16 @@ def build_model(
         `normalization`: trains from scratch in hundreds of steps where N(0, 0.01)
         needs thousands).
       grouped_conv: "split" (fast) or "native" (`Conv2D(groups=2)`, for comparison).
+      tower_devices: one device per tower (AlexNet: two, e.g. ("/GPU:0", "/GPU:1")): run
+        each tower on its device as the paper did (`towers.TowerModel`: same layers,
+        weights and outputs). Where a device is missing: default placement, one warning.
 
     Images are normalised as `model_info(name)` says; s = `native_input_size(name)`.
     The layers form a chain whose FC layers are convolutions, so `fully_conv.trunk` and
     `fully_conv.classifier` run the same weights on larger images.
     """
     info = model_info(name)
-    return spec_lib.build(
+    model = spec_lib.build(
         info.spec,
         name=info.name,
         input_size=info.input_size,
@@ -149,3 +161,4 @@ def build_model(
         init=init,
         grouped_conv=grouped_conv,
     )
+    return towers.place_towers(model, tower_devices)
