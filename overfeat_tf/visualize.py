@@ -121,8 +121,7 @@ def _deconv(model, config, layer: str, output_dir: str) -> list[str]:
 
 def _occlusion(model, config, layer: str, output_dir: str) -> list[str]:
     mean, std = np.asarray(config["mean"]), np.asarray(config["std"])
-    # Grey in pixels -> model-input units (per channel; the mean maps to 0).
-    value = 0.0 if FLAGS.value is None else float(np.mean((FLAGS.value - mean) / std))
+    value = occlusion.grey_value(FLAGS.value, mean, std)
     paths = []
     # Centre crops: all images in one batch (the occluded copies are batched inside);
     # whole images differ in size: one at a time, each in its own folder.
