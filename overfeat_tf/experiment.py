@@ -2,9 +2,10 @@ r"""Runs one of the papers' experiment tables: `overfeat-experiment` /
 `python -m overfeat_tf.experiment`.
 
 Trains every model a table needs (one `overfeat-train` run each, with the same budget),
-evaluates every row, and writes `<out_dir>/table.md` and `<out_dir>/table.json`: measured
-top-1 / top-5 error per row beside the paper's figure, and the time each row took.
-Tables: alexnet_ablations, overfeat_table2, zfnet_variants.
+evaluates every row, and writes `<out_dir>/<table>.md` and `<out_dir>/<table>.json`:
+measured top-1 / top-5 error per row beside the paper's figure, and the time each row
+took. Tables: alexnet_ablations, overfeat_table2, zfnet_variants. Tables run into one
+--out_dir share the models they both train with the same command (AlexNet's base net).
 
 At small scale on the embedded data set:
 
@@ -139,12 +140,13 @@ def main(argv: list[str]) -> int:
     os.makedirs(out_dir, exist_ok=True)
     about = _about(settings, results)
     text = report.markdown(table, results, _header(about, results))
-    with open(os.path.join(out_dir, "table.md"), "w") as f:
+    path = os.path.join(out_dir, table.name)
+    with open(path + ".md", "w") as f:
         f.write(text)
-    with open(os.path.join(out_dir, "table.json"), "w") as f:
+    with open(path + ".json", "w") as f:
         json.dump(report.report_json(table, results, about), f, indent=2)
     print("\n" + text)
-    print(f"Table: {os.path.join(out_dir, 'table.md')} and table.json")
+    print(f"Table: {path}.md and {path}.json")
     return 0
 
 

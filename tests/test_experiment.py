@@ -116,7 +116,7 @@ def test_two_rows_end_to_end_then_a_rerun_skips_them(tiny_data, tmp_path, subpro
     assert first.returncode == 0, first.stderr[-3000:]
     assert first.stdout.count("training runs/fast") == 1  # one model for both rows
 
-    with open(os.path.join(out_dir, "table.json")) as f:
+    with open(os.path.join(out_dir, "overfeat_table2.json")) as f:
         rows = {row["row"]: row for row in json.load(f)["rows"]}
     for name in ("fast_scale1_coarse", "fast_10view"):
         measured = rows[name]["measured"]
@@ -125,7 +125,7 @@ def test_two_rows_end_to_end_then_a_rerun_skips_them(tiny_data, tmp_path, subpro
     assert rows["fast_scale1_coarse"]["measured"]["train_seconds"] > 0
     assert rows["fast_10view"]["measured"]["train_seconds"] == 0  # the model is reused
     assert rows["fast_scale1_fine"]["measured"] is None  # not asked for
-    with open(os.path.join(out_dir, "table.md")) as f:
+    with open(os.path.join(out_dir, "overfeat_table2.md")) as f:
         text = f.read()
     assert "| 39.28 / 17.12 |" in text and "paper's top-1 / top-5 err %" in text
     assert "--rows=fast_scale1_coarse,fast_10view" in text  # the command that made it
@@ -155,7 +155,7 @@ def test_an_interrupted_run_is_trained_again(tiny_data, tmp_path):
     runner = TableRunner(table, settings, str(tmp_path), log=lambda _: None)
     run_dir = str(tmp_path / "runs" / "a")
     os.makedirs(run_dir)
-    command = runner.train_command(table.rows[0].run, 0, run_dir)
+    command = runner.train_command(table.rows[0].run, 0, os.path.join("runs", "a"))
     with open(os.path.join(run_dir, "experiment.json"), "w") as f:
         json.dump({"command": command, "seconds": None}, f)
     [result] = runner.run()

@@ -4,7 +4,9 @@ Layout under `out_dir`:
 - `runs/<run>[-seed<k>]/`: one `overfeat-train` run directory per trained model (member
   k of an ensemble is the run trained with seed `seed + k`; member 0 is the run itself),
   with `train.log` and `experiment.json` (the command and, once finished, its seconds).
-- `rows/<row>/result.json`: a finished row's measured figures.
+- `rows/<table>/<row>/result.json`: a finished row's measured figures.
+
+Tables run into one `out_dir` share the runs they train with the same command.
 
 Each run trains in its own `overfeat-train` subprocess, so an interrupted run resumes from
 its last checkpoint when the table is run again; a row with a `result.json` is not run
@@ -113,7 +115,7 @@ class TableRunner:
         ]
 
     def row_dir(self, row: Row) -> str:
-        return os.path.join(self.out_dir, "rows", row.name)
+        return os.path.join(self.out_dir, "rows", self.table.name, row.name)
 
     # ---- running ----------------------------------------------------------------------
 
@@ -177,7 +179,8 @@ class TableRunner:
     # ---- training ---------------------------------------------------------------------
 
     def train_command(self, run: Run, member: int, run_dir: str) -> list[str]:
-        """The `overfeat-train` command line (after the interpreter) of a run's member."""
+        """The `overfeat-train` command line (after the interpreter) of a run's member,
+        training into `run_dir`."""
         s = self.settings
         return [
             "-m", "overfeat_tf.train",
@@ -195,7 +198,8 @@ class TableRunner:
         """Trains one model unless it is trained; returns its experiment.json record
         (the command, seconds, and the final training top-1 error)."""
         run_dir = os.path.join(self.out_dir, relative_dir)
-        command = self.train_command(run, member, run_dir)
+        # Recorded with the directory relative to out_dir, so out_dir can be moved.
+        command = self.train_command(run, member, relative_dir)
         record_path = os.path.join(run_dir, RUN_FILE)
         record = _read_json(record_path)
         if record is not None and record["command"] != command:
@@ -212,8 +216,8 @@ class TableRunner:
         start = time.perf_counter()
         with open(log_path, "a") as log_file:
             returncode = subprocess.run(
-                [sys.executable, *command], stdout=log_file, stderr=subprocess.STDOUT,
-                env=_subprocess_env(), check=False,
+                [sys.executable, *self.train_command(run, member, run_dir)],
+                stdout=log_file, stderr=subprocess.STDOUT, env=_subprocess_env(), check=False,
             ).returncode
         seconds = time.perf_counter() - start
         if returncode:
