@@ -10,6 +10,9 @@ OverFeat's best rows average 7 models (Sermanet et al. 2014, Table 2). An ensemb
         the same input (one `input_mode`): build them with the same mode.
     Renormalized(evaluator, source=(mean, std), target=(mean, std))
         an evaluator fed images normalised for another model.
+    averaged(evaluators, normalizations) -> EnsembleEvaluator
+        the evaluators averaged, fed images normalised as `normalizations[0]` says
+        (each member renormalised to its own; the exporter's ensembles use this).
     restore_ensemble(model_dirs, checkpoints=None) -> (models, configs)
         the trained models of several run directories, checked to agree
         (`check_compatible`).
@@ -175,14 +178,28 @@ def ensemble_evaluator(
       ValueError: see `check_compatible`, `evaluation.make_evaluator`.
     """
     check_compatible(configs, [m.name for m in models])
-    source = (list(configs[0]["mean"]), list(configs[0]["std"]))
-    members = []
-    for model, config in zip(models, configs):
-        member = evaluation.make_evaluator(
-            model, mode, scales=scales, fine_stride=fine_stride, flips=flips
-        )
-        target = (list(config["mean"]), list(config["std"]))
-        if target != source:
-            member = Renormalized(member, source, target)
-        members.append(member)
+    evaluators = [
+        evaluation.make_evaluator(model, mode, scales=scales, fine_stride=fine_stride, flips=flips)
+        for model in models
+    ]
+    return averaged(evaluators, [(config["mean"], config["std"]) for config in configs])
+
+
+def averaged(
+    evaluators: Sequence[evaluation.Evaluator], normalizations: Sequence[Normalization]
+) -> EnsembleEvaluator:
+    """`evaluators` averaged, fed images normalised with `normalizations[0]`.
+
+    Member k is wrapped in `Renormalized` where its normalisation (mean, std) differs.
+    """
+    source = normalizations[0]
+    members = [
+        evaluator if _same(normalization, source) else Renormalized(evaluator, source, normalization)
+        for evaluator, normalization in zip(evaluators, normalizations, strict=True)
+    ]
     return EnsembleEvaluator(members)
+
+
+def _same(a: Normalization, b: Normalization) -> bool:
+    return all(np.array_equal(np.asarray(x, np.float64), np.asarray(y, np.float64))
+               for x, y in zip(a, b))
