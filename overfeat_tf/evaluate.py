@@ -166,13 +166,13 @@ def _saved_model_class_names(path: str) -> list[str] | None:
 def _restore_saved_models() -> tuple[list[evaluation.Evaluator], dict, None, str]:
     paths = FLAGS.saved_model
     evaluators = []
+    first = _saved_model_class_names(paths[0])
     for path in paths:
         try:
             evaluators.append(evaluation.SavedModelEvaluator(path))
         except (OSError, ValueError) as e:
             raise FlagError(f"--saved_model={path}: {_first_line(e)}") from e
         names = _saved_model_class_names(path)
-        first = _saved_model_class_names(paths[0])
         if names is not None and first is not None and names != first:
             raise FlagError(
                 f"--saved_model={path}: its {len(names)} classes differ from the "

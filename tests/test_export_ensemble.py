@@ -15,10 +15,13 @@ import numpy as np
 import pytest
 
 import overfeat_tf
+from overfeat_tf import ensemble, evaluation
 from overfeat_tf import model_dir as model_dir_lib
 
 import pipelines
 import tensorflow as tf
+
+from export import saved_model
 
 CLASS_NAMES = ["disc", "square", "star"]
 PROBABILITY_ATOL = 1e-5
@@ -122,3 +125,19 @@ def test_mismatched_members_are_a_one_line_error(members, tmp_path, subprocess_e
     assert result.returncode != 0
     assert last.startswith(f"overfeat-export: --model_dir={path},{other}: ")
     assert "classes that differ" in last
+
+
+def test_saved_models_average_as_evaluators(members, exported, tmp_path):
+    # overfeat-evaluate --saved_model=a,b: each SavedModel's centre-crop scores, averaged.
+    single = saved_model.export_model_dir(members[0][2], str(tmp_path / "single")).saved_model_dir
+    pair = ensemble.EnsembleEvaluator(
+        [evaluation.SavedModelEvaluator(single), evaluation.SavedModelEvaluator(exported)]
+    )
+    assert pair.input_mode == "encoded"
+    jpeg = _jpeg(4, 260, 300)
+    model, config, _ = members[0]
+    image = pipelines.decode_image(tf.constant(jpeg))
+    x = pipelines.preprocess_for_eval(image, 227, config["mean"], config["std"])
+    alone = tf.nn.softmax(model(x[None], training=False)).numpy()[0]
+    by_hand = (alone + _center_by_hand(members, jpeg)) / 2
+    np.testing.assert_allclose(pair(tf.constant([jpeg]))[0], by_hand, atol=PROBABILITY_ATOL)
