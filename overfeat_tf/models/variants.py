@@ -78,7 +78,8 @@ def _positive_ints(count: int) -> Callable[[Any], Any]:
 
 
 def _layers(value: Any) -> tuple[str, ...]:
-    names = (value,) if isinstance(value, str) else tuple(value)
+    is_list = isinstance(value, Sequence) and not isinstance(value, str)
+    names = tuple(value) if is_list else (value,)
     unknown = [n for n in names if n not in REMOVABLE]
     if unknown or len(set(names)) != len(names):
         raise ValueError(
