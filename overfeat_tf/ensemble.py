@@ -21,8 +21,8 @@ OverFeat's best rows average 7 models (Sermanet et al. 2014, Table 2). An ensemb
         one evaluator per model in `mode` ("center", "ten_view", "dense"), averaged;
         feed it images prepared with `configs[0]`'s input size, mean and std.
     check_compatible(configs, names) -> None
-        ValueError (one line, naming the member) unless all `model.json` configs share
-        the class list and input size.
+        `IncompatibleMembers` (a ValueError; one line, naming the member) unless all
+        `model.json` configs share the class list and input size.
 
 What members may differ in: architecture (variants, widths, initialisations) and input
 normalisation; what they may not: the class list (the averaged probabilities must
@@ -47,6 +47,10 @@ from overfeat_tf import model_dir as model_dir_lib
 Normalization = tuple[Sequence[float], Sequence[float]]  # (mean [3], std [3]), 0-255 scale
 
 
+class IncompatibleMembers(ValueError):
+    """Ensemble members that cannot be averaged: other classes, input sizes or inputs."""
+
+
 class EnsembleEvaluator:
     """The mean of the members' class probabilities, `images -> [b, num_classes]`.
 
@@ -63,7 +67,7 @@ class EnsembleEvaluator:
             raise ValueError("An ensemble needs at least one member; received none")
         modes = {m.input_mode for m in members}
         if len(modes) > 1:
-            raise ValueError(
+            raise IncompatibleMembers(
                 f"Ensemble members read different inputs ({', '.join(sorted(modes))}); "
                 "build every member's evaluator in the same mode"
             )
@@ -78,7 +82,7 @@ class EnsembleEvaluator:
         probabilities = [member(images) for member in self.members]
         shapes = {tuple(p.shape[1:]) for p in probabilities}
         if len(shapes) > 1:
-            raise ValueError(f"Ensemble members disagree on the number of classes: {shapes}")
+            raise IncompatibleMembers(f"Ensemble members disagree on the number of classes: {shapes}")
         return tf.add_n(probabilities) / len(probabilities)
 
 
@@ -96,7 +100,7 @@ class Renormalized:
             [np.asarray(v, np.float32) for v in pair] for pair in (source, target)
         )
         if any(v.shape != (3,) for v in (source_mean, source_std, target_mean, target_std)):
-            raise ValueError(
+            raise IncompatibleMembers(
                 "Ensemble members with different normalisations need per-channel mean and "
                 "std (3 values each)"
             )
@@ -112,7 +116,8 @@ class Renormalized:
 
 
 def check_compatible(configs: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
-    """Raises ValueError unless every config has the first one's classes and input size.
+    """Raises IncompatibleMembers unless every config has the first one's classes and
+    input size.
 
     Args:
       configs: `model.json` dicts (`overfeat_tf.model_dir.read_config`).
@@ -121,13 +126,13 @@ def check_compatible(configs: Sequence[dict[str, Any]], names: Sequence[str]) ->
     first = configs[0]
     for config, name in zip(configs[1:], names[1:]):
         if config["class_names"] != first["class_names"]:
-            raise ValueError(
+            raise IncompatibleMembers(
                 f"{name} has {len(config['class_names'])} classes that differ from the "
                 f"{len(first['class_names'])} of {names[0]}: an ensemble averages the "
                 "probabilities of the same classes"
             )
         if config["input_size"] != first["input_size"]:
-            raise ValueError(
+            raise IncompatibleMembers(
                 f"{name} takes {config['input_size']} px inputs, {names[0]} "
                 f"{first['input_size']} px: ensemble members share one input size"
             )
@@ -144,7 +149,7 @@ def restore_ensemble(
 
     Raises:
       FileNotFoundError: a directory without model.json or checkpoint.
-      ValueError: see `check_compatible`.
+      IncompatibleMembers: see `check_compatible`.
     """
     checkpoints = list(checkpoints) if checkpoints is not None else [None] * len(model_dirs)
     if len(checkpoints) != len(model_dirs):
@@ -175,7 +180,9 @@ def ensemble_evaluator(
       scales, fine_stride, flips: dense settings, the same for every member.
 
     Raises:
-      ValueError: see `check_compatible`, `evaluation.make_evaluator`.
+      IncompatibleMembers: see `check_compatible`; or normalisations that differ and are
+        not per-channel.
+      ValueError: see `evaluation.make_evaluator`.
     """
     check_compatible(configs, [m.name for m in models])
     evaluators = [

@@ -122,6 +122,8 @@ def _model_dir_evaluators(models, configs) -> list[evaluation.Evaluator]:
             )
             for mode in _modes()
         ]
+    except ensemble.IncompatibleMembers as e:
+        raise FlagError(f"--model_dir={','.join(FLAGS.model_dir)}: {e}") from e
     except ValueError as e:
         raise FlagError(f"--scales: {e}") from e
 
