@@ -5,7 +5,11 @@ TF Serving model base, with a `.keras` file beside it (layout: `export/saved_mod
 
     overfeat-export --model_dir=runs/alexnet --export_base=exports/alexnet
 
-then serve `exports/alexnet` with TF Serving (README, "Serving").
+then serve `exports/alexnet` with TF Serving (README, "Serving"). Several runs,
+comma-separated, export as one ensemble SavedModel with the same signatures, serving the
+mean of the members' probabilities (no `.keras` file; `overfeat_tf.ensemble`):
+
+    overfeat-export --model_dir=runs/a,runs/b,runs/c --export_base=exports/alexnet_x3
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from overfeat_tf.cli import FlagError
 
 from export import saved_model
 
-flags.DEFINE_string("model_dir", None, "Training run directory (model.json and checkpoints).")
+flags.DEFINE_list("model_dir", None,
+                  "Training run directory (model.json and checkpoints); a comma list exports "
+                  "the runs' ensemble.")
 flags.DEFINE_string("export_base", None,
-                    "TF Serving model base directory (default <model_dir>/export).")
+                    "TF Serving model base directory (default <model_dir>/export; for an "
+                    "ensemble, <first model_dir>/export_ensemble).")
 flags.DEFINE_integer("version", None, "Version to write (default: the next integer).")
 flags.DEFINE_integer("top_k", 5, "Classes per answer (at most the number of classes).")
 flags.DEFINE_string("checkpoint", None, "Checkpoint path to export (default: the latest).")
@@ -36,13 +43,21 @@ def main(argv: list[str]) -> None:
         raise FlagError(f"--top_k must be >= 1; received {FLAGS.top_k}")
     if FLAGS.version is not None and FLAGS.version < 1:
         raise FlagError(f"--version must be >= 1; received {FLAGS.version}")
-    export_base = FLAGS.export_base or f"{FLAGS.model_dir.rstrip('/')}/export"
+    model_dirs = FLAGS.model_dir
+    if FLAGS.checkpoint is not None and len(model_dirs) != 1:
+        raise FlagError("--checkpoint names the checkpoint of a single --model_dir")
+    default_base = "export" if len(model_dirs) == 1 else "export_ensemble"
+    export_base = FLAGS.export_base or f"{model_dirs[0].rstrip('/')}/{default_base}"
     try:
-        paths = saved_model.export_model_dir(FLAGS.model_dir, export_base, version=FLAGS.version,
-                                             top_k=FLAGS.top_k, checkpoint=FLAGS.checkpoint)
+        paths = saved_model.export_model_dirs(model_dirs, export_base, version=FLAGS.version,
+                                              top_k=FLAGS.top_k,
+                                              checkpoints=[FLAGS.checkpoint] * len(model_dirs))
     except FileNotFoundError as e:
-        flag = "checkpoint" if FLAGS.checkpoint else "model_dir"
-        raise FlagError(f"--{flag}={getattr(FLAGS, flag)}: {e}") from e
+        if FLAGS.checkpoint:
+            raise FlagError(f"--checkpoint={FLAGS.checkpoint}: {e}") from e
+        raise FlagError(f"--model_dir={','.join(model_dirs)}: {e}") from e
+    except ValueError as e:  # ensemble members that disagree
+        raise FlagError(f"--model_dir={','.join(model_dirs)}: {e}") from e
     except FileExistsError as e:
         flag = "version" if FLAGS.version else "export_base"
         raise FlagError(f"--{flag}={getattr(FLAGS, flag)}: {e}") from e

@@ -9,7 +9,9 @@ Layout (TF Serving watches `<export_base>/` and loads the integer-named director
 
 The `.keras` file is the bare classifier (normalised float32 [b, s, s, 3] -> logits),
 for Keras users; it sits beside its version directory because its name is not an
-integer, so TF Serving ignores it. A version is written under a temporary (non-integer)
+integer, so TF Serving ignores it. An ensemble (`export_model_dirs` with several runs)
+is one SavedModel averaging its members (`export.signatures`) and has no `.keras` file:
+each member's own export has one. A version is written under a temporary (non-integer)
 name and renamed when complete, so a watching server never loads a half-written one.
 """
 
@@ -20,15 +22,15 @@ import os
 import re
 import tempfile
 import uuid
+from collections.abc import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from export import requests
-from export import signatures
-from overfeat_tf import model_dir as model_dir_lib
+from export import requests, signatures
+from overfeat_tf import ensemble
 from overfeat_tf.models import towers
 
 CLASS_NAMES_ASSET = "class_names.txt"
@@ -38,15 +40,16 @@ KERAS_SUFFIX = ".keras"
 
 @dataclasses.dataclass(frozen=True)
 class ExportPaths:
-    """Where `export_model` wrote version `version`."""
+    """Where `export_model` wrote version `version` (`keras_file` None for an ensemble)."""
 
     version: int
     saved_model_dir: str
-    keras_file: str
+    keras_file: str | None
 
     def items(self) -> list[tuple[str, str]]:
         """(label, path) pairs, for binaries to print."""
-        return [("SavedModel", self.saved_model_dir), ("Keras file", self.keras_file)]
+        pairs = [("SavedModel", self.saved_model_dir), ("Keras file", self.keras_file)]
+        return [(label, path) for label, path in pairs if path is not None]
 
 
 def existing_versions(export_base: str) -> list[int]:
@@ -106,16 +109,19 @@ def write_warmup_requests(saved_model_dir: str, model_name: str) -> str:
     return path
 
 
-def export_model(model: keras.Model, config: signatures.ServingConfig, export_base: str,
-                 *, model_name: str, version: int | None = None) -> ExportPaths:
+def export_model(model: keras.Model | Sequence[keras.Model], config: signatures.ServingConfig,
+                 export_base: str, *, model_name: str, version: int | None = None,
+                 normalizations: Sequence[ensemble.Normalization] | None = None,
+                 ) -> ExportPaths:
     """Exports `model` as version `version` (default: the next one) of `export_base`.
 
     Args:
-      model: the trained Keras classifier.
+      model: the trained Keras classifier, or the members of an ensemble (no `.keras`).
       config: class names, eval transform arguments and top_k.
       export_base: the directory TF Serving is pointed at (`--model_base_path`).
       model_name: the TF Serving model name written into the warm-up requests.
       version: a positive integer not yet exported.
+      normalizations: an ensemble's (mean, std) per member (`signatures.ServingFunctions`).
 
     Raises:
       ValueError: a version below 1. FileExistsError: the version exists already.
@@ -123,6 +129,7 @@ def export_model(model: keras.Model, config: signatures.ServingConfig, export_ba
     version = next_version(export_base) if version is None else version
     if version < 1:
         raise ValueError(f"version must be a positive integer. Received: version={version}")
+    models = signatures.as_models(model)
     final_dir = os.path.join(export_base, str(version))
     keras_file = os.path.join(export_base, f"{version}{KERAS_SUFFIX}")
     for path in (final_dir, keras_file):
@@ -134,11 +141,14 @@ def export_model(model: keras.Model, config: signatures.ServingConfig, export_ba
         with tempfile.TemporaryDirectory() as scratch:
             names_file = os.path.join(scratch, CLASS_NAMES_ASSET)
             signatures.write_class_names(names_file, config.class_names)
-            archive = signatures.build_archive(model, config, names_file)
+            archive = signatures.build_archive(models, config, names_file, normalizations)
             archive.write_out(partial, verbose=False)
         write_warmup_requests(partial, model_name)
-        model.save(partial + KERAS_SUFFIX)
-        tf.io.gfile.rename(partial + KERAS_SUFFIX, keras_file)
+        if len(models) == 1:
+            models[0].save(partial + KERAS_SUFFIX)
+            tf.io.gfile.rename(partial + KERAS_SUFFIX, keras_file)
+        else:
+            keras_file = None
         tf.io.gfile.rename(partial, final_dir)
     finally:
         for path in (partial, partial + KERAS_SUFFIX):
@@ -164,8 +174,32 @@ def export_model_dir(model_dir: str, export_base: str, *, version: int | None = 
     Raises:
       FileNotFoundError: no model.json or no checkpoint. See also `export_model`.
     """
-    model, config = model_dir_lib.restore_model(model_dir, checkpoint)
-    model = towers.default_placement(model)  # no device pins of the training machine
-    serving = signatures.ServingConfig.from_model_dir_config(config, top_k=top_k)
-    return export_model(model, serving, export_base, model_name=config["name"],
-                        version=version)
+    return export_model_dirs([model_dir], export_base, version=version, top_k=top_k,
+                             checkpoints=[checkpoint])
+
+
+def export_model_dirs(model_dirs: Sequence[str], export_base: str, *,
+                      version: int | None = None, top_k: int = 5,
+                      checkpoints: Sequence[str | None] | None = None) -> ExportPaths:
+    """Exports the ensemble of several runs (one run: its model) as one SavedModel.
+
+    The members must share classes and input size (`overfeat_tf.ensemble`); the served
+    scores are the mean of their probabilities in every signature.
+
+    Args:
+      model_dirs: the runs' directories.
+      checkpoints: a checkpoint path (None: the latest) per run; None: all the latest.
+      export_base, version, top_k: see `export_model_dir`.
+
+    Raises:
+      FileNotFoundError: a run without model.json or checkpoint. ValueError: members
+        that disagree (`overfeat_tf.ensemble.check_compatible`). See `export_model`.
+    """
+    models, configs = ensemble.restore_ensemble(model_dirs, checkpoints)
+    # No device pins of the training machine (`towers`) in a SavedModel.
+    models = [towers.default_placement(model) for model in models]
+    serving = signatures.ServingConfig.from_model_dir_config(configs[0], top_k=top_k)
+    name = configs[0]["name"] if len(models) == 1 else f"{configs[0]['name']}_ensemble"
+    return export_model(models if len(models) > 1 else models[0], serving, export_base,
+                        model_name=name, version=version,
+                        normalizations=[(c["mean"], c["std"]) for c in configs])

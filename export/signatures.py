@@ -20,6 +20,10 @@ Signatures (all batched; b may be 0):
                        `image/encoded` (the ImageNet TFRecord format).
   dense_classify       image_bytes: as serving_default; every scale and flip of the
                        dense evaluator (default: its six paper-pattern scales, flips).
+An ensemble (several models, `build_archive(models, ...)`) exports the same signatures;
+its scores are the mean of the members' probabilities (`overfeat_tf.ensemble`): one
+preprocessing with the first member's normalisation, renormalised for each other member.
+
 Outputs of each:
   classes        int32 [b, k]    top-k class indices, best first (k = min(top_k, classes)).
   class_names    string [b, k]   their names, looked up in the `class_names.txt` asset.
@@ -40,6 +44,7 @@ import tensorflow as tf
 
 import overfeat_tf
 import pipelines
+from overfeat_tf import ensemble, evaluation
 from pipelines import decode as pipelines_decode
 from pipelines import tfrecord_format
 from pipelines import transforms as pipelines_transforms
@@ -152,31 +157,47 @@ def _element_names(input_name: str, count: tf.Tensor) -> tf.Tensor:
     return tf.strings.join([f"{input_name}[", indices, "]"])
 
 
+def as_models(model: keras.Model | Sequence[keras.Model]) -> list[keras.Model]:
+    """One model, or an ensemble's members, as a list."""
+    return [model] if isinstance(model, keras.Model) else list(model)
+
+
 class ServingFunctions:
-    """The signature bodies for one model; each returns the dict of `OUTPUT_NAMES`.
+    """The signature bodies for one model or an ensemble; each returns `OUTPUT_NAMES`.
 
     Args:
-      model: the Keras classifier, float32 [b, s, s, 3] normalised -> [b, n] logits.
+      model: the Keras classifier, float32 [b, s, s, 3] normalised -> [b, n] logits;
+        or a sequence of them, an ensemble sharing `config`'s input size and classes.
       class_names: the table `class_name_table` builds.
-      config: the eval transform's arguments and top_k.
+      config: the eval transform's arguments (the first member's normalisation) and top_k.
+      normalizations: (mean, std) per member of an ensemble; None: `config`'s for all.
     """
 
-    def __init__(self, model: keras.Model, class_names: tf.lookup.StaticHashTable,
-                 config: ServingConfig) -> None:
-        num_classes = model.output_shape[-1]
-        if len(config.class_names) != num_classes:
-            raise ValueError(
-                f"The model has {num_classes} outputs but {len(config.class_names)} class "
-                "names were given."
-            )
-        self._model = model
+    def __init__(self, model: keras.Model | Sequence[keras.Model],
+                 class_names: tf.lookup.StaticHashTable, config: ServingConfig,
+                 normalizations: Sequence[ensemble.Normalization] | None = None) -> None:
+        models = as_models(model)
+        num_classes = models[0].output_shape[-1]
+        for member in models:
+            if member.output_shape[-1] != len(config.class_names):
+                raise ValueError(
+                    f"The model has {member.output_shape[-1]} outputs but "
+                    f"{len(config.class_names)} class names were given."
+                )
         self._class_names = class_names
         self._config = config
         self._num_classes = num_classes
         self._k = min(config.top_k, num_classes)
         self._mean = tf.constant(config.mean, tf.float32)
         self._std = tf.constant(config.std, tf.float32)
-        self._dense = overfeat_tf.DenseEvaluator(model, scales=config.dense_scales)
+        normalizations = normalizations or [(config.mean, config.std)] * len(models)
+        self._center = ensemble.averaged(
+            [evaluation.CenterEvaluator(m) for m in models], normalizations
+        )
+        self._dense = ensemble.averaged(
+            [overfeat_tf.DenseEvaluator(m, scales=config.dense_scales) for m in models],
+            normalizations,
+        )
 
     def preprocess_image(self, image: tf.Tensor) -> tf.Tensor:
         """uint8 [h, w, 3] -> float32 [s, s, 3]: the pipeline's eval transform."""
@@ -207,12 +228,12 @@ class ServingFunctions:
         """float32 [b, s, s, 3] preprocessed images -> the outputs (module docstring)."""
         # TF 2.21's oneDNN convolution returns an empty batch unchanged (with the input's
         # channel count), which the next layer rejects: empty batches skip the model.
-        logits = tf.cond(
+        scores = tf.cond(
             tf.shape(images)[0] > 0,
-            lambda: tf.cast(self._model(images, training=False), tf.float32),
+            lambda: self._center(images),
             lambda: tf.zeros([0, self._num_classes]),
         )
-        return self.answer(tf.nn.softmax(logits, axis=-1))
+        return self.answer(scores)
 
     def serve_image_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         """serving_default: tf.string [b] encoded images."""
@@ -253,21 +274,25 @@ class ServingFunctions:
         }
 
 
-def build_archive(model: keras.Model, config: ServingConfig,
-                  class_names_file: str) -> keras.export.ExportArchive:
-    """An ExportArchive holding the model, the class-name table and every signature.
+def build_archive(model: keras.Model | Sequence[keras.Model], config: ServingConfig,
+                  class_names_file: str,
+                  normalizations: Sequence[ensemble.Normalization] | None = None,
+                  ) -> keras.export.ExportArchive:
+    """An ExportArchive holding the model(s), the class-name table and every signature.
 
     Args:
-      model: the trained Keras classifier.
+      model: the trained Keras classifier, or an ensemble's (see `ServingFunctions`).
       config: see `ServingConfig`.
       class_names_file: a text file with `config.class_names`, one per line; it becomes
         the SavedModel's `assets/<basename>` (see `write_class_names`).
+      normalizations: see `ServingFunctions`.
     """
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    for member in as_models(model):
+        archive.track(member)
     table = class_name_table(class_names_file)
     archive.track(table)
-    functions = ServingFunctions(model, table, config)
+    functions = ServingFunctions(model, table, config, normalizations)
     for name, body in functions.endpoints().items():
         archive.add_endpoint(name, body, input_signature=list(INPUT_SPECS[name].values()))
     return archive

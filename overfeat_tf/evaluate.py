@@ -14,6 +14,12 @@ On ImageNet validation TFRecords, OverFeat's four-scale fine-stride result (Tabl
 An exported SavedModel is evaluated through its serving graph (centre crop only):
 
     overfeat-evaluate --saved_model=runs/alexnet/export/1 --modes=center
+
+Several runs (or SavedModels), comma-separated, are evaluated as one ensemble: the mean
+of their softmax outputs in every mode, as AlexNet (5 and 7 CNNs) and OverFeat (7 models)
+combined theirs (`overfeat_tf.ensemble`; the members must share classes and input size):
+
+    overfeat-evaluate --model_dir=runs/alexnet_s0,runs/alexnet_s1,runs/alexnet_s2
 """
 
 from __future__ import annotations
@@ -25,18 +31,23 @@ from absl import flags
 
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
-from overfeat_tf import dense, evaluation
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import dense, ensemble, evaluation
 
 import pipelines  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-MODES = ("center", "ten_view", "dense")
+MODES = evaluation.MODES
 
-flags.DEFINE_string("model_dir", None, "A training run's directory (model.json + checkpoints).")
+flags.DEFINE_list(
+    "model_dir", None,
+    "A training run's directory (model.json + checkpoints); a comma list evaluates the "
+    "ensemble of the runs (their softmax outputs averaged).",
+)
 flags.DEFINE_string("checkpoint", None, "A checkpoint of --model_dir (default: the latest).")
-flags.DEFINE_string(
-    "saved_model", None, "An exported SavedModel directory (instead of --model_dir)."
+flags.DEFINE_list(
+    "saved_model", None,
+    "An exported SavedModel directory (instead of --model_dir); a comma list evaluates "
+    "their ensemble.",
 )
 flags.DEFINE_string(
     "data", "embedded", "Data source: embedded, tfrecord:/dir, tfds:NAME or folder:/dir."
@@ -56,7 +67,8 @@ flags.DEFINE_integer("max_examples", None, "Evaluate at most this many images pe
 flags.DEFINE_string(
     "output_json",
     None,
-    "Where to write the results (default <model_dir>/eval.json, or <saved_model>.eval.json).",
+    "Where to write the results (default <model_dir>/eval.json, or <saved_model>.eval.json; "
+    "for an ensemble, eval_ensemble.json in, or beside, the first member).",
 )
 flags.DEFINE_integer("batch_size", 32, "Images per batch (dense evaluation uses 1).")
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
@@ -82,8 +94,10 @@ def _modes() -> list[str]:
 
 
 def _check_flags() -> None:
-    if (FLAGS.model_dir is None) == (FLAGS.saved_model is None):
+    if (not FLAGS.model_dir) == (not FLAGS.saved_model):
         raise FlagError("Give exactly one of --model_dir or --saved_model")
+    if FLAGS.checkpoint is not None and len(FLAGS.model_dir or []) != 1:
+        raise FlagError("--checkpoint names the checkpoint of a single --model_dir")
     modes = _modes()
     if not modes or any(m not in MODES for m in modes):
         raise FlagError(f"--modes: {','.join(modes)!r} is invalid; valid: {','.join(MODES)}")
@@ -98,17 +112,18 @@ def _check_flags() -> None:
             raise FlagError(f"--{flag} must be >= 1; received {value}")
 
 
-def _model_dir_evaluators(model) -> list[evaluation.Evaluator]:
-    scales = _scales()
-    factories = {
-        "center": lambda: evaluation.CenterEvaluator(model),
-        "ten_view": lambda: evaluation.TenViewEvaluator(model),
-        "dense": lambda: dense.DenseEvaluator(
-            model, scales, FLAGS.fine_stride, FLAGS.flips
-        ),
-    }
+def _model_dir_evaluators(models, configs) -> list[evaluation.Evaluator]:
+    """One evaluator per mode: the model's, or the ensemble's (one member: the model's)."""
     try:
-        return [factories[mode]() for mode in _modes()]
+        return [
+            ensemble.ensemble_evaluator(
+                models, configs, mode,
+                scales=_scales(), fine_stride=FLAGS.fine_stride, flips=FLAGS.flips,
+            )
+            for mode in _modes()
+        ]
+    except ensemble.IncompatibleMembers as e:
+        raise FlagError(f"--model_dir={','.join(FLAGS.model_dir)}: {e}") from e
     except ValueError as e:
         raise FlagError(f"--scales: {e}") from e
 
@@ -137,29 +152,69 @@ def _saved_model_data(source, evaluator: evaluation.SavedModelEvaluator) -> tf.d
     return pairs.batch(1)
 
 
-def _restore() -> tuple[list[evaluation.Evaluator], dict, dict | None, str]:
-    """The evaluators, what is evaluated (for the JSON), the model dir's config (None
-    for a SavedModel) and the default JSON path."""
-    if FLAGS.saved_model is not None:
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _saved_model_class_names(path: str) -> list[str] | None:
+    """The export's class-name asset (`export/saved_model.py`), None if it has none."""
+    names_file = os.path.join(path, "assets", "class_names.txt")
+    if not tf.io.gfile.exists(names_file):
+        return None
+    with tf.io.gfile.GFile(names_file) as f:
+        return f.read().splitlines()
+
+
+def _restore_saved_models() -> tuple[list[evaluation.Evaluator], dict, None, str]:
+    paths = FLAGS.saved_model
+    evaluators = []
+    first = _saved_model_class_names(paths[0])
+    for path in paths:
         try:
-            evaluator = evaluation.SavedModelEvaluator(FLAGS.saved_model)
+            evaluators.append(evaluation.SavedModelEvaluator(path))
         except (OSError, ValueError) as e:
-            raise FlagError(f"--saved_model={FLAGS.saved_model}: {str(e).splitlines()[0]}") from e
-        about = {"saved_model": FLAGS.saved_model}
-        return [evaluator], about, None, FLAGS.saved_model.rstrip("/") + ".eval.json"
+            raise FlagError(f"--saved_model={path}: {_first_line(e)}") from e
+        names = _saved_model_class_names(path)
+        if names is not None and first is not None and names != first:
+            raise FlagError(
+                f"--saved_model={path}: its {len(names)} classes differ from the "
+                f"{len(first)} of {paths[0]}; ensemble members share one class list"
+            )
+    if len(paths) == 1:
+        return evaluators, {"saved_model": paths[0]}, None, paths[0].rstrip("/") + ".eval.json"
     try:
-        model, config = model_dir_lib.restore_model(FLAGS.model_dir, FLAGS.checkpoint)
+        evaluator = ensemble.EnsembleEvaluator(evaluators)
+    except ValueError as e:
+        raise FlagError(f"--saved_model: {e}") from e
+    default_json = os.path.join(os.path.dirname(paths[0].rstrip("/")), "eval_ensemble.json")
+    return [evaluator], {"saved_models": paths}, None, default_json
+
+
+def _restore() -> tuple[list[evaluation.Evaluator], dict, dict | None, str]:
+    """The evaluators, what is evaluated (for the JSON), the (first) model dir's config
+    (None for SavedModels) and the default JSON path."""
+    if FLAGS.saved_model:
+        return _restore_saved_models()
+    dirs = FLAGS.model_dir
+    try:
+        models, configs = ensemble.restore_ensemble(dirs, [FLAGS.checkpoint] * len(dirs))
     except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise FlagError(f"--model_dir={FLAGS.model_dir}: {message}") from e
-    about = {
-        "model_dir": FLAGS.model_dir,
-        "model": config["name"],
-        "build_kwargs": config["build_kwargs"],
-        "checkpoint": FLAGS.checkpoint or tf.train.latest_checkpoint(FLAGS.model_dir),
-    }
-    default_json = os.path.join(FLAGS.model_dir, "eval.json")
-    return _model_dir_evaluators(model), about, config, default_json
+        raise FlagError(f"--model_dir={','.join(dirs)}: {_first_line(e)}") from e
+    members = [
+        {
+            "model_dir": model_dir,
+            "model": model.name,
+            "build_kwargs": config["build_kwargs"],
+            "checkpoint": FLAGS.checkpoint or tf.train.latest_checkpoint(model_dir),
+        }
+        for model_dir, model, config in zip(dirs, models, configs)
+    ]
+    if len(dirs) == 1:
+        about, default_json = members[0], os.path.join(dirs[0], "eval.json")
+    else:
+        about = {"ensemble": members}
+        default_json = os.path.join(dirs[0], "eval_ensemble.json")
+    return _model_dir_evaluators(models, configs), about, configs[0], default_json
 
 
 def main(argv: list[str]) -> int:
@@ -189,14 +244,19 @@ def main(argv: list[str]) -> int:
             evaluator, batches, num_classes=num_classes, max_examples=FLAGS.max_examples
         )
         descriptions[evaluator.name] = evaluator.description
-        if isinstance(evaluator, dense.DenseEvaluator):
+        first = getattr(evaluator, "members", (evaluator,))[0]  # an ensemble's settings
+        if isinstance(first, dense.DenseEvaluator):
             settings = {
-                "scales": [list(s) for s in evaluator.scales],
-                "fine_stride": evaluator.fine_stride,
-                "flips": evaluator.flips,
+                "scales": [list(s) for s in first.scales],
+                "fine_stride": first.fine_stride,
+                "flips": first.flips,
             }
 
-    title = about.get("model", "SavedModel")
+    if "ensemble" in about or "saved_models" in about:
+        members = about.get("saved_models") or [m["model"] for m in about["ensemble"]]
+        title = f"Ensemble of {len(members)} ({', '.join(members)})"
+    else:
+        title = about.get("model", "SavedModel")
     print(f"\n{title} on {FLAGS.data} ({FLAGS.split}):")
     print(evaluation.format_table(results, descriptions))
     report = {

@@ -11,20 +11,25 @@ images `[1, h, w, 3]`) and a `description`. `evaluate` runs any of them over
   section 4.1).
 - `overfeat_tf.dense.DenseEvaluator`: OverFeat's dense multi-scale evaluation
   (Sermanet et al. 2014, section 3.3).
+
+`make_evaluator(model, mode)` builds one by mode name (`MODES`);
+`overfeat_tf.ensemble.EnsembleEvaluator` averages several.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 import keras
 import tensorflow as tf
 
+from overfeat_tf import dense
 from overfeat_tf.models.registry import model_info
 
 TOP1, TOP5 = "top1_error", "top5_error"
+MODES = ("center", "ten_view", "dense")
 
 
 class Evaluator(Protocol):
@@ -125,6 +130,30 @@ class SavedModelEvaluator:
 
     def __call__(self, inputs: tf.Tensor) -> tf.Tensor:
         return self._fn(**{self._input_name: inputs})["scores"]
+
+
+def make_evaluator(
+    model: keras.Model,
+    mode: str,
+    *,
+    scales: Sequence[int | Sequence[int]] | None = None,
+    fine_stride: bool = True,
+    flips: bool = True,
+) -> Evaluator:
+    """The evaluator of `model` in `mode`, one of `MODES`.
+
+    `scales`, `fine_stride`, `flips`: the dense evaluator's (ignored by the others).
+
+    Raises:
+      ValueError: an unknown mode, or dense scales smaller than the model's input.
+    """
+    if mode == "center":
+        return CenterEvaluator(model)
+    if mode == "ten_view":
+        return TenViewEvaluator(model)
+    if mode == "dense":
+        return dense.DenseEvaluator(model, scales, fine_stride, flips)
+    raise ValueError(f"Unknown evaluation mode {mode!r}; valid: {', '.join(MODES)}")
 
 
 def evaluate(

@@ -55,7 +55,11 @@ DEMO = {
 }
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", None, list(overfeat_tf.MODEL_NAMES), "Model to train (default alexnet).")
+flags.DEFINE_string(
+    "model", None,
+    f"Model to train (default alexnet): {', '.join(overfeat_tf.MODEL_NAMES)}, or a variant "
+    "name (overfeat_tf.models.variants), e.g. alexnet-towers1, zfnet-fc8192.",
+)
 flags.DEFINE_string(
     "data", "embedded", "Data source: embedded, tfrecord:DIR, tfds:NAME or folder:DIR."
 )
@@ -215,6 +219,11 @@ def main(argv: list[str]) -> int:
         raise FlagError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if FLAGS.freeze_through and not FLAGS.init_from:
         raise FlagError("--freeze_through needs --init_from")
+    if FLAGS.model is not None:
+        try:
+            overfeat_tf.model_info(FLAGS.model)  # a name or a variant name
+        except ValueError as e:
+            raise FlagError(f"--model={FLAGS.model}: {e}") from e
     try:
         # First: MultiWorkerMirroredStrategy must start before TensorFlow's runtime does.
         strategy = None if FLAGS.tower_devices else strategies.make_strategy(FLAGS.strategy)

@@ -6,12 +6,16 @@ Modes (Zeiler & Fergus 2013):
   occlusion  class probability / top class / feature map under a sliding grey square
              (4.2, Fig. 5), as heat maps over the image and as arrays
   filters    the first layer's filters as a grid (Fig. 5, 6)
+  correspondence  Delta_l of a part masked in related images against random masks
+             (4.3, Table 1): the table, correspondence.json and the masked inputs
 
     overfeat-visualize --mode=top9 --model_dir=runs/zfnet --layer=conv5 --feature=0,1,2
     overfeat-visualize --mode=occlusion --model_dir=runs/zfnet --image=dog.jpg \
         --size=48 --stride=8 --layer=conv5
     overfeat-visualize --mode=deconv --model_dir=runs/zfnet --data=embedded --layer=conv3
     overfeat-visualize --mode=filters --model_dir=runs/zfnet
+    overfeat-visualize --mode=correspondence --model_dir=runs/zfnet --image=d1.jpg,d2.jpg,d3.jpg \
+        --boxes="right eye=60,70,90,100;58,120,88,150;64,90,94,120" --layers=conv5,fc7
 
 Images come from `--image` (comma list of files) or the first `--max_images` of
 `--data`'s `--split`; outputs go to `--output_dir` (default <model_dir>/<mode>).
@@ -19,6 +23,7 @@ Images come from `--image` (comma list of files) or the first `--max_images` of
 
 from __future__ import annotations
 
+import json
 import os
 
 from absl import flags
@@ -27,13 +32,14 @@ import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtim
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import model_dir as model_dir_lib
-from overfeat_tf.visualization import deconvnet, filters, images, inputs, occlusion, top9
+from overfeat_tf.visualization import (
+    correspondence, deconvnet, filters, images, inputs, occlusion, top9)
 
 import numpy as np  # noqa: E402
 import pipelines  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-MODES = ("deconv", "top9", "occlusion", "filters")
+MODES = ("deconv", "top9", "occlusion", "filters", "correspondence")
 
 flags.DEFINE_enum("mode", None, list(MODES), "What to draw.")
 flags.DEFINE_string("model_dir", None, "A training run's directory (model.json + checkpoints).")
@@ -54,6 +60,18 @@ flags.DEFINE_integer("stride", 8, "Occlusion: step of the square, pixels.")
 flags.DEFINE_float("value", None, "Occlusion: grey level 0-255 (default: the training mean).")
 flags.DEFINE_integer("label", None, "Occlusion: correct class of --image (default: top class).")
 flags.DEFINE_bool("full_image", False, "Occlusion: whole image (shorter side 256), not the crop.")
+flags.DEFINE_multi_string(
+    "boxes", None,
+    "Correspondence: [PART=]y0,x0,y1,x1;y0,x0,y1,x1;... one mask per --image, in order, pixels "
+    "of the model input (the centre crop: shorter side 256, then the central input_size "
+    "square), end exclusive. Repeat for more parts.")
+flags.DEFINE_list("layers", None,
+                  "Correspondence: layers (default: the last conv and the last hidden FC, "
+                  "ZFNet's layers 5 and 7).")
+flags.DEFINE_integer("draws", 10, "Correspondence: random masks per part (the baseline).")
+flags.DEFINE_integer("seed", 0, "Correspondence: seed of the random masks.")
+flags.DEFINE_float("zero_tolerance", 1e-4,
+                   "Correspondence: |eps| up to this times the layer's largest feature is sign 0.")
 flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
 
@@ -121,8 +139,7 @@ def _deconv(model, config, layer: str, output_dir: str) -> list[str]:
 
 def _occlusion(model, config, layer: str, output_dir: str) -> list[str]:
     mean, std = np.asarray(config["mean"]), np.asarray(config["std"])
-    # Grey in pixels -> model-input units (per channel; the mean maps to 0).
-    value = 0.0 if FLAGS.value is None else float(np.mean((FLAGS.value - mean) / std))
+    value = occlusion.grey_value(FLAGS.value, mean, std)
     paths = []
     # Centre crops: all images in one batch (the occluded copies are batched inside);
     # whole images differ in size: one at a time, each in its own folder.
@@ -146,13 +163,72 @@ def _occlusion(model, config, layer: str, output_dir: str) -> list[str]:
     return paths
 
 
+def _parts(count: int) -> dict[str, list[list[int]]]:
+    """--boxes as {part: [[y0, x0, y1, x1]] * count}."""
+    if not FLAGS.boxes:
+        raise FlagError("--mode=correspondence needs --boxes=[PART=]y0,x0,y1,x1;... (one per --image)")
+    parts = {}
+    for k, spec in enumerate(FLAGS.boxes):
+        name, _, text = spec.rpartition("=")
+        name = name.strip() or ("part" if len(FLAGS.boxes) == 1 else f"part{k + 1}")
+        try:
+            boxes = [[int(v) for v in box.split(",")] for box in text.split(";")]
+        except ValueError:
+            boxes = []
+        if not boxes or any(len(b) != 4 for b in boxes):
+            raise FlagError(f"--boxes={spec}: expected [PART=]y0,x0,y1,x1;... (integers)")
+        if len(boxes) != count:
+            raise FlagError(f"--boxes: part {name!r} has {len(boxes)} boxes for {count} "
+                            "images of --image; give one per image, in order")
+        if name in parts or name == correspondence.RANDOM:
+            raise FlagError(f"--boxes: part name {name!r} is used twice or reserved")
+        parts[name] = boxes
+    return parts
+
+
+def _correspondence(model, config, output_dir: str) -> list[str]:
+    if FLAGS.image is None or FLAGS.data is not None or FLAGS.full_image:
+        raise FlagError("--mode=correspondence takes --image (related images, centre crops), "
+                        "not --data or --full_image")
+    parts = _parts(len(FLAGS.image))
+    spec = overfeat_tf.model_info(model).spec
+    layers = FLAGS.layers or [spec.trunk[-1].name] + [fc.name for fc in spec.head[-2:-1]]
+    try:
+        features = correspondence.LayerFeatures(model, layers)
+    except ValueError as e:
+        raise FlagError(f"--layers: {e}") from e
+    count = len(FLAGS.image)
+    batch = next(iter(_batches(config, max_images=count, batch_size=count)))
+    if len(batch["filename"]) != count:
+        raise FlagError(f"--image: only {len(batch['filename'])} of {count} images could be read")
+    value = occlusion.grey_value(FLAGS.value, config["mean"], config["std"])
+    try:
+        result = correspondence.analyse(
+            features, batch["image"], parts, draws=FLAGS.draws, seed=FLAGS.seed, value=value,
+            zero_tolerance=FLAGS.zero_tolerance, batch_size=FLAGS.batch_size, names=FLAGS.image)
+    except ValueError as e:
+        raise FlagError(f"--boxes: {e}") from e
+    print(result.table())
+    path = os.path.join(output_dir, "correspondence.json")
+    tf.io.gfile.makedirs(output_dir)
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(result.to_json(), f, indent=2)
+    paths = [path]
+    for part, boxes in result.boxes.items():  # The masked inputs, to check the boxes by eye.
+        masked = occlusion.fill_boxes(batch["image"], tf.constant(boxes), value).numpy()
+        pictures = images.denormalize(masked, config["mean"], config["std"])
+        paths += [images.write_png(os.path.join(output_dir, f"{name}_{part.replace(' ', '_')}.png"), p)
+                  for name, p in zip(_names(batch), pictures)]
+    return paths
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise FlagError(f"Unexpected arguments: {' '.join(argv[1:])}")
     for flag in ("mode", "model_dir"):
         if getattr(FLAGS, flag) is None:
             raise FlagError(f"--{flag} is required ({', '.join(MODES)} for --mode)")
-    for flag in ("size", "stride", "batch_size", "max_images"):
+    for flag in ("size", "stride", "batch_size", "max_images", "draws"):
         value = getattr(FLAGS, flag)
         if value is not None and value < 1:
             raise FlagError(f"--{flag} must be >= 1; received {value}")
@@ -183,6 +259,8 @@ def main(argv: list[str]) -> int:
         batches = _batches(config, max_images=512, batch_size=FLAGS.batch_size)
         paths = top9.top9(deconv, batches, features, config["mean"],
                           config["std"], output_dir, batch_size=FLAGS.batch_size)
+    elif FLAGS.mode == "correspondence":
+        paths = _correspondence(model, config, output_dir)
     else:
         paths = _occlusion(model, config, layer, output_dir)
     for path in paths:

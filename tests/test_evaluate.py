@@ -100,3 +100,49 @@ def test_bad_input_is_a_one_line_error(workspace, subprocess_env, tmp_path, case
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("overfeat-evaluate: ") and message in last, result.stderr[-2000:]
+
+
+def _second_run(workspace, name, init, classes=CLASSES):
+    """Another run of the workspace's model, biased to the same class (he or paper init)."""
+    run = workspace / name
+    if not (run / "model.json").exists():
+        build_kwargs = {"num_classes": len(classes), "width": 0.0625, "init": init}
+        model = overfeat_tf.build_model("overfeat_fast", **build_kwargs)
+        model.get_layer("fc8").bias.assign(50.0 * (np.arange(len(classes)) == PREDICTED))
+        model_dir_lib.save_model(str(run), model, build_kwargs=build_kwargs, class_names=classes)
+    return run
+
+
+@pytest.mark.slow
+def test_ensemble_of_runs_in_every_mode(workspace, subprocess_env):
+    dirs = [workspace / "run", _second_run(workspace, "run_paper", "paper")]
+    result = _evaluate(
+        subprocess_env,
+        f"--model_dir={dirs[0]},{dirs[1]}",
+        f"--data=folder:{workspace / 'data'}",
+        "--scales=231",
+        "--batch_size=4",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Ensemble of 2 (overfeat_fast, overfeat_fast)" in result.stdout
+    assert "center (centre 231 crop, mean of 2 models)" in result.stdout
+    report = json.loads((dirs[0] / "eval_ensemble.json").read_text())
+    assert [m["model_dir"] for m in report["ensemble"]] == [str(d) for d in dirs]
+    assert report["dense"]["scales"] == [[231, 231]]
+    for mode in ("center", "ten_view", "dense"):
+        assert report["results"][mode]["top1_error"] == pytest.approx(100 * 4 / 6, abs=1e-3)
+
+
+def test_ensemble_flag_errors_are_one_line(workspace, subprocess_env):
+    run = workspace / "run"
+    other = _second_run(workspace, "run_other_classes", "he", ["disc", "square", "cross"])
+    cases = [
+        ([f"--model_dir={run},{other}"], "classes that differ from the 3 of"),
+        ([f"--model_dir={run},{run}", "--checkpoint=x"],
+         "--checkpoint names the checkpoint of a single --model_dir"),
+    ]
+    for flags, message in cases:
+        result = _evaluate(subprocess_env, *flags, f"--data=folder:{workspace / 'data'}")
+        last = result.stderr.strip().splitlines()[-1]
+        assert result.returncode != 0 and last.startswith("overfeat-evaluate: ")
+        assert message in last, result.stderr[-2000:]

@@ -2,16 +2,25 @@
 
 `build_model`, `MODEL_NAMES`, `native_input_size`, the dense evaluator's pooling offsets,
 the pipeline's crop size and normalisation, and the exporter all read `ModelInfo`.
+
+Names are the four papers' models (`MODEL_NAMES`: alexnet, zfnet, overfeat_fast,
+overfeat_accurate) or their variants, `<base>-<token>...` (`variants` module: e.g.
+"alexnet-towers1", "alexnet-nolrn", "alexnet-nonoverlapping", "zfnet-conv1_11x11s4",
+"zfnet-maps512_1024_512-fc8192", "alexnet-noconv3-noconv4-nofc6-nofc7"). A model built
+with variant options is named by its variant, so `model_info(model)` returns the
+variant's layer table for a model from `build_model` and for one loaded from `.keras`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 
-from overfeat_tf.models import alexnet, overfeat, towers
+from overfeat_tf.models import alexnet, overfeat, towers, variants
 from overfeat_tf.models import spec as spec_lib
 
 # Per-channel ImageNet means on the 0-255 scale (DESIGN.md section 4); AlexNet and
@@ -28,8 +37,8 @@ class ModelInfo:
     """What the rest of the system needs to know about one model.
 
     Attributes:
-      name: registry name, also the Keras model's name.
-      spec: the paper's layer table.
+      name: registry name (a variant's canonical name), also the Keras model's name.
+      spec: the paper's layer table (with the variant's changes).
       input_size: native square input, pixels.
       mean, std: per-channel RGB normalisation, pixels on the 0-255 scale:
         the model sees (pixel - mean) / std.
@@ -88,14 +97,30 @@ MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
 def model_info(model: str | keras.Model) -> ModelInfo:
-    """The registry record of a model name or of a model built by `build_model`."""
-    name = model if isinstance(model, str) else model.name
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"Unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}"
-        ) from None
+    """The registry record of a model name or of a model built by `build_model`.
+
+    A variant name (tokens in any order) gives the variant's record, named canonically.
+    """
+    return _info(model if isinstance(model, str) else model.name)
+
+
+@functools.cache
+def _info(name: str) -> ModelInfo:
+    if name.split("-")[0] not in _REGISTRY:
+        raise ValueError(f"Unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
+    base, options = variants.split_name(name)
+    return _variant(_REGISTRY[base], options)
+
+
+def _variant(info: ModelInfo, options: dict[str, Any]) -> ModelInfo:
+    """`info` with the checked `options` applied (itself when there are none)."""
+    if not options:
+        return info
+    return dataclasses.replace(
+        info,
+        name=variants.variant_name(info.name, options),
+        spec=variants.apply(info.spec, options),
+    )
 
 
 def normalization(
@@ -129,11 +154,12 @@ def build_model(
     init: str = "paper",
     grouped_conv: str = "split",
     tower_devices: Sequence[str] | None = None,
+    **variant: Any,
 ) -> keras.Model:
     """Builds a paper model: `[b, s, s, 3]` float images -> `[b, num_classes]` logits.
 
     Args:
-      name: one of `MODEL_NAMES`.
+      name: one of `MODEL_NAMES`, or a variant name (module docstring).
       num_classes: size of the last layer.
       width: multiplies every channel count (not the geometry); 1.0 is the paper.
       dropout: rate on the inputs of the first two FC layers (0.5 in the papers).
@@ -145,12 +171,22 @@ def build_model(
       tower_devices: one device per tower (AlexNet: two, e.g. ("/GPU:0", "/GPU:1")): run
         each tower on its device as the paper did (`towers.TowerModel`: same layers,
         weights and outputs). Where a device is missing: default placement, one warning.
+      **variant: the papers' ablations (`overfeat_tf.models.variants`): `towers` (2, 1),
+        `lrn` (True, False), `pooling` ("overlapping", "non_overlapping") for AlexNet;
+        `without` (layers among conv3, conv4, fc6, fc7), `conv_maps` ((c3, c4, c5)),
+        `fc_units` (int) for AlexNet and ZFNet; `conv1` ("7x7/2", "11x11/4") for ZFNet.
+        They add to the options `name` carries (a conflict is an error). The model is
+        named by its variant (`model.name`, e.g. "alexnet-towers1-nolrn").
+
+    Raises:
+      ValueError: an unknown name, or an unknown, inapplicable or conflicting option.
 
     Images are normalised as `model_info(name)` says; s = `native_input_size(name)`.
     The layers form a chain whose FC layers are convolutions, so `fully_conv.trunk` and
     `fully_conv.classifier` run the same weights on larger images.
     """
-    info = model_info(name)
+    model_info(name)  # an unknown name fails first
+    info = model_info(variants.with_options(name, variant))
     model = spec_lib.build(
         info.spec,
         name=info.name,

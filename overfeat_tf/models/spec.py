@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Union
 
 import keras
 
@@ -63,7 +62,7 @@ class FC:
     bias: float = 0.0
 
 
-TrunkLayer = Union[Conv, Pool, Norm]
+TrunkLayer = Conv | Pool | Norm
 
 
 @dataclasses.dataclass(frozen=True)

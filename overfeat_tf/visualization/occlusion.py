@@ -22,6 +22,30 @@ import tensorflow as tf
 
 from overfeat_tf.visualization import deconvnet, images as images_lib
 
+GREY = 0.0
+"""The occluder's value in model-input units: the training mean (ZFNet's grey square)."""
+
+
+def grey_value(pixel: float | None, mean, std) -> float:
+    """A grey level on the 0-255 scale in model-input units: the channel average of
+    (pixel - mean) / std; None gives `GREY`. `mean`, `std`: `[3]`, 0-255 scale."""
+    if pixel is None:
+        return GREY
+    return float(np.mean((pixel - np.asarray(mean)) / np.asarray(std)))
+
+
+def fill_boxes(images: tf.Tensor, boxes: tf.Tensor, value: float = GREY) -> tf.Tensor:
+    """float32 `[n, h, w, c]` images with box i set to `value` in image i.
+
+    `boxes`: int32 `[n, 4]` (y0, x0, y1, x1), pixels, end exclusive.
+    """
+    rows = tf.range(tf.shape(images)[1])[None, :]
+    columns = tf.range(tf.shape(images)[2])[None, :]
+    in_rows = (rows >= boxes[:, 0:1]) & (rows < boxes[:, 2:3])
+    in_columns = (columns >= boxes[:, 1:2]) & (columns < boxes[:, 3:4])
+    covered = in_rows[:, :, None, None] & in_columns[:, None, :, None]
+    return tf.where(covered, tf.constant(value, images.dtype), images)
+
 
 @dataclasses.dataclass(frozen=True)
 class OcclusionMaps:
@@ -106,13 +130,8 @@ class _Occluder:
 
     def _occluded(self, images, index, tops, lefts):
         """Images `index` [n] with the square at (tops, lefts) [n], evaluated."""
-        rows = tf.range(tf.shape(images)[1])[None, :]
-        columns = tf.range(tf.shape(images)[2])[None, :]
-        in_rows = (rows >= tops[:, None]) & (rows < tops[:, None] + self.size)
-        in_columns = (columns >= lefts[:, None]) & (columns < lefts[:, None] + self.size)
-        covered = in_rows[:, :, None, None] & in_columns[:, None, :, None]
-        batch = tf.where(covered, tf.constant(self.value, tf.float32), tf.gather(images, index))
-        return self._evaluate(batch)
+        boxes = tf.stack([tops, lefts, tops + self.size, lefts + self.size], axis=1)
+        return self._evaluate(fill_boxes(tf.gather(images, index), boxes, self.value))
 
 
 def occlusion_maps(
@@ -122,7 +141,7 @@ def occlusion_maps(
     *,
     size: int,
     stride: int,
-    value: float = 0.0,
+    value: float = GREY,
     layer: str | None = None,
     features=None,
     batch_size: int = 64,
@@ -134,7 +153,7 @@ def occlusion_maps(
       images: float32 `[b, h, w, 3]` model inputs (normalised); h != w is fine.
       labels: int `[b]` correct classes; None takes the clean image's top class.
       size, stride: the square's side and step, pixels.
-      value: the square's value in model-input units; 0 is the training mean (grey).
+      value: the square's value in model-input units (`GREY`: the training mean).
       layer: a layer whose feature map's total activation is recorded (ZFNet: conv5).
       features: int `[b]` feature map per image; None: the map with the strongest
         activation on the clean image.
