@@ -11,6 +11,12 @@ On ImageNet validation TFRecords, OverFeat's four-scale fine-stride result (Tabl
     overfeat-evaluate --model_dir=runs/overfeat_accurate --data=tfrecord:/data/imagenet \
         --modes=dense --scales=245x245,317x389,425x497,461x569
 
+ILSVRC localization error (top-1 / top-5: right class and IoU >= 0.5) with the box
+regressor of `overfeat-train-boxes` (default `<model_dir>/localization`), drawing the
+first images' guesses (red) and true boxes (green):
+
+    overfeat-evaluate --model_dir=runs/alexnet --modes=localization --draw_dir=/tmp/loc
+
 An exported SavedModel is evaluated through its serving graph (centre crop only):
 
     overfeat-evaluate --saved_model=runs/alexnet/export/1 --modes=center
@@ -27,11 +33,16 @@ from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import dense, evaluation
 from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf.detection import box_maps, drawing, localizer, merge
+from overfeat_tf.detection import regressor as regressor_lib
 
+import numpy as np
 import pipelines  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 MODES = ("center", "ten_view", "dense")
+# Modes that need a box regressor; not in the default --modes.
+BOX_MODES = ("localization",)
 
 flags.DEFINE_string("model_dir", None, "A training run's directory (model.json + checkpoints).")
 flags.DEFINE_string("checkpoint", None, "A checkpoint of --model_dir (default: the latest).")
@@ -43,7 +54,9 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string("data_dir", None, "Where the embedded data set or TFDS data live.")
 flags.DEFINE_string("split", "validation", "Split to evaluate.")
-flags.DEFINE_list("modes", list(MODES), f"Comma list of evaluation modes: {', '.join(MODES)}.")
+flags.DEFINE_list(
+    "modes", list(MODES), f"Comma list of evaluation modes: {', '.join(MODES + BOX_MODES)}."
+)
 flags.DEFINE_list(
     "scales",
     None,
@@ -59,6 +72,16 @@ flags.DEFINE_string(
     "Where to write the results (default <model_dir>/eval.json, or <saved_model>.eval.json).",
 )
 flags.DEFINE_integer("batch_size", 32, "Images per batch (dense evaluation uses 1).")
+flags.DEFINE_string(
+    "regressor_dir", None,
+    "Localization: the overfeat-train-boxes run (default <model_dir>/localization); its "
+    "training scales are the default --scales.",
+)
+flags.DEFINE_integer("classes_per_view", 5, "Localization: top classes per scale and flip.")
+flags.DEFINE_float("merge_threshold", 0.5, "Localization: greedy merge threshold.")
+flags.DEFINE_enum("merge_match", "centre_iou", list(merge.MATCHES), "Localization: match score.")
+flags.DEFINE_string("draw_dir", None, "Localization: write PNGs of guesses and true boxes here.")
+flags.DEFINE_integer("draw_max", 20, "Localization: PNGs to write with --draw_dir.")
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
 
 FLAGS = flags.FLAGS
@@ -85,8 +108,10 @@ def _check_flags() -> None:
     if (FLAGS.model_dir is None) == (FLAGS.saved_model is None):
         raise FlagError("Give exactly one of --model_dir or --saved_model")
     modes = _modes()
-    if not modes or any(m not in MODES for m in modes):
-        raise FlagError(f"--modes: {','.join(modes)!r} is invalid; valid: {','.join(MODES)}")
+    if not modes or any(m not in MODES + BOX_MODES for m in modes):
+        raise FlagError(
+            f"--modes: {','.join(modes)!r} is invalid; valid: {','.join(MODES + BOX_MODES)}"
+        )
     if FLAGS.saved_model is not None and modes != ["center"]:
         raise FlagError(
             f"--modes={','.join(modes)}: a SavedModel serves centre-crop predictions "
@@ -106,11 +131,46 @@ def _model_dir_evaluators(model) -> list[evaluation.Evaluator]:
         "dense": lambda: dense.DenseEvaluator(
             model, scales, FLAGS.fine_stride, FLAGS.flips
         ),
+        "localization": lambda: _localizer(model, scales),
     }
     try:
         return [factories[mode]() for mode in _modes()]
     except ValueError as e:
         raise FlagError(f"--scales: {e}") from e
+
+
+def _localizer(model, scales) -> localizer.Localizer:
+    """The localization evaluator: the classifier and the regressor of --regressor_dir."""
+    directory = FLAGS.regressor_dir or os.path.join(FLAGS.model_dir, "localization")
+    try:
+        regressor, reg_config = regressor_lib.restore_regressor(directory)
+    except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
+        raise FlagError(f"--regressor_dir={directory}: {str(e).splitlines()[0]}") from e
+    predictor = box_maps.BoxPredictor(
+        model, regressor, scales or list(reg_config.scales), FLAGS.flips
+    )
+    return localizer.Localizer(
+        predictor, classes_per_view=FLAGS.classes_per_view, threshold=FLAGS.merge_threshold,
+        match=FLAGS.merge_match,
+    )
+
+
+def _draw_localization(mean, std):
+    """A `localizer.ImageCallback` writing <draw_dir>/<split>_NNNN.png: guesses in red
+    (class names, best first), true boxes in green."""
+    class_names = model_dir_lib.read_config(FLAGS.model_dir)["class_names"]
+
+    def draw(index: int, image, found, true_classes, true_boxes) -> None:
+        if index >= FLAGS.draw_max:
+            return
+        pixels = np.clip(image * np.asarray(std) + np.asarray(mean), 0, 255).astype(np.uint8)
+        pixels = drawing.draw_boxes(pixels, true_boxes, [class_names[c] for c in true_classes],
+                                    (0, 200, 0))
+        labels = [f"{rank + 1}. {class_names[c]}" for rank, c in enumerate(found.classes)]
+        pixels = drawing.draw_boxes(pixels, found.boxes, labels, (255, 0, 0))
+        drawing.write_png(os.path.join(FLAGS.draw_dir, f"{FLAGS.split}_{index:04d}.png"), pixels)
+
+    return draw
 
 
 def _model_dir_data(source, config: dict, evaluator: evaluation.Evaluator) -> tf.data.Dataset:
@@ -124,6 +184,7 @@ def _model_dir_data(source, config: dict, evaluator: evaluation.Evaluator) -> tf
         mean=config["mean"],
         std=config["std"],
         eval_mode=evaluator.input_mode,
+        with_boxes=isinstance(evaluator, localizer.Localizer),
     )
 
 
@@ -185,9 +246,15 @@ def main(argv: list[str]) -> int:
         else:
             batches = _model_dir_data(source, config, evaluator)
         print(f"Evaluating {evaluator.name} ({evaluator.description}) ...", flush=True)
-        results[evaluator.name] = evaluation.evaluate(
-            evaluator, batches, num_classes=num_classes, max_examples=FLAGS.max_examples
-        )
+        if isinstance(evaluator, localizer.Localizer):
+            draw = _draw_localization(config["mean"], config["std"]) if FLAGS.draw_dir else None
+            results[evaluator.name] = localizer.evaluate_localization(
+                evaluator, batches, max_examples=FLAGS.max_examples, on_image=draw
+            )
+        else:
+            results[evaluator.name] = evaluation.evaluate(
+                evaluator, batches, num_classes=num_classes, max_examples=FLAGS.max_examples
+            )
         descriptions[evaluator.name] = evaluator.description
         if isinstance(evaluator, dense.DenseEvaluator):
             settings = {

@@ -60,23 +60,30 @@ def decode(deltas: tf.Tensor, windows: tf.Tensor, window: int) -> tf.Tensor:
     return windows + tf.cast(deltas, tf.float32) * float(window)
 
 
-def _area(boxes: tf.Tensor) -> tf.Tensor:
+def area(boxes: tf.Tensor) -> tf.Tensor:
+    """Areas of boxes `[..., 4]` (0 when degenerate)."""
     return tf.maximum(boxes[..., 2] - boxes[..., 0], 0.0) * tf.maximum(
         boxes[..., 3] - boxes[..., 1], 0.0
     )
 
 
-def _intersection(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+def intersection(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Intersection areas of box pairs `[..., 4]` (broadcast)."""
     top_left = tf.maximum(a[..., :2], b[..., :2])
     bottom_right = tf.minimum(a[..., 2:], b[..., 2:])
     size = tf.maximum(bottom_right - top_left, 0.0)
     return size[..., 0] * size[..., 1]
 
 
+def iou(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Intersection over union of box pairs `[..., 4]` (broadcast); 0 for empty pairs."""
+    inter = intersection(a, b)
+    return tf.math.divide_no_nan(inter, area(a) + area(b) - inter)
+
+
 def coverage(windows: tf.Tensor, boxes: tf.Tensor) -> tf.Tensor:
     """Fraction of each box's area inside each window (broadcast `[..., 4]` pairs)."""
-    area = _area(boxes)
-    return tf.math.divide_no_nan(_intersection(windows, boxes), area)
+    return tf.math.divide_no_nan(intersection(windows, boxes), area(boxes))
 
 
 def regression_targets(boxes: tf.Tensor, box_labels: tf.Tensor, windows: tf.Tensor,
@@ -96,12 +103,8 @@ def regression_targets(boxes: tf.Tensor, box_labels: tf.Tensor, windows: tf.Tens
     boxes = tf.cast(boxes, tf.float32)
     w = windows[tf.newaxis, :, :, tf.newaxis, :]  # [1, H, W, 1, 4]
     b = boxes[:, tf.newaxis, tf.newaxis, :, :]  # [b, 1, 1, n, 4]
-    inter = _intersection(w, b)
-    box_area = _area(b)
-    covered = tf.math.divide_no_nan(inter, box_area)
-    iou = tf.math.divide_no_nan(inter, _area(w) + box_area - inter)
-    eligible = (box_labels[:, tf.newaxis, tf.newaxis, :] >= 0) & (covered > min_coverage)
-    best = tf.argmax(tf.where(eligible, iou, -1.0), axis=-1, output_type=tf.int32)
+    eligible = (box_labels[:, tf.newaxis, tf.newaxis, :] >= 0) & (coverage(w, b) > min_coverage)
+    best = tf.argmax(tf.where(eligible, iou(w, b), -1.0), axis=-1, output_type=tf.int32)
     mask = tf.reduce_any(eligible, axis=-1)
     target_boxes = tf.gather(boxes, best, batch_dims=1)  # [b, H, W, 4]
     labels = tf.gather(tf.cast(box_labels, tf.int32), best, batch_dims=1)
