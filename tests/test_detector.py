@@ -7,19 +7,26 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import overfeat_tf
 import pipelines
 from overfeat_tf import model_dir as model_dir_lib
-from overfeat_tf.detection import detection_data, detector, regressor, train_detector
+from overfeat_tf.detection import (
+    detection_data,
+    detector,
+    merge,
+    regressor,
+    train_detector,
+)
 from pipelines import embedded, testing
 
 TINY = {"num_classes": 3, "width": 0.0625, "init": "he", "dropout": 0.0}
 
 
 def test_scales_for_objects():
-    # 227 * 0.7 / 0.5 = 317.8 and 227 * 0.7 / 0.25 = 635.6, geometric steps of 2 ** (1/3).
-    assert detector.scales_for_objects(227) == (318, 400, 504, 636)
+    # 227 * 0.6 / 0.5 = 272.4 and 227 * 0.6 / 0.25 = 544.8, geometric steps of 2 ** (1/3).
+    assert detector.scales_for_objects(227) == (272, 343, 432, 545)
     assert detector.scales_for_objects(227, (0.9, 1.0), count=1) == (227,)  # >= the window
     with pytest.raises(ValueError, match="object_sides"):
         detector.scales_for_objects(227, (0.5, 0.25))
@@ -124,3 +131,39 @@ def test_fine_tune_refuses_a_classifier_of_other_classes(source, tmp_path):
                              build_kwargs=kwargs, class_names=list("abcde"))
     with pytest.raises(ValueError, match="classifies 5 classes; the data has 12"):
         train_detector.fine_tune_with_background(str(tmp_path), str(tmp_path / "d"), source)
+
+
+class _Fixed:
+    """Stands in for a Detector: the same two detections on every image."""
+
+    background = 2
+
+    def __call__(self, image):
+        return merge.Merged(np.array([[0, 0, 50, 50], [10, 10, 20, 20]], float),
+                            np.array([3.0, 1.0]), np.array([0, 1]))
+
+
+def test_evaluate_detection_and_its_table():
+    image = tf.zeros([1, 100, 200, 3])
+
+    def labels(boxes, classes):
+        padded = np.zeros((1, 4, 4), np.float32)
+        padded[0, :len(boxes)] = np.reshape(boxes, (-1, 4))
+        return {"boxes": tf.constant(padded), "box_labels": tf.constant([classes + [-1] * (4 - len(classes))]),
+                "num_boxes": tf.constant([len(classes)])}
+
+    # Image 1: class 0's box is [0, 0, 50, 50] px = [0, 0, .5, .25] normalised -> hit.
+    # Image 2: no objects -> both detections are false positives.
+    batches = [(image, labels([[0, 0, 0.5, 0.25]], [0])), (image, labels([], []))]
+    seen = []
+    result = detector.evaluate_detection(_Fixed(), batches,
+                                         on_image=lambda i, *rest: seen.append(i))
+    assert seen == [0, 1] and result["examples"] == 2
+    # Class 0: ranked hit (image 1, 3.0) then the miss of image 2 (3.0, later): AP 1.
+    # Class 1 has no true object: left out.
+    assert result["map"] == pytest.approx(1.0)
+    assert result["per_class_ap"][0] == pytest.approx(1.0) and np.isnan(result["per_class_ap"][1])
+    assert result["detections_per_image"] == 2.0
+    table = detector.format_ap_table(result, ["circle", "ring"])
+    assert "circle" in table and "n/a" in table and table.splitlines()[-1].endswith("1.000")
+    assert detector.evaluate_detection(_Fixed(), batches, max_examples=1)["examples"] == 1

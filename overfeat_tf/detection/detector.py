@@ -13,17 +13,22 @@ detection classifier was trained, `detection_data.CropSampling.fill`), so the sc
 follow from the objects' sizes: `scales_for_objects` spaces them geometrically so that the
 smallest and the largest expected objects fill `fill` of the window at the last and
 first scale. The embedded detection set's objects span 25-50 % of the image's shorter
-side: AlexNet's 227-px window gives shorter sides 318, 400, 504 and 636 px.
+side: AlexNet's 227-px window gives shorter sides 272, 343, 432 and 545 px (the
+end objects fill 60 % of the window, the low end of the training range, which keeps the
+largest scale, the costliest, small).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from overfeat_tf.detection import box_maps, merge
+from overfeat_tf.detection import box_maps, merge, metrics
 from overfeat_tf.detection import boxes as box_ops
 from overfeat_tf.models import model_info
 
@@ -34,7 +39,7 @@ DEFAULT_MERGE_THRESHOLD = 1.0
 
 
 def scales_for_objects(window: int, object_sides: tuple[float, float] = EMBEDDED_OBJECT_SIDES,
-                       fill: float = 0.7, count: int = 4) -> tuple[int, ...]:
+                       fill: float = 0.6, count: int = 4) -> tuple[int, ...]:
     """Shorter sides (px), ascending, at which objects whose side is `object_sides` of
     the image's shorter side fill `fill` of a `window`-px window: the largest object at
     the first scale, the smallest at the last, geometric steps between."""
@@ -57,7 +62,13 @@ class Detector:
       flips: also run the mirrored image.
       score_threshold: a location proposes class c when P(c) exceeds this.
       merge_threshold, match: the greedy merge's (see `merge.greedy_merge`).
+
+    Attributes: name, input_mode, description: the `overfeat_tf.evaluation.Evaluator`
+    interface (reads whole images, "full").
     """
+
+    name = "detection"
+    input_mode = "full"
 
     def __init__(
         self,
@@ -83,6 +94,11 @@ class Detector:
         self.score_threshold = score_threshold
         self.merge_threshold = merge_threshold
         self.match = match
+        sides = sorted({min(scale) for scale, _ in self.predictor.views})
+        flipped = any(flip for _, flip in self.predictor.views)
+        self.description = (
+            f"scales {','.join(map(str, sides))}{', flips' if flipped else ''}, "
+            f"P > {score_threshold:g}, merge {match} <= {merge_threshold:g}")
 
     def proposals(self, image) -> merge.Merged:
         """Every (box, score, class) above the threshold, over all views, unmerged.
@@ -109,3 +125,65 @@ class Detector:
         found = self.proposals(image)
         return merge.greedy_merge(found.boxes, found.scores, found.classes,
                                   threshold=self.merge_threshold, match=self.match)
+
+
+# Called per image with (index, image [h, w, 3], detections, true classes [n], true
+# boxes [n, 4] in pixels); e.g. to draw them.
+ImageCallback = Callable[[int, np.ndarray, merge.Merged, np.ndarray, np.ndarray], None]
+
+
+def evaluate_detection(
+    detector: Detector,
+    batches: Iterable[tuple[tf.Tensor, dict[str, tf.Tensor]]],
+    *,
+    max_examples: int | None = None,
+    on_image: ImageCallback | None = None,
+) -> dict[str, Any]:
+    """PASCAL VOC mean average precision at IoU 0.5 of `detector` (0-1).
+
+    Args:
+      batches: `(images [1, h, w, 3], {"boxes" [1, n, 4] normalised, "box_labels",
+        "num_boxes"})`, i.e. `build_dataset(eval_mode="full", with_boxes=True)`.
+      max_examples: stop after this many images.
+      on_image: called for every image (see `ImageCallback`).
+
+    Returns:
+      {"map", "per_class_ap" (list, NaN for classes without true objects),
+      "detections_per_image", "examples", "images_per_second"}.
+    """
+    found, truths = [], []
+    start = time.perf_counter()
+    for images, labels in batches:
+        if max_examples is not None and len(truths) >= max_examples:
+            break
+        image = images[0].numpy()
+        count = int(labels["num_boxes"][0])
+        height, width = image.shape[:2]
+        true_boxes = box_ops.scale_boxes(labels["boxes"][0, :count].numpy(), height, width)
+        true_classes = labels["box_labels"][0, :count].numpy()
+        detections = detector(image)
+        found.append(detections)
+        truths.append((true_classes, true_boxes))
+        if on_image is not None:
+            on_image(len(truths) - 1, image, detections, true_classes, true_boxes)
+    if not truths:
+        raise ValueError("No examples to evaluate detection on")
+    seconds = time.perf_counter() - start
+    mean_ap, per_class = metrics.mean_average_precision(found, truths, detector.background)
+    return {
+        "map": mean_ap,
+        "per_class_ap": per_class.tolist(),
+        "detections_per_image": sum(len(d.scores) for d in found) / len(found),
+        "examples": len(truths),
+        "images_per_second": len(truths) / seconds,
+    }
+
+
+def format_ap_table(result: dict[str, Any], class_names: Sequence[str]) -> str:
+    """mAP and the AP of every class as a text table (one row per class, then the mean)."""
+    width = max(len(name) for name in [*class_names, "mean (mAP@0.5)"])
+    lines = [f"{'class':<{width}}  AP@0.5", "-" * (width + 8)]
+    for name, ap in zip(class_names, result["per_class_ap"]):
+        lines.append(f"{name:<{width}}  {'n/a' if np.isnan(ap) else f'{ap:.3f}':>6}")
+    lines.append(f"{'mean (mAP@0.5)':<{width}}  {result['map']:>6.3f}")
+    return "\n".join(lines)
