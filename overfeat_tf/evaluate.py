@@ -17,6 +17,12 @@ first images' guesses (red) and true boxes (green):
 
     overfeat-evaluate --model_dir=runs/alexnet --modes=localization --draw_dir=/tmp/loc
 
+Detection mean average precision (PASCAL VOC, IoU 0.5) on the detection split, with the
+background-class classifier and the regressor of `overfeat-train-boxes --task=detection`
+(default `<model_dir>/detection/classifier` and `<model_dir>/detection`):
+
+    overfeat-evaluate --model_dir=runs/alexnet --modes=detection --noflips
+
 An exported SavedModel is evaluated through its serving graph (centre crop only):
 
     overfeat-evaluate --saved_model=runs/alexnet/export/1 --modes=center
@@ -33,16 +39,19 @@ from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import dense, evaluation
 from overfeat_tf import model_dir as model_dir_lib
-from overfeat_tf.detection import box_maps, drawing, localizer, merge
+from overfeat_tf.detection import box_maps, detector, drawing, localizer, merge
 from overfeat_tf.detection import regressor as regressor_lib
 
+import keras  # noqa: E402
 import numpy as np
 import pipelines  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 MODES = ("center", "ten_view", "dense")
 # Modes that need a box regressor; not in the default --modes.
-BOX_MODES = ("localization",)
+BOX_MODES = ("localization", "detection")
+# Detection evaluates the detection split unless --split names another.
+DETECTION_SPLIT = "detection_validation"
 
 flags.DEFINE_string("model_dir", None, "A training run's directory (model.json + checkpoints).")
 flags.DEFINE_string("checkpoint", None, "A checkpoint of --model_dir (default: the latest).")
@@ -53,7 +62,7 @@ flags.DEFINE_string(
     "data", "embedded", "Data source: embedded, tfrecord:/dir, tfds:NAME or folder:/dir."
 )
 flags.DEFINE_string("data_dir", None, "Where the embedded data set or TFDS data live.")
-flags.DEFINE_string("split", "validation", "Split to evaluate.")
+flags.DEFINE_string("split", "validation", f"Split to evaluate (detection: {DETECTION_SPLIT}).")
 flags.DEFINE_list(
     "modes", list(MODES), f"Comma list of evaluation modes: {', '.join(MODES + BOX_MODES)}."
 )
@@ -74,14 +83,33 @@ flags.DEFINE_string(
 flags.DEFINE_integer("batch_size", 32, "Images per batch (dense evaluation uses 1).")
 flags.DEFINE_string(
     "regressor_dir", None,
-    "Localization: the overfeat-train-boxes run (default <model_dir>/localization); its "
-    "training scales are the default --scales.",
+    "Localization / detection: the overfeat-train-boxes run (default <model_dir>/<mode>); "
+    "its training scales are the default --scales.",
+)
+flags.DEFINE_string(
+    "detector_dir", None,
+    "Detection: the background-class classifier (default <model_dir>/detection/classifier).",
+)
+flags.DEFINE_float(
+    "score_threshold", detector.DEFAULT_SCORE_THRESHOLD,
+    "Detection: a location proposes a class whose probability exceeds this.",
 )
 flags.DEFINE_integer("classes_per_view", 5, "Localization: top classes per scale and flip.")
-flags.DEFINE_float("merge_threshold", 0.5, "Localization: greedy merge threshold.")
-flags.DEFINE_enum("merge_match", "centre_iou", list(merge.MATCHES), "Localization: match score.")
-flags.DEFINE_string("draw_dir", None, "Localization: write PNGs of guesses and true boxes here.")
-flags.DEFINE_integer("draw_max", 20, "Localization: PNGs to write with --draw_dir.")
+flags.DEFINE_float(
+    "merge_threshold", None,
+    f"Greedy merge threshold (default: localization 0.5, detection "
+    f"{detector.DEFAULT_MERGE_THRESHOLD:g}).",
+)
+flags.DEFINE_enum(
+    "merge_match", "centre_iou", list(merge.MATCHES), "Localization / detection: match score."
+)
+flags.DEFINE_string(
+    "draw_dir", None, "Localization / detection: write PNGs of found and true boxes here."
+)
+flags.DEFINE_integer("draw_max", 20, "Localization / detection: PNGs to write with --draw_dir.")
+flags.DEFINE_float(
+    "draw_min_score", 1.0, "Detection: draw detections whose summed score is at least this."
+)
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
 
 FLAGS = flags.FLAGS
@@ -132,6 +160,7 @@ def _model_dir_evaluators(model) -> list[evaluation.Evaluator]:
             model, scales, FLAGS.fine_stride, FLAGS.flips
         ),
         "localization": lambda: _localizer(model, scales),
+        "detection": lambda: _detector(scales),
     }
     try:
         return [factories[mode]() for mode in _modes()]
@@ -141,23 +170,51 @@ def _model_dir_evaluators(model) -> list[evaluation.Evaluator]:
 
 def _localizer(model, scales) -> localizer.Localizer:
     """The localization evaluator: the classifier and the regressor of --regressor_dir."""
-    directory = FLAGS.regressor_dir or os.path.join(FLAGS.model_dir, "localization")
-    try:
-        regressor, reg_config = regressor_lib.restore_regressor(directory)
-    except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
-        raise FlagError(f"--regressor_dir={directory}: {str(e).splitlines()[0]}") from e
+    regressor, reg_config = _regressor("localization")
     predictor = box_maps.BoxPredictor(
         model, regressor, scales or list(reg_config.scales), FLAGS.flips
     )
+    threshold = 0.5 if FLAGS.merge_threshold is None else FLAGS.merge_threshold
     return localizer.Localizer(
-        predictor, classes_per_view=FLAGS.classes_per_view, threshold=FLAGS.merge_threshold,
+        predictor, classes_per_view=FLAGS.classes_per_view, threshold=threshold,
         match=FLAGS.merge_match,
     )
 
 
-def _draw_localization(mean, std):
-    """A `localizer.ImageCallback` writing <draw_dir>/<split>_NNNN.png: guesses in red
-    (class names, best first), true boxes in green."""
+def _regressor(mode: str) -> tuple[keras.Model, regressor_lib.RegressorConfig]:
+    """The regressor of --regressor_dir (default <model_dir>/<mode>) and its config."""
+    directory = FLAGS.regressor_dir or os.path.join(FLAGS.model_dir, mode)
+    try:
+        return regressor_lib.restore_regressor(directory)
+    except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
+        raise FlagError(f"--regressor_dir={directory}: {str(e).splitlines()[0]}") from e
+
+
+def _detector(scales) -> detector.Detector:
+    """The detection evaluator: the classifier of --detector_dir, with the background
+    class, and the detection regressor."""
+    directory = FLAGS.detector_dir or os.path.join(FLAGS.model_dir, "detection", "classifier")
+    try:
+        model, _ = model_dir_lib.restore_model(directory)
+    except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
+        raise FlagError(f"--detector_dir={directory}: {str(e).splitlines()[0]}") from e
+    regressor, reg_config = _regressor("detection")
+    threshold = FLAGS.merge_threshold
+    try:
+        return detector.Detector(
+            model, regressor, scales=scales or list(reg_config.scales) or None,
+            flips=FLAGS.flips, score_threshold=FLAGS.score_threshold, match=FLAGS.merge_match,
+            merge_threshold=detector.DEFAULT_MERGE_THRESHOLD if threshold is None else threshold,
+        )
+    except ValueError as e:
+        raise FlagError(f"--detector_dir={directory} and --regressor_dir: {e}") from e
+
+
+def _draw(mean, std, split: str, evaluator):
+    """An image callback (`localizer.ImageCallback`, `detector.ImageCallback`) writing
+    <draw_dir>/<split>_NNNN.png: true boxes in green; in red, localization guesses
+    (class names, best first) or detections scoring at least --draw_min_score (class
+    name and summed score)."""
     class_names = model_dir_lib.read_config(FLAGS.model_dir)["class_names"]
 
     def draw(index: int, image, found, true_classes, true_boxes) -> None:
@@ -166,25 +223,39 @@ def _draw_localization(mean, std):
         pixels = np.clip(image * np.asarray(std) + np.asarray(mean), 0, 255).astype(np.uint8)
         pixels = drawing.draw_boxes(pixels, true_boxes, [class_names[c] for c in true_classes],
                                     (0, 200, 0))
-        labels = [f"{rank + 1}. {class_names[c]}" for rank, c in enumerate(found.classes)]
-        pixels = drawing.draw_boxes(pixels, found.boxes, labels, (255, 0, 0))
-        drawing.write_png(os.path.join(FLAGS.draw_dir, f"{FLAGS.split}_{index:04d}.png"), pixels)
+        boxes = found.boxes
+        if isinstance(evaluator, detector.Detector):
+            shown = found.scores >= FLAGS.draw_min_score
+            boxes = boxes[shown]
+            labels = [f"{class_names[c]} {score:.1f}"
+                      for c, score in zip(found.classes[shown], found.scores[shown])]
+        else:
+            labels = [f"{rank + 1}. {class_names[c]}" for rank, c in enumerate(found.classes)]
+        pixels = drawing.draw_boxes(pixels, boxes, labels, (255, 0, 0))
+        drawing.write_png(os.path.join(FLAGS.draw_dir, f"{split}_{index:04d}.png"), pixels)
 
     return draw
+
+
+def _split(evaluator) -> str:
+    """The split `evaluator` reads: --split, or the detection split for detection."""
+    if isinstance(evaluator, detector.Detector) and not FLAGS["split"].present:
+        return DETECTION_SPLIT
+    return FLAGS.split
 
 
 def _model_dir_data(source, config: dict, evaluator: evaluation.Evaluator) -> tf.data.Dataset:
     full = evaluator.input_mode == "full"
     return pipelines.build_dataset(
         source,
-        FLAGS.split,
+        _split(evaluator),
         batch_size=1 if full else FLAGS.batch_size,
         training=False,
         crop_size=config["input_size"],
         mean=config["mean"],
         std=config["std"],
         eval_mode=evaluator.input_mode,
-        with_boxes=isinstance(evaluator, localizer.Localizer),
+        with_boxes=isinstance(evaluator, (localizer.Localizer, detector.Detector)),
     )
 
 
@@ -239,18 +310,25 @@ def main(argv: list[str]) -> int:
             f"--data={FLAGS.data} has {source.num_classes} classes but the model has {num_classes}"
         )
 
-    results, descriptions, settings = {}, {}, {}
+    results, descriptions, settings, detections = {}, {}, {}, {}
     for evaluator in evaluators:
         if config is None:
             batches = _saved_model_data(source, evaluator)
         else:
             batches = _model_dir_data(source, config, evaluator)
         print(f"Evaluating {evaluator.name} ({evaluator.description}) ...", flush=True)
+        draw = None
+        if FLAGS.draw_dir and isinstance(evaluator, (localizer.Localizer, detector.Detector)):
+            draw = _draw(config["mean"], config["std"], _split(evaluator), evaluator)
         if isinstance(evaluator, localizer.Localizer):
-            draw = _draw_localization(config["mean"], config["std"]) if FLAGS.draw_dir else None
             results[evaluator.name] = localizer.evaluate_localization(
                 evaluator, batches, max_examples=FLAGS.max_examples, on_image=draw
             )
+        elif isinstance(evaluator, detector.Detector):
+            found = detector.evaluate_detection(
+                evaluator, batches, max_examples=FLAGS.max_examples, on_image=draw
+            )
+            detections[evaluator.name] = found
         else:
             results[evaluator.name] = evaluation.evaluate(
                 evaluator, batches, num_classes=num_classes, max_examples=FLAGS.max_examples
@@ -264,8 +342,17 @@ def main(argv: list[str]) -> int:
             }
 
     title = about.get("model", "SavedModel")
-    print(f"\n{title} on {FLAGS.data} ({FLAGS.split}):")
-    print(evaluation.format_table(results, descriptions))
+    if results:
+        print(f"\n{title} on {FLAGS.data} ({FLAGS.split}):")
+        print(evaluation.format_table(results, descriptions))
+    class_names = config["class_names"] if config else []
+    for name, found in detections.items():
+        print(f"\n{title} {name} ({descriptions[name]}) on {FLAGS.data} "
+              f"({DETECTION_SPLIT if not FLAGS['split'].present else FLAGS.split}):")
+        print(detector.format_ap_table(found, class_names))
+        # Classes without true objects have no AP: null in the JSON.
+        per_class = [None if np.isnan(ap) else ap for ap in found["per_class_ap"]]
+        results[name] = {**found, "per_class_ap": dict(zip(class_names, per_class))}
     report = {
         **about,
         "data": FLAGS.data,
