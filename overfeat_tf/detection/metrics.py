@@ -8,7 +8,7 @@ also tests ``ovmax >= minoverlap``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -20,6 +20,23 @@ RankedGuesses = Sequence[tuple[int, Sequence[float]]]
 GroundTruth = tuple[Sequence[int], Sequence[Sequence[float]]]
 # Per image: (boxes [k, 4], scores [k], classes [k]).
 Detections = tuple[Sequence[Sequence[float]], Sequence[float], Sequence[int]]
+
+
+def images_with_truth(batches: Iterable, max_examples: int | None = None
+                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(image [h, w, 3], true classes [n], true boxes [n, 4] in pixels of the image) per
+    image of `(images [1, h, w, 3], {"boxes" [1, N, 4] normalised, "box_labels",
+    "num_boxes"})` batches (`pipelines.build_dataset(eval_mode="full",
+    with_boxes=True)`), at most `max_examples` of them."""
+    for index, (images, labels) in enumerate(batches):
+        if max_examples is not None and index >= max_examples:
+            return
+        image = np.asarray(images[0])
+        count = int(labels["num_boxes"][0])
+        height, width = image.shape[:2]
+        boxes = np.asarray(labels["boxes"][0, :count])
+        yield (image, np.asarray(labels["box_labels"][0, :count]),
+               box_ops.scale_boxes(boxes, height, width))
 
 
 def _check_same_length(predictions: Sequence, ground_truth: Sequence) -> None:
