@@ -63,11 +63,14 @@ flags.DEFINE_list(
 )
 flags.DEFINE_bool("per_class", True, "One box per class (paper) instead of one shared box.")
 flags.DEFINE_integer("batch_size", 32, "Images per step.")
-flags.DEFINE_integer("epochs", 6, "Epochs over the training split.")
+flags.DEFINE_integer("epochs", 3, "Epochs over the training split.")
 flags.DEFINE_integer("max_steps", None, "Stop after this many steps in total.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate.")
 flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
 flags.DEFINE_integer("seed", 0, "Seed of initialisation and data order.")
+flags.DEFINE_bool(
+    "deterministic", False, "Same batches in the same order for a seed (slower input)."
+)
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
 
 
@@ -154,7 +157,8 @@ def main(argv: list[str]) -> int:
     def train_dataset(epoch: int, skip: int) -> tf.data.Dataset:
         dataset = pipelines.build_dataset(
             source, split, training=True, recipe="overfeat", pca_lighting=False,
-            seed=FLAGS.seed * 1000 + epoch, repeat=True, **common)
+            seed=FLAGS.seed * 1000 + epoch, deterministic=FLAGS.deterministic, repeat=True,
+            **common)
         return dataset.skip(skip)  # resuming mid-epoch: the epoch's order is seeded
 
     def eval_dataset() -> tf.data.Dataset:
