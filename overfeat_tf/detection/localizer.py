@@ -136,14 +136,7 @@ def evaluate_localization(
     """
     predictions, truths = [], []
     start = time.perf_counter()
-    for images, labels in batches:
-        if max_examples is not None and len(truths) >= max_examples:
-            break
-        image = images[0].numpy()
-        count = int(labels["num_boxes"][0])
-        height, width = image.shape[:2]
-        true_boxes = box_ops.scale_boxes(labels["boxes"][0, :count].numpy(), height, width)
-        true_classes = labels["box_labels"][0, :count].numpy()
+    for image, true_classes, true_boxes in metrics.images_with_truth(batches, max_examples):
         found = localizer(image)
         predictions.append(found.ranked())
         truths.append((true_classes, true_boxes))
