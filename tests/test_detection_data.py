@@ -7,7 +7,7 @@ import tensorflow as tf
 import pipelines
 from overfeat_tf.detection import boxes as box_ops
 from overfeat_tf.detection import detection_data
-from pipelines import embedded, testing
+from pipelines import testing
 
 SAMPLING = detection_data.CropSampling()
 SIZE = tf.constant([256.0, 320.0])
@@ -69,10 +69,8 @@ def test_sampling_rejects_bad_ranges():
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    directory = str(tmp_path_factory.mktemp("e") / "set")
-    embedded.ensure_embedded_dataset(directory, testing.TINY_EMBEDDED)
-    return pipelines.open_source("embedded", directory)
+def source(tiny_embedded_dir):
+    return pipelines.open_source("embedded", tiny_embedded_dir)
 
 
 def test_crop_dataset(source):

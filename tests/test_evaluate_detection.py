@@ -13,18 +13,17 @@ import tensorflow as tf
 import overfeat_tf
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf.detection import regressor
-from pipelines import embedded, testing
+from pipelines import embedded
 
 KWARGS = {"width": 0.0625, "init": "he", "dropout": 0.0}
 NAMES = list(embedded.CLASS_NAMES)
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
+def workspace(tmp_path_factory, tiny_embedded_dir):
     """Tiny embedded data, a classifier run, and its detection classifier (always class 2)
     and regressor where overfeat-train-boxes --task=detection puts them."""
     root = tmp_path_factory.mktemp("evaluate_detection")
-    embedded.ensure_embedded_dataset(str(root / "data"), testing.TINY_EMBEDDED)
     keras.utils.set_random_seed(0)
     run = root / "run"
     classes = len(NAMES)
@@ -50,10 +49,11 @@ def _evaluate(env, *flags):
                           check=False, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, subprocess_env):
+def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, subprocess_env,
+                                                             tiny_embedded_dir):
     run, draw_dir = workspace / "run", workspace / "pngs"
     result = _evaluate(subprocess_env, f"--model_dir={run}", "--data=embedded",
-                       f"--data_dir={workspace / 'data'}", "--modes=detection", "--noflips",
+                       f"--data_dir={tiny_embedded_dir}", "--modes=detection", "--noflips",
                        "--max_examples=3", f"--draw_dir={draw_dir}", "--draw_max=2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(detection_validation)" in result.stdout and "mean (mAP@0.5)" in result.stdout
@@ -67,9 +67,10 @@ def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, subproce
                                             "detection_validation_0001.png"]
 
 
-def test_detection_mode_names_a_missing_detector(workspace, subprocess_env, tmp_path):
+def test_detection_mode_names_a_missing_detector(workspace, subprocess_env, tmp_path,
+                                                 tiny_embedded_dir):
     result = _evaluate(subprocess_env, f"--model_dir={workspace / 'run'}", "--data=embedded",
-                       f"--data_dir={workspace / 'data'}", "--modes=detection",
+                       f"--data_dir={tiny_embedded_dir}", "--modes=detection",
                        f"--detector_dir={tmp_path}")
     assert result.returncode != 0
     assert f"--detector_dir={tmp_path}" in result.stderr.strip().splitlines()[-1]
