@@ -10,16 +10,23 @@ several scales, from the boxes of the training split. After `overfeat-train`:
 The regressor goes to `--model_dir` (default `<classifier_dir>/<task>`, where
 `overfeat-evaluate` looks for it): `regressor.json`, checkpoints, `metrics.json`,
 TensorBoard summaries. Run the same command again after an interruption: it resumes from
-the last checkpoint. `--task=detection` trains the regressor the same way on the
-detection split (several objects per image; each location's target is the box it is
-centred on, see `overfeat_tf.detection.targets`).
+the last checkpoint.
+
+Detection (OverFeat section 5) trains the regressor the same way on the detection split
+(several objects per image; each location's target is the box it is centred on, see
+`overfeat_tf.detection.targets`), at the detector's scales, then the detection
+classifier with a background class into `<model_dir>/classifier`
+(`overfeat_tf.detection.train_detector`):
+
+    overfeat-train-boxes --task=detection --classifier_dir=runs/alexnet
+    overfeat-evaluate --model_dir=runs/alexnet --modes=detection
 """
 
 from __future__ import annotations
 
 import os
 
-import overfeat_tf  # noqa: F401  (first: turns oneDNN on before TensorFlow loads, runtime.py)
+import overfeat_tf  # first: turns oneDNN on before TensorFlow loads, runtime.py)
 
 # isort: split
 import keras
@@ -30,8 +37,9 @@ import pipelines
 from overfeat_tf import cli, dense
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf.cli import FlagError
+from overfeat_tf.detection import detector, train_detector, train_regressor
 from overfeat_tf.detection import regressor as regressor_lib
-from overfeat_tf.detection import train_regressor
+from overfeat_tf.training import trainer as trainer_lib
 
 TASKS = ("localization", "detection")
 # Training and validation splits per task on the embedded data set (and any source with
@@ -58,8 +66,9 @@ flags.DEFINE_string(
 )
 flags.DEFINE_list(
     "scales", None,
-    "Training scales, shorter side in px (default: the smallest three of the model's "
-    "dense scales, e.g. 243,275,307 for alexnet); evaluation uses the same by default.",
+    "Training scales, shorter side in px (default: localization, the smallest three of "
+    "the model's dense scales, 243,275,307 for alexnet; detection, the detector's, "
+    "272,343,432,545 for alexnet); evaluation uses the same by default.",
 )
 flags.DEFINE_bool("per_class", True, "One box per class (paper) instead of one shared box.")
 flags.DEFINE_integer("batch_size", 32, "Images per step.")
@@ -74,15 +83,18 @@ flags.DEFINE_bool(
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
 
 
-def default_scales(model: str) -> list[int]:
-    """The smallest three of the model's dense scales, as shorter sides (alexnet:
-    243, 275, 307: the objects of a 256 image fill its 227 window at these)."""
+def default_scales(model: str, task: str) -> list[int]:
+    """Localization: the smallest three of the model's dense scales, as shorter sides
+    (alexnet: 243, 275, 307, where the embedded set's objects, 45-80 % of the image,
+    fill much of the 227 window). Detection: `detector.scales_for_objects`."""
+    if task == "detection":
+        return list(detector.scales_for_objects(overfeat_tf.model_info(model).input_size))
     return [min(scale) for scale in dense.default_scales(model)[:3]]
 
 
 def _scales(model: str, input_size: int) -> list[int]:
     if FLAGS.scales is None:
-        return default_scales(model)
+        return default_scales(model, FLAGS.task)
     try:
         scales = [int(s) for s in FLAGS.scales]
     except ValueError:
@@ -182,12 +194,23 @@ def main(argv: list[str]) -> int:
           f"scales {','.join(map(str, scales))}): validation mean IoU "
           f"{metrics.get('val_mean_iou', float('nan')):.3f} at the trained locations")
     print(f"Regressor, checkpoints and metrics.json: {model_dir}")
+    if FLAGS.task == "detection":
+        classifier_dir = os.path.join(model_dir, "classifier")
+        print("\nDetection classifier (the classes plus background) ...", flush=True)
+        found = train_detector.fine_tune_with_background(
+            FLAGS.classifier_dir, classifier_dir, source,
+            train_detector.BackgroundFineTuning(
+                train_split=split, validation_split=eval_split, seed=FLAGS.seed,
+                max_steps=FLAGS.max_steps, checkpoint_every=FLAGS.checkpoint_every))
+        print(f"Detection classifier: validation crop top-1 error "
+              f"{found.get('val_top1_error', float('nan')):.2f} %, in {classifier_dir}")
     return 0
 
 
 def run() -> None:
     """Console-script entry point (`overfeat-train-boxes`)."""
-    cli.run(main, "overfeat-train-boxes", (train_regressor.RegressionDiverged,))
+    cli.run(main, "overfeat-train-boxes",
+            (train_regressor.RegressionDiverged, trainer_lib.TrainingDiverged))
 
 
 if __name__ == "__main__":

@@ -79,6 +79,20 @@ def test_train_resume_and_evaluate_localization(workspace, tmp_path, subprocess_
                                                           "validation_0001.png"]
 
 
+@pytest.mark.slow
+def test_detection_task_trains_the_regressor_then_the_background_classifier(
+        workspace, tmp_path, subprocess_env):
+    run = tmp_path / "detection"
+    result = _train(workspace, subprocess_env, run, "--task=detection", "--max_steps=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = regressor_lib.read_config(str(run))
+    assert config.task == "detection"
+    assert json.loads((run / "metrics.json").read_text())["step"] == 2
+    classifier = model_dir_lib.read_config(str(run / "classifier"))
+    assert classifier["class_names"][-1] == "background"
+    assert json.loads((run / "classifier" / "metrics.json").read_text())["step"] == 2
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
