@@ -80,8 +80,8 @@ class RegressorTrainer:
                  regressor: keras.Model) -> None:
         self.config = config
         self.regressor = regressor
-        # The dense evaluator's trunk + stride-1 pool; its own scales are unused here.
-        self._dense = dense.DenseEvaluator(classifier, [max(config.scales)], flips=False)
+        # The dense evaluator's trunk + stride-1 pool (and its check of the scales).
+        self._dense = dense.DenseEvaluator(classifier, list(config.scales), flips=False)
         self._head = regressor_lib.head_layers(regressor)
         self._outputs = self._head[-1].filters // 4
         self.window = self._dense.info.input_size
