@@ -56,12 +56,12 @@ class BackgroundFineTuning:
       verbose: progress bars and per-epoch lines.
     """
 
-    epochs: int = 10
+    epochs: int = 5
     batch_size: int = 64
     learning_rate: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    step_epochs: tuple[int, ...] = (7,)
+    step_epochs: tuple[int, ...] = (4,)
     step_factor: float = 0.1
     freeze_through: str | None = "pool5"
     train_split: str = "detection_train"
