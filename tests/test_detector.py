@@ -19,7 +19,6 @@ from overfeat_tf.detection import (
     regressor,
     train_detector,
 )
-from pipelines import embedded, testing
 
 TINY = {"num_classes": 3, "width": 0.0625, "init": "he", "dropout": 0.0}
 
@@ -89,10 +88,8 @@ def test_detector_rejects_a_regressor_of_other_classes():
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    directory = str(tmp_path_factory.mktemp("e") / "set")
-    embedded.ensure_embedded_dataset(directory, testing.TINY_EMBEDDED)
-    return pipelines.open_source("embedded", directory)
+def source(tiny_embedded_dir):
+    return pipelines.open_source("embedded", tiny_embedded_dir)
 
 
 def test_fine_tune_with_background_trains_and_resumes(source, tmp_path):
