@@ -94,6 +94,11 @@ flags.DEFINE_float(
     "score_threshold", detector.DEFAULT_SCORE_THRESHOLD,
     "Detection: a location proposes a class whose probability exceeds this.",
 )
+flags.DEFINE_float(
+    "suppress_iou", detector.DEFAULT_SUPPRESS_IOU,
+    "Detection: after the merge, drop boxes overlapping a better one of their class by "
+    "more than this IoU (1 keeps them all, as the paper).",
+)
 flags.DEFINE_integer("classes_per_view", 5, "Localization: top classes per scale and flip.")
 flags.DEFINE_float(
     "merge_threshold", None,
@@ -204,6 +209,7 @@ def _detector(scales) -> detector.Detector:
         return detector.Detector(
             model, regressor, scales=scales or list(reg_config.scales) or None,
             flips=FLAGS.flips, score_threshold=FLAGS.score_threshold, match=FLAGS.merge_match,
+            suppress_iou=FLAGS.suppress_iou,
             merge_threshold=detector.DEFAULT_MERGE_THRESHOLD if threshold is None else threshold,
         )
     except ValueError as e:

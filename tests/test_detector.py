@@ -69,7 +69,7 @@ def test_detections_are_the_merged_proposals_of_one_class():
     model, head = _detection_model(favourite=1)
     image = np.random.default_rng(0).normal(size=(240, 300, 3)).astype(np.float32)
     found_by = detector.Detector(model, head, scales=[227, 300], flips=True,
-                                 merge_threshold=0.5)
+                                 merge_threshold=0.5, suppress_iou=None)
     proposals = found_by.proposals(image)
     found = found_by(image)
     assert len(proposals.boxes) > len(found.boxes) >= 1
@@ -78,6 +78,10 @@ def test_detections_are_the_merged_proposals_of_one_class():
     np.testing.assert_allclose(proposals.scores, 1.0, atol=1e-6)
     assert np.all(found.boxes >= 0) and np.all(found.boxes[:, [2, 3]] <= [240, 300])
     assert np.all(np.diff(found.scores) <= 0)
+    found_by.suppress_iou = 0.0  # any overlap with a better box of the class: dropped
+    suppressed = found_by(image)
+    assert 1 <= len(suppressed.boxes) <= len(found.boxes)
+    np.testing.assert_allclose(suppressed.boxes[0], found.boxes[0])
 
 
 def test_detector_rejects_a_regressor_of_other_classes():

@@ -53,6 +53,20 @@ def test_literal_form_needs_a_threshold_of_one_to_merge_identical_boxes():
     assert len(merge.greedy_merge([A, A], [1, 1], [0, 0], threshold=1.0, match="literal").boxes) == 1
 
 
+def test_suppress_overlaps_keeps_the_best_box_of_each_class():
+    far = [0, 30, 10, 40]
+    merged = merge.Merged(np.array([A, B, far, B], float), np.array([4.0, 3.0, 2.0, 1.0]),
+                          np.array([0, 0, 0, 1]))
+    # B overlaps A (IoU 9/11 > 0.5): dropped; far overlaps nothing; class 1's B stays.
+    kept = merge.suppress_overlaps(merged, iou_threshold=0.5)
+    np.testing.assert_allclose(kept.boxes, [A, far, B])
+    np.testing.assert_array_equal(kept.classes, [0, 0, 1])
+    np.testing.assert_allclose(kept.scores, [4.0, 2.0, 1.0])
+    assert len(merge.suppress_overlaps(merged, iou_threshold=0.9).boxes) == 4  # 9/11 < 0.9
+    empty = merge.Merged(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+    assert len(merge.suppress_overlaps(empty, iou_threshold=0.5).boxes) == 0
+
+
 def test_empty_and_single_inputs():
     empty = merge.greedy_merge(np.zeros((0, 4)), [], [], threshold=1.0)
     assert empty.boxes.shape == (0, 4) and empty.scores.shape == (0,) and empty.classes.shape == (0,)

@@ -5,8 +5,11 @@ and its box regressor run densely over several scales (`box_maps.BoxPredictor`).
 location, scale and flip whose probability for an object class exceeds
 `score_threshold` proposes the box the regressor predicts there for that class, scored
 by that probability; the greedy merge of section 4.3 (`merge.greedy_merge`, per class)
-turns the proposals into detections whose score is the sum of their proposals'. An
-image where no location passes the threshold gets no detection.
+turns the proposals into detections whose score is the sum of their proposals'; last,
+a merged box overlapping a higher-scored one of its class by IoU > `suppress_iou` is
+dropped (`merge.suppress_overlaps`; not in the paper: it removes the clusters that the
+merge leaves beside an object, e.g. from windows seeing part of it). An image where no
+location passes the threshold gets no detection.
 
 Scales. A window sees an object best when the object fills 50-100 % of its side (how the
 detection classifier was trained, `detection_data.CropSampling.fill`), so the scales
@@ -35,7 +38,8 @@ from overfeat_tf.models import model_info
 # Objects of the embedded detection splits: 25-50 % of the image's shorter side.
 EMBEDDED_OBJECT_SIDES = (0.25, 0.5)
 DEFAULT_SCORE_THRESHOLD = 0.3
-DEFAULT_MERGE_THRESHOLD = 1.0
+DEFAULT_MERGE_THRESHOLD = 0.5
+DEFAULT_SUPPRESS_IOU = 0.3
 
 
 def scales_for_objects(window: int, object_sides: tuple[float, float] = EMBEDDED_OBJECT_SIDES,
@@ -62,6 +66,8 @@ class Detector:
       flips: also run the mirrored image.
       score_threshold: a location proposes class c when P(c) exceeds this.
       merge_threshold, match: the greedy merge's (see `merge.greedy_merge`).
+      suppress_iou: drop merged boxes overlapping a better one of their class by more
+        than this IoU; None keeps the merge's output as it is (the paper).
 
     Attributes: name, input_mode, description: the `overfeat_tf.evaluation.Evaluator`
     interface (reads whole images, "full").
@@ -80,6 +86,7 @@ class Detector:
         score_threshold: float = DEFAULT_SCORE_THRESHOLD,
         merge_threshold: float = DEFAULT_MERGE_THRESHOLD,
         match: str = "centre_iou",
+        suppress_iou: float | None = DEFAULT_SUPPRESS_IOU,
     ) -> None:
         merge.match_score(match)  # fails early on an unknown name
         self.background = model.output.shape[-1] - 1
@@ -94,11 +101,13 @@ class Detector:
         self.score_threshold = score_threshold
         self.merge_threshold = merge_threshold
         self.match = match
+        self.suppress_iou = suppress_iou
         sides = sorted({min(scale) for scale, _ in self.predictor.views})
         flipped = any(flip for _, flip in self.predictor.views)
         self.description = (
             f"scales {','.join(map(str, sides))}{', flips' if flipped else ''}, "
-            f"P > {score_threshold:g}, merge {match} <= {merge_threshold:g}")
+            f"P > {score_threshold:g}, merge {match} <= {merge_threshold:g}"
+            + ("" if suppress_iou is None else f", suppress IoU > {suppress_iou:g}"))
 
     def proposals(self, image) -> merge.Merged:
         """Every (box, score, class) above the threshold, over all views, unmerged.
@@ -123,8 +132,11 @@ class Detector:
         """Detections of one normalised image [h, w, 3]: boxes [k, 4] (pixels of the
         image), summed scores [k] and classes [k], score descending; k may be 0."""
         found = self.proposals(image)
-        return merge.greedy_merge(found.boxes, found.scores, found.classes,
-                                  threshold=self.merge_threshold, match=self.match)
+        merged = merge.greedy_merge(found.boxes, found.scores, found.classes,
+                                    threshold=self.merge_threshold, match=self.match)
+        if self.suppress_iou is None:
+            return merged
+        return merge.suppress_overlaps(merged, iou_threshold=self.suppress_iou)
 
 
 # Called per image with (index, image [h, w, 3], detections, true classes [n], true

@@ -22,6 +22,11 @@ the sum of the merged boxes' confidences. Choices the paper leaves open, made he
 * **Ties**: inputs are sorted by score (descending, stable) first, and among equal match
   scores the pair with the lowest indices merges first, so results are deterministic.
 
+`suppress_overlaps` is not in the paper: a per-class non-maximum suppression of the merged
+boxes (drop a box that overlaps a higher-scored one of its class by more than an IoU),
+which the detector applies after the merge (clusters the merge left apart, e.g. from
+windows that see only part of an object, otherwise count as duplicates).
+
 Pairwise scores live in an [n, n] matrix updated one row and column per merge, with the
 per-row minima kept incrementally: each merge costs O(n) numpy work (plus a full row for
 rows whose partner was absorbed), so thousands of boxes merge in seconds.
@@ -151,3 +156,17 @@ def greedy_merge(boxes, scores, classes, *, threshold: float, match: str = "cent
     merged_classes = np.concatenate([p.classes for p in parts] + [np.zeros(0, np.int64)])
     order = np.argsort(-merged_scores, kind="stable")
     return Merged(merged_boxes[order], merged_scores[order], merged_classes[order])
+
+
+def suppress_overlaps(merged: Merged, *, iou_threshold: float) -> Merged:
+    """Drops every box whose IoU with a higher-scored kept box of its class exceeds
+    `iou_threshold` (greedy non-maximum suppression per class; `merged` sorted by score,
+    descending, as `greedy_merge` returns it). Ties in score keep the earlier box."""
+    overlaps = box_ops.iou(merged.boxes, merged.boxes)
+    same_class = merged.classes[:, None] == merged.classes[None, :]
+    suppressing = same_class & (overlaps > iou_threshold)
+    keep = np.ones(len(merged.scores), bool)
+    for index in range(len(keep)):
+        if keep[index]:
+            keep[index + 1:] &= ~suppressing[index, index + 1:]
+    return Merged(merged.boxes[keep], merged.scores[keep], merged.classes[keep])
