@@ -352,13 +352,14 @@ def main(argv: list[str]) -> int:
         print(f"\n{title} on {FLAGS.data} ({FLAGS.split}):")
         print(evaluation.format_table(results, descriptions))
     class_names = config["class_names"] if config else []
+    split = FLAGS.split if FLAGS["split"].present else DETECTION_SPLIT
     for name, found in detections.items():
-        print(f"\n{title} {name} ({descriptions[name]}) on {FLAGS.data} "
-              f"({DETECTION_SPLIT if not FLAGS['split'].present else FLAGS.split}):")
+        print(f"\n{title} {name} ({descriptions[name]}) on {FLAGS.data} ({split}):")
         print(detector.format_ap_table(found, class_names))
         # Classes without true objects have no AP: null in the JSON.
         per_class = [None if np.isnan(ap) else ap for ap in found["per_class_ap"]]
-        results[name] = {**found, "per_class_ap": dict(zip(class_names, per_class))}
+        results[name] = {**found, "split": split,
+                         "per_class_ap": dict(zip(class_names, per_class))}
     report = {
         **about,
         "data": FLAGS.data,

@@ -60,6 +60,7 @@ def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, subproce
     report = json.loads((run / "eval.json").read_text())
     found = report["results"]["detection"]
     assert found["examples"] == 3 and 0.0 <= found["map"] <= 1.0
+    assert found["split"] == "detection_validation"
     assert set(found["per_class_ap"]) == set(NAMES)  # null where a class has no object
     assert "scales 227,260" in found["description"]  # the regressor's training scales
     assert found["detections_per_image"] >= 1  # class 2 fires everywhere
