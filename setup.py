@@ -34,6 +34,7 @@ setup(
             "overfeat-train=overfeat_tf.train:run",
             "overfeat-evaluate=overfeat_tf.evaluate:run",
             "overfeat-experiment=overfeat_tf.experiment:run",
+            "overfeat-train-boxes=overfeat_tf.train_boxes:run",
             "overfeat-export=export.export_main:run",
             "overfeat-visualize=overfeat_tf.visualize:run",
             "overfeat-features=overfeat_tf.extract_features:run",

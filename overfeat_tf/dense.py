@@ -108,6 +108,29 @@ def resize_to_scale(images: tf.Tensor, scale: Scale) -> tf.Tensor:
     return tf.image.resize(images, new_size, method="bilinear", antialias=True)
 
 
+def slide_head(layers: Sequence[keras.layers.Conv2D], pooled: tf.Tensor,
+               dilation: int) -> tf.Tensor:
+    """Runs FC-as-convolution `layers` over a pooled map at every position.
+
+    Args:
+      layers: Conv2D layers, the first K x K, the rest 1x1 (a classifier or regressor
+        head), applied with their own weights and activations.
+      pooled: `[b, H', W', c5]` from `DenseEvaluator.pooled_map`.
+      dilation: the offsets per axis the map was pooled at (s; 1 for a coarse map).
+        Pooled cells one apart hold offsets one apart, so the first kernel's taps must
+        be a pool stride apart: dilation s. Later 1x1 kernels ignore dilation.
+
+    Returns:
+      `[b, H, W, units]` in the dtype of `pooled`; differentiable, so heads train
+      through it.
+    """
+    x = pooled
+    for layer in layers:
+        x = tf.nn.conv2d(x, tf.cast(layer.kernel, x.dtype), 1, "VALID", dilations=dilation)
+        x = layer.activation(x + tf.cast(layer.bias, x.dtype))
+    return x
+
+
 class DenseEvaluator:
     """Classifies whole images densely at several scales (OverFeat section 3.3).
 
@@ -172,22 +195,23 @@ class DenseEvaluator:
         self._maps_fn = tf.function(self._score_maps, input_signature=signature)
         self._fn = tf.function(self._scores, input_signature=signature)
 
+    def pooled_map(self, images: tf.Tensor) -> tf.Tensor:
+        """`[b, h, w, 3]` -> the last pool's map at every offset, `[b, h5 - k + 1, ...]`.
+
+        Pooled with stride 1 (fine) or the pool's stride (coarse); the input of
+        `slide_head` for the classifier and for heads trained on the same maps (the box
+        regressor, `overfeat_tf.detection`).
+        """
+        x = self._trunk(images, training=False)
+        return tf.nn.max_pool2d(x, self.info.last_pool.size, self._pool_stride, "VALID")
+
     def logit_map(self, images: tf.Tensor) -> tf.Tensor:
         """`[b, h, w, 3]` at the size given -> logits `[b, H, W, num_classes]`, no resize.
 
         Cell (i, j) is the window at `cell_stride * (i, j)` px; fine maps interleave the
         offsets: `map[:, dy::s, dx::s]` is offset (dx, dy).
         """
-        x = self._trunk(images, training=False)
-        pool = self.info.last_pool
-        x = tf.nn.max_pool2d(x, pool.size, self._pool_stride, "VALID")
-        # Pooled cells one apart hold offsets one apart, so the first FC kernel's taps
-        # must be a pool stride apart: dilation s. Later 1x1 kernels ignore dilation.
-        dilation = self.offsets
-        for layer in self._head:
-            x = tf.nn.conv2d(x, tf.cast(layer.kernel, x.dtype), 1, "VALID", dilations=dilation)
-            x = layer.activation(x + tf.cast(layer.bias, x.dtype))
-        return tf.cast(x, tf.float32)
+        return tf.cast(slide_head(self._head, self.pooled_map(images), self.offsets), tf.float32)
 
     def _score_maps(self, images: tf.Tensor) -> list[tf.Tensor]:
         maps = []

@@ -11,6 +11,18 @@ On ImageNet validation TFRecords, OverFeat's four-scale fine-stride result (Tabl
     overfeat-evaluate --model_dir=runs/overfeat_accurate --data=tfrecord:/data/imagenet \
         --modes=dense --scales=245x245,317x389,425x497,461x569
 
+ILSVRC localization error (top-1 / top-5: right class and IoU >= 0.5) with the box
+regressor of `overfeat-train-boxes` (default `<model_dir>/localization`), drawing the
+first images' guesses (red) and true boxes (green):
+
+    overfeat-evaluate --model_dir=runs/alexnet --modes=localization --draw_dir=/tmp/loc
+
+Detection mean average precision (PASCAL VOC, IoU 0.5) on the detection split, with the
+background-class classifier and the regressor of `overfeat-train-boxes --task=detection`
+(default `<model_dir>/detection/classifier` and `<model_dir>/detection`):
+
+    overfeat-evaluate --model_dir=runs/alexnet --modes=detection --noflips
+
 An exported SavedModel is evaluated through its serving graph (centre crop only):
 
     overfeat-evaluate --saved_model=runs/alexnet/export/1 --modes=center
@@ -32,11 +44,20 @@ from absl import flags
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import dense, ensemble, evaluation
+from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf.detection import box_maps, detector, drawing, localizer, merge
+from overfeat_tf.detection import regressor as regressor_lib
 
+import keras  # noqa: E402
+import numpy as np
 import pipelines  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 MODES = evaluation.MODES
+# Modes that need a box regressor (one --model_dir, no ensemble); not in the default --modes.
+BOX_MODES = ("localization", "detection")
+# Detection evaluates the detection split unless --split names another.
+DETECTION_SPLIT = "detection_validation"
 
 flags.DEFINE_list(
     "model_dir", None,
@@ -53,8 +74,10 @@ flags.DEFINE_string(
     "data", "embedded", "Data source: embedded, tfrecord:/dir, tfds:NAME or folder:/dir."
 )
 flags.DEFINE_string("data_dir", None, "Where the embedded data set or TFDS data live.")
-flags.DEFINE_string("split", "validation", "Split to evaluate.")
-flags.DEFINE_list("modes", list(MODES), f"Comma list of evaluation modes: {', '.join(MODES)}.")
+flags.DEFINE_string("split", "validation", f"Split to evaluate (detection: {DETECTION_SPLIT}).")
+flags.DEFINE_list(
+    "modes", list(MODES), f"Comma list of evaluation modes: {', '.join(MODES + BOX_MODES)}."
+)
 flags.DEFINE_list(
     "scales",
     None,
@@ -71,6 +94,40 @@ flags.DEFINE_string(
     "for an ensemble, eval_ensemble.json in, or beside, the first member).",
 )
 flags.DEFINE_integer("batch_size", 32, "Images per batch (dense evaluation uses 1).")
+flags.DEFINE_string(
+    "regressor_dir", None,
+    "Localization / detection: the overfeat-train-boxes run (default <model_dir>/<mode>); "
+    "its training scales are the default --scales.",
+)
+flags.DEFINE_string(
+    "detector_dir", None,
+    "Detection: the background-class classifier (default <model_dir>/detection/classifier).",
+)
+flags.DEFINE_float(
+    "score_threshold", detector.DEFAULT_SCORE_THRESHOLD,
+    "Detection: a location proposes a class whose probability exceeds this.",
+)
+flags.DEFINE_float(
+    "suppress_iou", detector.DEFAULT_SUPPRESS_IOU,
+    "Detection: after the merge, drop boxes overlapping a better one of their class by "
+    "more than this IoU (1 keeps them all, as the paper).",
+)
+flags.DEFINE_integer("classes_per_view", 5, "Localization: top classes per scale and flip.")
+flags.DEFINE_float(
+    "merge_threshold", None,
+    f"Greedy merge threshold (default: localization 0.5, detection "
+    f"{detector.DEFAULT_MERGE_THRESHOLD:g}).",
+)
+flags.DEFINE_enum(
+    "merge_match", "centre_iou", list(merge.MATCHES), "Localization / detection: match score."
+)
+flags.DEFINE_string(
+    "draw_dir", None, "Localization / detection: write PNGs of found and true boxes here."
+)
+flags.DEFINE_integer("draw_max", 20, "Localization / detection: PNGs to write with --draw_dir.")
+flags.DEFINE_float(
+    "draw_min_score", 1.0, "Detection: draw detections whose summed score is at least this."
+)
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
 
 FLAGS = flags.FLAGS
@@ -99,8 +156,16 @@ def _check_flags() -> None:
     if FLAGS.checkpoint is not None and len(FLAGS.model_dir or []) != 1:
         raise FlagError("--checkpoint names the checkpoint of a single --model_dir")
     modes = _modes()
-    if not modes or any(m not in MODES for m in modes):
-        raise FlagError(f"--modes: {','.join(modes)!r} is invalid; valid: {','.join(MODES)}")
+    if not modes or any(m not in MODES + BOX_MODES for m in modes):
+        raise FlagError(
+            f"--modes: {','.join(modes)!r} is invalid; valid: {','.join(MODES + BOX_MODES)}"
+        )
+    box_modes = [m for m in modes if m in BOX_MODES]
+    if box_modes and len(FLAGS.model_dir or []) != 1:
+        raise FlagError(
+            f"--modes={','.join(box_modes)} evaluates one --model_dir with its regressor "
+            "(no ensembles, no SavedModels)"
+        )
     if FLAGS.saved_model is not None and modes != ["center"]:
         raise FlagError(
             f"--modes={','.join(modes)}: a SavedModel serves centre-crop predictions "
@@ -113,12 +178,19 @@ def _check_flags() -> None:
 
 
 def _model_dir_evaluators(models, configs) -> list[evaluation.Evaluator]:
-    """One evaluator per mode: the model's, or the ensemble's (one member: the model's)."""
+    """One evaluator per mode: the model's, or the ensemble's (one member: the model's);
+    the box modes use the single model with its regressor."""
+    scales = _scales()
+    box_factories = {
+        "localization": lambda: _localizer(models[0], scales),
+        "detection": lambda: _detector(scales),
+    }
     try:
         return [
+            box_factories[mode]() if mode in box_factories else
             ensemble.ensemble_evaluator(
                 models, configs, mode,
-                scales=_scales(), fine_stride=FLAGS.fine_stride, flips=FLAGS.flips,
+                scales=scales, fine_stride=FLAGS.fine_stride, flips=FLAGS.flips,
             )
             for mode in _modes()
         ]
@@ -128,17 +200,95 @@ def _model_dir_evaluators(models, configs) -> list[evaluation.Evaluator]:
         raise FlagError(f"--scales: {e}") from e
 
 
+def _localizer(model, scales) -> localizer.Localizer:
+    """The localization evaluator: the classifier and the regressor of --regressor_dir."""
+    regressor, reg_config = _regressor("localization")
+    predictor = box_maps.BoxPredictor(
+        model, regressor, scales or list(reg_config.scales), FLAGS.flips
+    )
+    threshold = 0.5 if FLAGS.merge_threshold is None else FLAGS.merge_threshold
+    return localizer.Localizer(
+        predictor, classes_per_view=FLAGS.classes_per_view, threshold=threshold,
+        match=FLAGS.merge_match,
+    )
+
+
+def _regressor(mode: str) -> tuple[keras.Model, regressor_lib.RegressorConfig]:
+    """The regressor of --regressor_dir (default <model_dir>/<mode>) and its config."""
+    directory = FLAGS.regressor_dir or os.path.join(FLAGS.model_dir[0], mode)
+    try:
+        return regressor_lib.restore_regressor(directory)
+    except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
+        raise FlagError(f"--regressor_dir={directory}: {str(e).splitlines()[0]}") from e
+
+
+def _detector(scales) -> detector.Detector:
+    """The detection evaluator: the classifier of --detector_dir, with the background
+    class, and the detection regressor."""
+    directory = FLAGS.detector_dir or os.path.join(FLAGS.model_dir[0], "detection", "classifier")
+    try:
+        model, _ = model_dir_lib.restore_model(directory)
+    except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
+        raise FlagError(f"--detector_dir={directory}: {str(e).splitlines()[0]}") from e
+    regressor, reg_config = _regressor("detection")
+    threshold = FLAGS.merge_threshold
+    try:
+        return detector.Detector(
+            model, regressor, scales=scales or list(reg_config.scales) or None,
+            flips=FLAGS.flips, score_threshold=FLAGS.score_threshold, match=FLAGS.merge_match,
+            suppress_iou=FLAGS.suppress_iou,
+            merge_threshold=detector.DEFAULT_MERGE_THRESHOLD if threshold is None else threshold,
+        )
+    except ValueError as e:
+        raise FlagError(f"--detector_dir={directory} and --regressor_dir: {e}") from e
+
+
+def _draw(mean, std, split: str, evaluator):
+    """An image callback (`localizer.ImageCallback`, `detector.ImageCallback`) writing
+    <draw_dir>/<split>_NNNN.png: true boxes in green; in red, localization guesses
+    (class names, best first) or detections scoring at least --draw_min_score (class
+    name and summed score)."""
+    class_names = model_dir_lib.read_config(FLAGS.model_dir[0])["class_names"]
+
+    def draw(index: int, image, found, true_classes, true_boxes) -> None:
+        if index >= FLAGS.draw_max:
+            return
+        pixels = np.clip(image * np.asarray(std) + np.asarray(mean), 0, 255).astype(np.uint8)
+        pixels = drawing.draw_boxes(pixels, true_boxes, [class_names[c] for c in true_classes],
+                                    (0, 200, 0))
+        boxes = found.boxes
+        if isinstance(evaluator, detector.Detector):
+            shown = found.scores >= FLAGS.draw_min_score
+            boxes = boxes[shown]
+            labels = [f"{class_names[c]} {score:.1f}"
+                      for c, score in zip(found.classes[shown], found.scores[shown])]
+        else:
+            labels = [f"{rank + 1}. {class_names[c]}" for rank, c in enumerate(found.classes)]
+        pixels = drawing.draw_boxes(pixels, boxes, labels, (255, 0, 0))
+        drawing.write_png(os.path.join(FLAGS.draw_dir, f"{split}_{index:04d}.png"), pixels)
+
+    return draw
+
+
+def _split(evaluator) -> str:
+    """The split `evaluator` reads: --split, or the detection split for detection."""
+    if isinstance(evaluator, detector.Detector) and not FLAGS["split"].present:
+        return DETECTION_SPLIT
+    return FLAGS.split
+
+
 def _model_dir_data(source, config: dict, evaluator: evaluation.Evaluator) -> tf.data.Dataset:
     full = evaluator.input_mode == "full"
     return pipelines.build_dataset(
         source,
-        FLAGS.split,
+        _split(evaluator),
         batch_size=1 if full else FLAGS.batch_size,
         training=False,
         crop_size=config["input_size"],
         mean=config["mean"],
         std=config["std"],
         eval_mode=evaluator.input_mode,
+        with_boxes=isinstance(evaluator, (localizer.Localizer, detector.Detector)),
     )
 
 
@@ -233,16 +383,29 @@ def main(argv: list[str]) -> int:
             f"--data={FLAGS.data} has {source.num_classes} classes but the model has {num_classes}"
         )
 
-    results, descriptions, settings = {}, {}, {}
+    results, descriptions, settings, detections = {}, {}, {}, {}
     for evaluator in evaluators:
         if config is None:
             batches = _saved_model_data(source, evaluator)
         else:
             batches = _model_dir_data(source, config, evaluator)
         print(f"Evaluating {evaluator.name} ({evaluator.description}) ...", flush=True)
-        results[evaluator.name] = evaluation.evaluate(
-            evaluator, batches, num_classes=num_classes, max_examples=FLAGS.max_examples
-        )
+        draw = None
+        if FLAGS.draw_dir and isinstance(evaluator, (localizer.Localizer, detector.Detector)):
+            draw = _draw(config["mean"], config["std"], _split(evaluator), evaluator)
+        if isinstance(evaluator, localizer.Localizer):
+            results[evaluator.name] = localizer.evaluate_localization(
+                evaluator, batches, max_examples=FLAGS.max_examples, on_image=draw
+            )
+        elif isinstance(evaluator, detector.Detector):
+            found = detector.evaluate_detection(
+                evaluator, batches, max_examples=FLAGS.max_examples, on_image=draw
+            )
+            detections[evaluator.name] = found
+        else:
+            results[evaluator.name] = evaluation.evaluate(
+                evaluator, batches, num_classes=num_classes, max_examples=FLAGS.max_examples
+            )
         descriptions[evaluator.name] = evaluator.description
         first = getattr(evaluator, "members", (evaluator,))[0]  # an ensemble's settings
         if isinstance(first, dense.DenseEvaluator):
@@ -257,8 +420,18 @@ def main(argv: list[str]) -> int:
         title = f"Ensemble of {len(members)} ({', '.join(members)})"
     else:
         title = about.get("model", "SavedModel")
-    print(f"\n{title} on {FLAGS.data} ({FLAGS.split}):")
-    print(evaluation.format_table(results, descriptions))
+    if results:
+        print(f"\n{title} on {FLAGS.data} ({FLAGS.split}):")
+        print(evaluation.format_table(results, descriptions))
+    class_names = config["class_names"] if config else []
+    split = FLAGS.split if FLAGS["split"].present else DETECTION_SPLIT
+    for name, found in detections.items():
+        print(f"\n{title} {name} ({descriptions[name]}) on {FLAGS.data} ({split}):")
+        print(detector.format_ap_table(found, class_names))
+        # Classes without true objects have no AP: null in the JSON.
+        per_class = [None if np.isnan(ap) else ap for ap in found["per_class_ap"]]
+        results[name] = {**found, "split": split,
+                         "per_class_ap": dict(zip(class_names, per_class))}
     report = {
         **about,
         "data": FLAGS.data,

@@ -16,3 +16,13 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+@pytest.fixture(scope="session")
+def tiny_embedded_dir(tmp_path_factory) -> str:
+    """A directory holding `pipelines.testing.TINY_EMBEDDED`, generated once per session."""
+    from pipelines import embedded, testing
+
+    directory = str(tmp_path_factory.mktemp("tiny_embedded") / "set")
+    embedded.ensure_embedded_dataset(directory, testing.TINY_EMBEDDED)
+    return directory

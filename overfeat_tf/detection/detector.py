@@ -1,0 +1,194 @@
+"""Detection: any number of (box, class, score) per image (OverFeat section 5).
+
+The detection classifier (`train_detector`: the object classes plus background, last)
+and its box regressor run densely over several scales (`box_maps.BoxPredictor`). Every
+location, scale and flip whose probability for an object class exceeds
+`score_threshold` proposes the box the regressor predicts there for that class, scored
+by that probability; the greedy merge of section 4.3 (`merge.greedy_merge`, per class)
+turns the proposals into detections whose score is the sum of their proposals'; last,
+a merged box overlapping a higher-scored one of its class by IoU > `suppress_iou` is
+dropped (`merge.suppress_overlaps`; not in the paper: it removes the clusters that the
+merge leaves beside an object, e.g. from windows seeing part of it). An image where no
+location passes the threshold gets no detection.
+
+Scales. A window sees an object best when the object fills 50-100 % of its side (how the
+detection classifier was trained, `detection_data.CropSampling.fill`), so the scales
+follow from the objects' sizes: `scales_for_objects` spaces them geometrically so that the
+smallest and the largest expected objects fill `fill` of the window at the last and
+first scale. The embedded detection set's objects span 25-50 % of the image's shorter
+side: AlexNet's 227-px window gives shorter sides 272, 343, 432 and 545 px (the
+end objects fill 60 % of the window, the low end of the training range, which keeps the
+largest scale, the costliest, small).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from overfeat_tf.detection import box_maps, merge, metrics
+from overfeat_tf.detection import boxes as box_ops
+from overfeat_tf.models import model_info
+
+# Objects of the embedded detection splits: 25-50 % of the image's shorter side.
+EMBEDDED_OBJECT_SIDES = (0.25, 0.5)
+DEFAULT_SCORE_THRESHOLD = 0.3
+DEFAULT_MERGE_THRESHOLD = 0.5
+DEFAULT_SUPPRESS_IOU = 0.3
+
+
+def scales_for_objects(window: int, object_sides: tuple[float, float] = EMBEDDED_OBJECT_SIDES,
+                       fill: float = 0.6, count: int = 4) -> tuple[int, ...]:
+    """Shorter sides (px), ascending, at which objects whose side is `object_sides` of
+    the image's shorter side fill `fill` of a `window`-px window: the largest object at
+    the first scale, the smallest at the last, geometric steps between."""
+    small, large = object_sides
+    if not 0 < small <= large:
+        raise ValueError(f"object_sides must satisfy 0 < small <= large; received {object_sides}")
+    first, last = window * fill / large, window * fill / small
+    sides = np.geomspace(first, last, count) if count > 1 else np.array([first])
+    return tuple(max(window, round(side)) for side in sides)
+
+
+class Detector:
+    """Detects objects in one image at a time.
+
+    Args:
+      model: the detection classifier: the object classes, then background (last).
+      regressor: its box head (one box per object class, or one shared box).
+      scales: shorter sides (or (h, w) pairs); None: `scales_for_objects` for the
+        model's window.
+      flips: also run the mirrored image.
+      score_threshold: a location proposes class c when P(c) exceeds this.
+      merge_threshold, match: the greedy merge's (see `merge.greedy_merge`).
+      suppress_iou: drop merged boxes overlapping a better one of their class by more
+        than this IoU; None keeps the merge's output as it is (the paper).
+
+    Attributes: name, input_mode, description: the `overfeat_tf.evaluation.Evaluator`
+    interface (reads whole images, "full").
+    """
+
+    name = "detection"
+    input_mode = "full"
+
+    def __init__(
+        self,
+        model: keras.Model,
+        regressor: keras.Model,
+        *,
+        scales: Sequence[int | Sequence[int]] | None = None,
+        flips: bool = False,
+        score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+        merge_threshold: float = DEFAULT_MERGE_THRESHOLD,
+        match: str = "centre_iou",
+        suppress_iou: float | None = DEFAULT_SUPPRESS_IOU,
+    ) -> None:
+        merge.match_score(match)  # fails early on an unknown name
+        self.background = model.output.shape[-1] - 1
+        if scales is None:
+            scales = scales_for_objects(model_info(model).input_size)
+        self.predictor = box_maps.BoxPredictor(model, regressor, scales, flips)
+        if self.predictor.outputs not in (1, self.background, self.background + 1):
+            raise ValueError(
+                f"The regressor predicts {self.predictor.outputs} boxes per location; a "
+                f"detector of {self.background} object classes needs 1 (shared) or one per "
+                "object class")
+        self.score_threshold = score_threshold
+        self.merge_threshold = merge_threshold
+        self.match = match
+        self.suppress_iou = suppress_iou
+        sides = sorted({min(scale) for scale, _ in self.predictor.views})
+        flipped = any(flip for _, flip in self.predictor.views)
+        self.description = (
+            f"scales {','.join(map(str, sides))}{', flips' if flipped else ''}, "
+            f"P > {score_threshold:g}, merge {match} <= {merge_threshold:g}"
+            + ("" if suppress_iou is None else f", suppress IoU > {suppress_iou:g}"))
+
+    def proposals(self, image) -> merge.Merged:
+        """Every (box, score, class) above the threshold, over all views, unmerged.
+
+        `image`: float32 [h, w, 3], normalised as the model expects. Boxes are pixels of
+        `image`, clipped to it.
+        """
+        height, width = np.shape(image)[-3:-1]
+        found = [np.zeros((0, 4))], [np.zeros(0)], [np.zeros(0, np.int64)]
+        for view in self.predictor(image):
+            probs = view.probs.copy()
+            probs[..., self.background] = 0.0
+            rows, cols, classes = np.nonzero(probs > self.score_threshold)
+            outputs = classes if view.boxes.shape[2] > 1 else np.zeros_like(classes)
+            found[0].append(view.boxes[rows, cols, outputs])
+            found[1].append(probs[rows, cols, classes])
+            found[2].append(classes)
+        boxes, scores, classes = (np.concatenate(parts) for parts in found)
+        return merge.Merged(box_ops.clip_boxes(boxes, height, width), scores, classes)
+
+    def __call__(self, image) -> merge.Merged:
+        """Detections of one normalised image [h, w, 3]: boxes [k, 4] (pixels of the
+        image), summed scores [k] and classes [k], score descending; k may be 0."""
+        found = self.proposals(image)
+        merged = merge.greedy_merge(found.boxes, found.scores, found.classes,
+                                    threshold=self.merge_threshold, match=self.match)
+        if self.suppress_iou is None:
+            return merged
+        return merge.suppress_overlaps(merged, iou_threshold=self.suppress_iou)
+
+
+# Called per image with (index, image [h, w, 3], detections, true classes [n], true
+# boxes [n, 4] in pixels); e.g. to draw them.
+ImageCallback = Callable[[int, np.ndarray, merge.Merged, np.ndarray, np.ndarray], None]
+
+
+def evaluate_detection(
+    detector: Detector,
+    batches: Iterable[tuple[tf.Tensor, dict[str, tf.Tensor]]],
+    *,
+    max_examples: int | None = None,
+    on_image: ImageCallback | None = None,
+) -> dict[str, Any]:
+    """PASCAL VOC mean average precision at IoU 0.5 of `detector` (0-1).
+
+    Args:
+      batches: `(images [1, h, w, 3], {"boxes" [1, n, 4] normalised, "box_labels",
+        "num_boxes"})`, i.e. `build_dataset(eval_mode="full", with_boxes=True)`.
+      max_examples: stop after this many images.
+      on_image: called for every image (see `ImageCallback`).
+
+    Returns:
+      {"map", "per_class_ap" (list, NaN for classes without true objects),
+      "detections_per_image", "examples", "images_per_second"}.
+    """
+    found, truths = [], []
+    start = time.perf_counter()
+    for image, true_classes, true_boxes in metrics.images_with_truth(batches, max_examples):
+        detections = detector(image)
+        found.append(detections)
+        truths.append((true_classes, true_boxes))
+        if on_image is not None:
+            on_image(len(truths) - 1, image, detections, true_classes, true_boxes)
+    if not truths:
+        raise ValueError("No examples to evaluate detection on")
+    seconds = time.perf_counter() - start
+    mean_ap, per_class = metrics.mean_average_precision(found, truths, detector.background)
+    return {
+        "map": mean_ap,
+        "per_class_ap": per_class.tolist(),
+        "detections_per_image": sum(len(d.scores) for d in found) / len(found),
+        "examples": len(truths),
+        "images_per_second": len(truths) / seconds,
+    }
+
+
+def format_ap_table(result: dict[str, Any], class_names: Sequence[str]) -> str:
+    """mAP and the AP of every class as a text table (one row per class, then the mean)."""
+    width = max(len(name) for name in [*class_names, "mean (mAP@0.5)"])
+    lines = [f"{'class':<{width}}  AP@0.5", "-" * (width + 8)]
+    for name, ap in zip(class_names, result["per_class_ap"]):
+        lines.append(f"{name:<{width}}  {'n/a' if np.isnan(ap) else f'{ap:.3f}':>6}")
+    lines.append(f"{'mean (mAP@0.5)':<{width}}  {result['map']:>6.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""Ranked (class, box) guesses per image and the ILSVRC localization error (OverFeat 4.3).
+
+`Localizer` follows the paper's section 4.3: at every scale and flip (one `BoxMap` each,
+`box_maps.BoxPredictor`), the top-k classes of the spatially maxed class map; for each,
+the box its regressor predicts at every location, carrying that location's class
+probability (locations below `min_score` are left out: they barely move a sum of
+probabilities, and the merge's cost grows with the square of the boxes); the greedy merge (`merge.greedy_merge`, boxes of one class merge); then the
+guesses. ILSVRC scores 5 (class, box) guesses per image, so a guess is one class with
+its best merged box: classes ranked by their best merged box's accumulated score.
+
+`evaluate_localization` runs a localizer over `pipelines.build_dataset(...,
+eval_mode="full", with_boxes=True)` batches and returns top-1 / top-5 localization error
+in % (right class and IoU >= 0.5 with one of its true boxes, `metrics.localization_error`)
+in the shape of `overfeat_tf.evaluation.evaluate`'s results, so both print in one table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from overfeat_tf.detection import boxes as box_ops
+from overfeat_tf.detection import merge, metrics
+from overfeat_tf.detection.box_maps import BoxPredictor
+
+# Guesses per image scored by ILSVRC localization (top-5).
+GUESSES = 5
+
+
+class Localization(NamedTuple):
+    """Guesses of one image, best first: classes int [g], boxes float [g, 4] (pixels of
+    the image given), scores float [g] (accumulated probability of the merged box)."""
+
+    classes: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+
+    def ranked(self) -> list[tuple[int, np.ndarray]]:
+        """[(class, box)], the form `metrics.localization_error` reads."""
+        return list(zip(self.classes.tolist(), self.boxes))
+
+
+class Localizer:
+    """Image -> ranked (class, box) guesses (OverFeat section 4.3).
+
+    Args:
+      predictor: class maps and boxes per view.
+      classes_per_view: k, the top classes of each view's spatially maxed map whose
+        boxes enter the merge.
+      threshold: merge while the lowest match score is at most this (`merge`).
+      min_score: boxes whose location gives their class a lower probability are left
+        out of the merge.
+      match: the match score, "centre_iou" or "literal" (`merge.MATCHES`).
+      guesses: classes returned per image (5 for ILSVRC).
+    """
+
+    name = "localization"
+    input_mode = "full"
+
+    def __init__(self, predictor: BoxPredictor, *, classes_per_view: int = 5,
+                 threshold: float = 0.5, match: str = "centre_iou",
+                 min_score: float = 0.01, guesses: int = GUESSES) -> None:
+        if classes_per_view < 1 or guesses < 1:
+            raise ValueError(f"classes_per_view and guesses must be >= 1; received "
+                             f"{classes_per_view} and {guesses}")
+        merge.match_score(match)  # fails early on an unknown name
+        self.predictor = predictor
+        self.classes_per_view = classes_per_view
+        self.threshold = threshold
+        self.match = match
+        self.min_score = min_score
+        self.guesses = guesses
+        scales = sorted({min(scale) for scale, _ in predictor.views})
+        flips = any(flipped for _, flipped in predictor.views)
+        self.description = (
+            f"scales {','.join(map(str, scales))}{', flips' if flips else ''}, "
+            f"top {classes_per_view} classes, merge {match} <= {threshold:g}"
+        )
+
+    def candidates(self, image: tf.Tensor | np.ndarray) -> merge.Merged:
+        """Every (box, score, class) that enters the merge, unmerged."""
+        boxes, scores, classes = [], [], []
+        for view in self.predictor(image):
+            maxed = view.probs.max(axis=(0, 1))
+            for class_id in np.argsort(-maxed, kind="stable")[: self.classes_per_view]:
+                probs = view.probs[:, :, class_id].reshape(-1)
+                keep = probs >= self.min_score
+                boxes.append(view.class_boxes(int(class_id)).reshape(-1, 4)[keep])
+                scores.append(probs[keep])
+                classes.append(np.full(scores[-1].shape, class_id))
+        return merge.Merged(np.concatenate(boxes), np.concatenate(scores),
+                            np.concatenate(classes))
+
+    def __call__(self, image: tf.Tensor | np.ndarray) -> Localization:
+        """A normalised image `[h, w, 3]` (or `[1, h, w, 3]`) -> its guesses."""
+        height, width = np.shape(image)[-3:-1]
+        merged = merge.greedy_merge(*self.candidates(image), threshold=self.threshold,
+                                    match=self.match, per_class=True)
+        # Sorted by score: a class's first merged box is its best.
+        _, first = np.unique(merged.classes, return_index=True)
+        best = np.sort(first)[: self.guesses]
+        return Localization(
+            merged.classes[best],
+            box_ops.clip_boxes(merged.boxes[best], height, width),
+            merged.scores[best],
+        )
+
+
+# Called per image with (index, image [h, w, 3], localization, true classes [n],
+# true boxes [n, 4] in pixels); e.g. to draw them.
+ImageCallback = Callable[[int, np.ndarray, Localization, np.ndarray, np.ndarray], None]
+
+
+def evaluate_localization(
+    localizer: Localizer,
+    batches: Iterable[tuple[tf.Tensor, dict[str, tf.Tensor]]],
+    *,
+    max_examples: int | None = None,
+    on_image: ImageCallback | None = None,
+) -> dict[str, Any]:
+    """Top-1 and top-5 ILSVRC localization error of `localizer`, in %.
+
+    Args:
+      batches: `(images [1, h, w, 3], {"boxes" [1, n, 4] normalised, "box_labels",
+        "num_boxes"})`, i.e. `build_dataset(eval_mode="full", with_boxes=True)`.
+      max_examples: stop after this many images.
+      on_image: called for every image (see `ImageCallback`).
+
+    Returns:
+      {"top1_error", "top5_error" (%), "examples", "images_per_second"}, the keys of
+      `overfeat_tf.evaluation.evaluate`.
+    """
+    predictions, truths = [], []
+    start = time.perf_counter()
+    for image, true_classes, true_boxes in metrics.images_with_truth(batches, max_examples):
+        found = localizer(image)
+        predictions.append(found.ranked())
+        truths.append((true_classes, true_boxes))
+        if on_image is not None:
+            on_image(len(truths) - 1, image, found, true_classes, true_boxes)
+    if not truths:
+        raise ValueError("No examples to evaluate localization on")
+    seconds = time.perf_counter() - start
+    return {
+        "top1_error": 100.0 * metrics.localization_error(predictions, truths, top=1),
+        "top5_error": 100.0 * metrics.localization_error(predictions, truths, top=5),
+        "examples": len(truths),
+        "images_per_second": len(truths) / seconds,
+    }

@@ -1,0 +1,27 @@
+"""Boxes drawn on images and written as PNG."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from overfeat_tf.detection import drawing
+
+
+def test_draw_boxes_outlines_in_the_colour_and_leaves_the_input_alone(tmp_path):
+    image = np.zeros((50, 60, 3), np.uint8)
+    drawn = drawing.draw_boxes(image, [[10, 20, 30, 40]], ["cat"], colour=(0, 255, 0))
+    assert drawn.shape == image.shape and drawn.dtype == np.uint8
+    assert not image.any()
+    np.testing.assert_array_equal(drawn[10, 25], [0, 255, 0])  # top edge
+    np.testing.assert_array_equal(drawn[20, 40], [0, 255, 0])  # right edge
+    np.testing.assert_array_equal(drawn[28, 25], [0, 0, 0])    # inside, below the label
+    path = tmp_path / "out" / "a.png"
+    drawing.write_png(str(path), drawn)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), drawn)
+
+
+def test_draw_boxes_bad_input():
+    with pytest.raises(ValueError, match=r"uint8 \[h, w, 3\]"):
+        drawing.draw_boxes(np.zeros((5, 5), np.uint8), [])
+    with pytest.raises(ValueError, match="2 labels for 1 boxes"):
+        drawing.draw_boxes(np.zeros((5, 5, 3), np.uint8), [[0, 0, 1, 1]], ["a", "b"])

@@ -1,0 +1,139 @@
+"""OverFeat greedy merge (section 4.3): the rule by hand, and the incremental matrix
+algorithm against a brute-force re-implementation."""
+
+import numpy as np
+import pytest
+
+from overfeat_tf.detection import merge
+
+A, B, C = [0, 0, 10, 10], [0, 1, 10, 11], [0, 2, 10, 12]
+
+
+def test_match_scores_by_hand():
+    # A, B: centres 1 apart, scale 10 -> d = 0.1; IoU = 90 / 110 -> 0.1 / (2 / 11) = 0.55.
+    np.testing.assert_allclose(merge.centre_iou_score([A], [B, A]), [[0.55, 0.0]])
+    # literal: d / s + intersection / s^2 = 0.1 + 0.9; identical boxes score 1.
+    np.testing.assert_allclose(merge.literal_score([A], [B, A]), [[1.0, 1.0]])
+    far = [0, 30, 10, 40]  # disjoint: centres 30 apart -> 3 in both forms
+    np.testing.assert_allclose(merge.centre_iou_score([A], [far]), [[3.0]])
+    np.testing.assert_allclose(merge.literal_score([A], [far]), [[3.0]])
+
+
+def test_merge_threshold_average_and_summed_score():
+    merged = merge.greedy_merge([B, A], [0.3, 0.5], [0, 0], threshold=0.6)
+    np.testing.assert_allclose(merged.boxes, [[0, 0.5, 10, 10.5]])
+    np.testing.assert_allclose(merged.scores, [0.8])
+    kept = merge.greedy_merge([B, A], [0.3, 0.5], [0, 0], threshold=0.5)
+    np.testing.assert_allclose(kept.boxes, [A, B])  # score descending
+    np.testing.assert_allclose(kept.scores, [0.5, 0.3])
+
+
+def test_merged_box_is_the_mean_of_all_original_boxes():
+    # A-B and B-C tie at 0.55; the lowest indices (A, B) merge first. AB = [0, .5, 10, 10.5]
+    # then matches C at d = 0.15, IoU = 85 / 115: 0.15 * 115 / 30 = 0.575.
+    merged = merge.greedy_merge([A, B, C], [0.5, 0.3, 0.2], [1, 1, 1], threshold=0.58)
+    np.testing.assert_allclose(merged.boxes, [[0, 1, 10, 11]])  # not the pairwise [.., 1.25, ..]
+    np.testing.assert_allclose(merged.scores, [1.0])
+    np.testing.assert_array_equal(merged.classes, [1])
+    partial = merge.greedy_merge([A, B, C], [0.5, 0.3, 0.2], [1, 1, 1], threshold=0.57)
+    np.testing.assert_allclose(partial.boxes, [[0, 0.5, 10, 10.5], C])
+    np.testing.assert_allclose(partial.scores, [0.8, 0.2])
+
+
+def test_classes_merge_only_among_themselves_unless_asked():
+    merged = merge.greedy_merge([A, A], [0.2, 0.7], [3, 4], threshold=0.1)
+    np.testing.assert_array_equal(merged.classes, [4, 3])
+    across = merge.greedy_merge([A, A], [0.2, 0.7], [3, 4], threshold=0.1, per_class=False)
+    np.testing.assert_array_equal(across.classes, [4])  # the larger score's class
+    np.testing.assert_allclose(across.scores, [0.9])
+
+
+def test_literal_form_needs_a_threshold_of_one_to_merge_identical_boxes():
+    assert len(merge.greedy_merge([A, A], [1, 1], [0, 0], threshold=0.99, match="literal").boxes) == 2
+    assert len(merge.greedy_merge([A, A], [1, 1], [0, 0], threshold=1.0, match="literal").boxes) == 1
+
+
+def test_suppress_overlaps_keeps_the_best_box_of_each_class():
+    far = [0, 30, 10, 40]
+    merged = merge.Merged(np.array([A, B, far, B], float), np.array([4.0, 3.0, 2.0, 1.0]),
+                          np.array([0, 0, 0, 1]))
+    # B overlaps A (IoU 9/11 > 0.5): dropped; far overlaps nothing; class 1's B stays.
+    kept = merge.suppress_overlaps(merged, iou_threshold=0.5)
+    np.testing.assert_allclose(kept.boxes, [A, far, B])
+    np.testing.assert_array_equal(kept.classes, [0, 0, 1])
+    np.testing.assert_allclose(kept.scores, [4.0, 2.0, 1.0])
+    assert len(merge.suppress_overlaps(merged, iou_threshold=0.9).boxes) == 4  # 9/11 < 0.9
+    empty = merge.Merged(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+    assert len(merge.suppress_overlaps(empty, iou_threshold=0.5).boxes) == 0
+
+
+def test_empty_and_single_inputs():
+    empty = merge.greedy_merge(np.zeros((0, 4)), [], [], threshold=1.0)
+    assert empty.boxes.shape == (0, 4) and empty.scores.shape == (0,) and empty.classes.shape == (0,)
+    single = merge.greedy_merge([A], [0.4], [2], threshold=1.0)
+    np.testing.assert_allclose(single.boxes, [A])
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="match must be one of"):
+        merge.greedy_merge([A], [1], [0], threshold=1, match="nearest")
+    with pytest.raises(ValueError, match="same length"):
+        merge.greedy_merge([A, B], [1], [0, 0], threshold=1)
+
+
+def _brute_force(boxes, scores, classes, threshold, match, per_class):
+    """The rule written plainly: recompute every pair after every merge (O(n^3))."""
+    score_fn = merge.match_score(match)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    clusters = [([np.asarray(boxes[i], float)], scores[i], classes[i]) for i in order]
+    while len(clusters) > 1:
+        means = np.array([np.mean(members, axis=0) for members, _, _ in clusters])
+        pair = score_fn(means, means)
+        np.fill_diagonal(pair, np.inf)
+        if per_class:
+            labels = np.array([c for _, _, c in clusters])
+            pair[labels[:, None] != labels[None, :]] = np.inf
+        i, j = np.unravel_index(np.argmin(pair), pair.shape)
+        if not pair[i, j] <= threshold:
+            break
+        (mi, si, ci), (mj, sj, cj) = clusters[i], clusters[j]
+        clusters[i] = (mi + mj, si + sj, cj if sj > si else ci)
+        del clusters[j]
+    result = sorted(((np.mean(m, axis=0), s, c) for m, s, c in clusters), key=lambda t: -t[1])
+    return (np.array([r[0] for r in result]), np.array([r[1] for r in result]),
+            np.array([r[2] for r in result]))
+
+
+def _random_boxes(rng, n, size=100.0):
+    centre = rng.uniform(0, size, (n, 2))
+    half = rng.uniform(2, 20, (n, 2))
+    return np.concatenate([centre - half, centre + half], axis=1)
+
+
+@pytest.mark.parametrize("match,threshold", [("centre_iou", 1.0), ("literal", 0.8)])
+@pytest.mark.parametrize("per_class", [True, False])
+def test_agrees_with_brute_force(match, threshold, per_class):
+    rng = np.random.default_rng(1)
+    boxes = _random_boxes(rng, 60)
+    scores, classes = rng.uniform(0, 1, 60), rng.integers(0, 3, 60)
+    got = merge.greedy_merge(boxes, scores, classes, threshold=threshold, match=match,
+                             per_class=per_class)
+    want = _brute_force(boxes, scores, classes, threshold, match, per_class)
+    assert 1 < len(got.boxes) < 60  # the case does merge, and does not merge everything
+    np.testing.assert_allclose(got.boxes, want[0])
+    np.testing.assert_allclose(got.scores, want[1])
+    np.testing.assert_array_equal(got.classes, want[2])
+
+
+def test_thousands_of_boxes():
+    rng = np.random.default_rng(2)
+    boxes = _random_boxes(rng, 2000, size=300.0)
+    scores = rng.uniform(0, 1, 2000)
+    merged = merge.greedy_merge(boxes, scores, np.zeros(2000, int), threshold=1.0)
+    assert 1 < len(merged.boxes) < 2000
+    np.testing.assert_allclose(merged.scores.sum(), scores.sum())  # confidence is conserved
+    assert np.all(np.diff(merged.scores) <= 0)
+    # No pair left at or under the threshold.
+    pair = merge.centre_iou_score(merged.boxes, merged.boxes)
+    np.fill_diagonal(pair, np.inf)
+    assert pair.min() > 1.0
