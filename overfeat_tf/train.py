@@ -25,7 +25,7 @@ import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtim
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import model_dir as model_dir_lib
-from overfeat_tf import transfer
+from overfeat_tf import transfer, xla_choice
 from overfeat_tf.visualization import filters as filter_viz
 from overfeat_tf.training import recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer, TrainingDiverged
@@ -85,7 +85,11 @@ flags.DEFINE_integer("seed", 0, "Seed of initialisation and data order.")
 flags.DEFINE_bool(
     "deterministic", False, "Same batches in the same order for a seed (slower input)."
 )
-flags.DEFINE_bool("xla", False, "Compile the forward/backward pass with XLA.")
+flags.DEFINE_enum(
+    "xla", "auto", list(xla_choice.MODES),
+    "XLA-compile the forward/backward pass: auto (time both on the first steps, keep "
+    "the faster; runs of 50+ steps), on, off.",
+)
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
 flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.")
