@@ -176,7 +176,8 @@ class ServingFunctions:
         self._k = min(config.top_k, num_classes)
         self._mean = tf.constant(config.mean, tf.float32)
         self._std = tf.constant(config.std, tf.float32)
-        self._dense = overfeat_tf.DenseEvaluator(model, scales=config.dense_scales)
+        # The plain graph: a SavedModel signature is traced once for any image size.
+        self._dense = overfeat_tf.DenseEvaluator(model, scales=config.dense_scales, xla="off")
 
     def preprocess_image(self, image: tf.Tensor) -> tf.Tensor:
         """uint8 [h, w, 3] -> float32 [s, s, 3]: the pipeline's eval transform."""

@@ -25,7 +25,7 @@ from absl import flags
 
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
-from overfeat_tf import dense, evaluation
+from overfeat_tf import dense, evaluation, xla_choice
 from overfeat_tf import model_dir as model_dir_lib
 
 import pipelines  # noqa: E402
@@ -60,6 +60,11 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("batch_size", 32, "Images per batch (dense evaluation uses 1).")
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags.DEFINE_enum(
+    "xla", "auto", list(xla_choice.MODES),
+    "XLA-compile the network (--model_dir modes): auto (time both on the first batches, "
+    "keep the faster), on, off.",
+)
 
 FLAGS = flags.FLAGS
 
@@ -101,10 +106,10 @@ def _check_flags() -> None:
 def _model_dir_evaluators(model) -> list[evaluation.Evaluator]:
     scales = _scales()
     factories = {
-        "center": lambda: evaluation.CenterEvaluator(model),
-        "ten_view": lambda: evaluation.TenViewEvaluator(model),
+        "center": lambda: evaluation.CenterEvaluator(model, FLAGS.xla),
+        "ten_view": lambda: evaluation.TenViewEvaluator(model, FLAGS.xla),
         "dense": lambda: dense.DenseEvaluator(
-            model, scales, FLAGS.fine_stride, FLAGS.flips
+            model, scales, FLAGS.fine_stride, FLAGS.flips, FLAGS.xla
         ),
     }
     try:
@@ -189,6 +194,10 @@ def main(argv: list[str]) -> int:
             evaluator, batches, num_classes=num_classes, max_examples=FLAGS.max_examples
         )
         descriptions[evaluator.name] = evaluator.description
+        choice = getattr(evaluator, "xla_choice", None)
+        if choice is not None:
+            results[evaluator.name]["xla"] = choice.as_dict()
+            print(f"  {evaluator.name}: {choice.summary('image')}", flush=True)
         if isinstance(evaluator, dense.DenseEvaluator):
             settings = {
                 "scales": [list(s) for s in evaluator.scales],
