@@ -223,14 +223,19 @@ class DenseEvaluator:
             lambda images: self._mean_of_maxima(self._score_maps(images, self.logit_map)),
             input_signature=signature,
         )
-        # One trace, and one XLA compile, per padded shape.
-        self._compiled_map = tf.function(self._padded_logit_map, jit_compile=True)
+        # Padded input shape -> `_padded_logit_map` compiled for it (traced once each).
+        self._compiled_maps: dict[tuple[int, ...], Callable] = {}
         self._calibration = Calibration(xla)
 
     @property
     def xla_choice(self) -> XlaChoice | None:
         """Whether the network runs XLA-compiled, and why; None before the first call."""
         return self._calibration.choice
+
+    @property
+    def compiled_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """The padded input shapes `[b, H, W, 3]` XLA-compiled so far, one compile each."""
+        return tuple(self._compiled_maps)
 
     def map_size(self, height: int, width: int) -> tuple[int, int]:
         """Cells (rows, columns) of `logit_map` for an image of `height` x `width` px."""
@@ -275,7 +280,13 @@ class DenseEvaluator:
             images,
             [[0, 0], [0, self.bucket(height) - height], [0, self.bucket(width) - width], [0, 0]],
         )
-        logits = self._compiled_map(padded, tf.constant([height, width], tf.int32))
+        shape = tuple(padded.shape)
+        if shape not in self._compiled_maps:
+            # A function of its own per shape: TF's retracing warning is per function.
+            self._compiled_maps[shape] = tf.function(
+                lambda x, size: self._padded_logit_map(x, size), jit_compile=True
+            )
+        logits = self._compiled_maps[shape](padded, tf.constant([height, width], tf.int32))
         rows, cols = self.map_size(height, width)
         return logits[:, :rows, :cols]
 

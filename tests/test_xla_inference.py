@@ -74,13 +74,15 @@ def test_compiled_dense_scores_equal_plain_and_compile_once_per_bucket():
             assert got.shape == want.shape
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
     buckets = {
-        (compiled.bucket(h), compiled.bucket(w))
+        (2, compiled.bucket(h), compiled.bucket(w), 3)  # 2: the image and its mirror
         for height, width in sizes
         for h, w in [tuple(dense.resize_to_scale(tf.zeros([1, height, width, 3]), s).shape[1:3])
                      for s in compiled.scales]
     }
-    # One trace (and XLA compile) per distinct padded shape, not per image size.
-    assert compiled._compiled_map.experimental_get_tracing_count() == len(buckets) < 2 * len(sizes)
+    # One XLA compile per distinct padded shape, not per image size, each traced once.
+    assert set(compiled.compiled_shapes) == buckets and len(buckets) < 2 * len(sizes)
+    for function in compiled._compiled_maps.values():
+        assert function.experimental_get_tracing_count() == 1
     assert compiled.xla_choice.summary() == "XLA on (on: as asked)"
 
 
