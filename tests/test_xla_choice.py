@@ -171,3 +171,61 @@ def test_trainer_off_is_respected_and_train_step_runs_the_choice(tmp_path, monke
     assert loss.shape == () and hits.numpy()[2] == 4
     assert int(trainer.step.numpy()) == 11
     assert trainer._train_fns[True].experimental_get_tracing_count() == 0
+
+
+_WORKER = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import tensorflow as tf
+from tests import test_training as t
+from overfeat_tf.training import strategies, trainer as trainer_lib
+strategy = strategies.make_strategy("multi_worker")
+trainer_lib.XLA_CALIBRATION_MIN_STEPS = 8
+images, labels = t._arrays(16, seed=7)
+
+def dataset_fn(epoch, skip, context):
+    batch = context.get_per_replica_batch_size(8)
+    data = tf.data.Dataset.from_tensor_slices((images, labels))
+    data = data.shard(context.num_input_pipelines, context.input_pipeline_id)
+    return data.batch(batch).repeat().skip(skip)
+
+trainer = t._trainer(sys.argv[2], strategy, steps_per_epoch=9)
+trainer.fit(dataset_fn)
+np.savez(sys.argv[3], *[v.numpy() for v in trainer.model.weights])
+print(json.dumps(trainer.xla_choice.as_dict()))
+"""
+
+
+@pytest.mark.slow
+def test_two_workers_agree_on_the_choice(tmp_path, subprocess_env):
+    # Each worker times its own steps; they must still run the same step function (its
+    # collectives must match), so both decide on the mean timings.
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from tests.test_training import _free_ports, _repo_root
+
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    processes = []
+    for index in range(2):
+        env = dict(subprocess_env)
+        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        processes.append(subprocess.Popen(
+            [sys.executable, "-c", _WORKER, _repo_root(), str(tmp_path / "run"),
+             str(tmp_path / f"worker{index}.npz")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for process, (_, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    choices = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert choices[0] == choices[1] and choices[0]["mode"] == "auto"
+    assert choices[0]["plain_seconds"] > 0
+    chief, worker = (np.load(tmp_path / f"worker{i}.npz") for i in range(2))
+    for key in chief.files:
+        np.testing.assert_array_equal(chief[key], worker[key])
+    assert os.path.exists(tmp_path / "run" / "metrics.json")
