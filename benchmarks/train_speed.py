@@ -28,7 +28,7 @@ flags.DEFINE_list("models", list(overfeat_tf.MODEL_NAMES), "Models to time.")
 flags.DEFINE_float("width", 0.25, "Channel multiplier (1.0 is the paper's network).")
 flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 flags.DEFINE_integer("steps", 4, "Timed steps (one epoch) after a warm-up epoch.")
-flags.DEFINE_bool("xla", False, "Compile the forward/backward pass with XLA.")
+flags.DEFINE_enum("xla", "off", ["auto", "on", "off"], "XLA for the training step.")
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
 FLAGS = flags.FLAGS
 

@@ -3,10 +3,11 @@ r"""The project's AlexNet training step and inference against PyTorch on the sam
 The paper AlexNet (two towers, LRN, 227 input, 1000 classes) at batch 64, timed back to
 back in one process with the same thread count (issue 11, DESIGN.md section 1):
 
-- training: the project's real step (a `Trainer` on one device: SGD momentum 0.9,
-  coupled weight decay 5e-4; XLA off and on) against the same network written in
-  PyTorch (grouped convolutions, `LocalResponseNorm`, `Linear` FC layers of the same
-  FLOPs; `SGD(momentum=0.9, weight_decay=5e-4)`), eager and under `torch.compile`;
+- training: the project's real step (`Trainer.train_step` on one device: SGD momentum
+  0.9, coupled weight decay 5e-4; XLA off and on, and which one `--xla=auto` picks)
+  against the same network written in PyTorch (grouped convolutions,
+  `LocalResponseNorm`, `Linear` FC layers of the same FLOPs;
+  `SGD(momentum=0.9, weight_decay=5e-4)`), eager and under `torch.compile`;
 - inference: the project's centre-crop classifier (`CenterEvaluator`; also XLA-compiled)
   against PyTorch eager and compiled, softmax included;
 - the ceiling: a 2048x2048 float32 matmul in both, GFLOP/s.
@@ -32,7 +33,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
-from overfeat_tf import runtime
+from overfeat_tf import runtime, xla_choice
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -153,27 +154,24 @@ def training_gflop_per_image(model: keras.Model) -> float:
 
 
 def project_train_steps(images: tf.Tensor, labels: tf.Tensor) -> tuple[keras.Model, dict[str, Step]]:
-    """The training binary's step (one-device `Trainer`), XLA off and on, same weights."""
-    batch = FLAGS.batch_size
+    """The training binary's step (one-device `Trainer.train_step`), XLA off and on."""
     recipe = get_recipe(overfeat_tf.model_info(MODEL).recipe)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    steps, models = {}, []
-    for xla in (False, True):
-        config = TrainConfig(
-            model_dir=tempfile.mkdtemp(prefix="train_vs_pytorch_"), recipe=recipe,
-            steps_per_epoch=10**9, epochs=1, batch_size=batch, xla=xla, verbose=False,
-        )
-        trainer = Trainer(config, strategy, lambda: overfeat_tf.build_model(MODEL, NUM_CLASSES, FLAGS.width))
-        if models:
-            trainer.model.set_weights(models[0].get_weights())
-        models.append(trainer.model)
-        iterator = iter(strategy.distribute_datasets_from_function(
-            lambda context: tf.data.Dataset.from_tensors((images, labels)).repeat()
-        ))
-        # The function `Trainer.fit` calls once per step (fetching, the step, the update).
-        step = lambda trainer=trainer, iterator=iterator: float(trainer._train_fn(iterator)[0])  # noqa: E731
-        steps[f"overfeat_tf, XLA {'on' if xla else 'off'}"] = step
-    return models[0], steps
+    config = TrainConfig(
+        model_dir=tempfile.mkdtemp(prefix="train_vs_pytorch_"), recipe=recipe,
+        steps_per_epoch=10**9, epochs=1, batch_size=FLAGS.batch_size, verbose=False,
+    )
+    trainer = Trainer(config, strategy, lambda: overfeat_tf.build_model(MODEL, NUM_CLASSES, FLAGS.width))
+    iterator = iter(strategy.distribute_datasets_from_function(
+        lambda context: tf.data.Dataset.from_tensors((images, labels)).repeat()
+    ))
+    # What `Trainer.fit` runs per step: fetching the batch, the step, the update.
+    steps = {
+        f"overfeat_tf, XLA {'on' if xla else 'off'}":
+            lambda xla=xla: float(trainer.train_step(iterator, xla=xla)[0])
+        for xla in (False, True)
+    }
+    return trainer.model, steps
 
 
 def project_inference(model: keras.Model, images: tf.Tensor) -> dict[str, Step]:
@@ -313,6 +311,8 @@ def main(argv: list[str]) -> None:
     peak = max(matmul.values())
     print(f"\n{MATMUL_SIZE}^2 float32 matmul, GFLOP/s: "
           + ", ".join(f"{name} {rate:.1f}" for name, rate in matmul.items()))
+    choice = xla_choice.choose("auto", *train.values())
+    print(f"\nThe binary's --xla=auto start-up comparison on this step: {choice.summary()}")
     training = best_rates({**train, **torch_train}, FLAGS.batch_size)
     print_table("Training", training, gflop, peak)
     inference = best_rates({**project_inference(model, images_tf), **torch_infer}, FLAGS.batch_size)

@@ -191,11 +191,13 @@ class ServingFunctions:
         self._mean = tf.constant(config.mean, tf.float32)
         self._std = tf.constant(config.std, tf.float32)
         normalizations = normalizations or [(config.mean, config.std)] * len(models)
+        # Plain graphs: a SavedModel signature is traced once for any batch and image size.
         self._center = ensemble.averaged(
-            [evaluation.CenterEvaluator(m) for m in models], normalizations
+            [evaluation.CenterEvaluator(m, xla="off") for m in models], normalizations
         )
         self._dense = ensemble.averaged(
-            [overfeat_tf.DenseEvaluator(m, scales=config.dense_scales) for m in models],
+            [overfeat_tf.DenseEvaluator(m, scales=config.dense_scales, xla="off")
+             for m in models],
             normalizations,
         )
 

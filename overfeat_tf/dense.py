@@ -30,17 +30,30 @@ rounded. An image with the scale's aspect ratio thus becomes exactly h x w (or w
 when its orientation is the other one); other images keep their own shape. The paper's
 six scales for OverFeat accurate are 245 + 36 k px (Table 5); `default_scales` derives
 the same pattern for every model.
+
+XLA. With `xla="on"` (or "auto" choosing it, `overfeat_tf.xla_choice`) the network runs
+XLA-compiled, which needs fixed shapes: each scaled image is zero-padded at its bottom and
+right up to a bucket, the smallest size of the form `base + k * stride` (`base`: the
+smallest default scale, `stride`: the coarse stride) that holds it, so images at the
+default scales are not padded and one compile serves every image whose scaled size falls
+in the same bucket. The padding must not change the cells the unpadded image has: every
+layer that reads past its input's edge (a padded convolution, a ceil pool) first gets
+zeros beyond the unpadded image's extent at that layer, exactly what it reads without
+padding, and the map is cropped back to the unpadded one's cells (`map_size`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import keras
 import tensorflow as tf
 
 from overfeat_tf.models import fully_conv
+from overfeat_tf.models import spec as spec_lib
 from overfeat_tf.models.registry import ModelInfo, model_info
+from overfeat_tf.xla_choice import Calibration, XlaChoice, choose
 
 Scale = tuple[int, int]
 View = tuple[Scale, bool]  # (scale, flipped)
@@ -131,6 +144,31 @@ def slide_head(layers: Sequence[keras.layers.Conv2D], pooled: tf.Tensor,
     return x
 
 
+def _output_size(row: spec_lib.TrunkLayer, size):
+    """Output length of trunk layer `row` for input length `size` (ints or int tensors)."""
+    if isinstance(row, spec_lib.Norm):
+        return size
+    if isinstance(row, spec_lib.Conv):
+        return (size + 2 * row.pad - row.kernel) // row.stride + 1
+    if row.ceil:
+        return -((size - row.size) // -row.stride) + 1
+    return (size - row.size) // row.stride + 1
+
+
+def _reads_past_edge(row: spec_lib.TrunkLayer) -> bool:
+    return (isinstance(row, spec_lib.Conv) and row.pad > 0) or (
+        isinstance(row, spec_lib.Pool) and row.ceil
+    )
+
+
+def _zero_beyond(x: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """`x` [b, H, W, c] with rows >= size[0] and columns >= size[1] set to zero."""
+    rows = tf.range(tf.shape(x)[1]) < size[0]
+    cols = tf.range(tf.shape(x)[2]) < size[1]
+    inside = tf.logical_and(rows[:, None], cols[None, :])[None, :, :, None]
+    return tf.where(inside, x, tf.zeros_like(x))
+
+
 class DenseEvaluator:
     """Classifies whole images densely at several scales (OverFeat section 3.3).
 
@@ -143,6 +181,9 @@ class DenseEvaluator:
         Every scale's shorter side must be at least the model's native input size.
       fine_stride: offset pooling (all s x s offsets); False gives the coarse map.
       flips: also evaluate the horizontally flipped image at every scale.
+      xla: "auto" (time plain and XLA-compiled on the first call's images, keep the
+        faster), "on" or "off"; compiled, scaled images are padded to buckets (above).
+        Called inside a `tf.function` it runs plain.
 
     Input images are float32 `[b, h, w, 3]`, normalised as the model expects
     (`model_info(model).mean / std`), of any size; all scales are computed from them in
@@ -164,6 +205,7 @@ class DenseEvaluator:
         scales: Sequence[int | Sequence[int]] | None = None,
         fine_stride: bool = True,
         flips: bool = True,
+        xla: str = "auto",
     ) -> None:
         self.info = model_info(model)
         self.scales: tuple[Scale, ...] = (
@@ -191,9 +233,49 @@ class DenseEvaluator:
         self._pool_stride = 1 if fine_stride else pool.stride
         self._trunk = fully_conv.trunk(model)
         self._head = [model.get_layer(row.name) for row in self.info.spec.head]
+        names = {layer.name for layer in model.layers}
+        self._trunk_rows = [
+            (row, [model.get_layer(n) for n in (f"{row.name}_pad", row.name) if n in names])
+            for row in self.info.spec.trunk
+        ]
+        self._bucket_base = default_scales(self.info)[0]
         signature = [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")]
-        self._maps_fn = tf.function(self._score_maps, input_signature=signature)
-        self._fn = tf.function(self._scores, input_signature=signature)
+        self._maps_fn = tf.function(
+            lambda images: self._score_maps(images, self.logit_map), input_signature=signature
+        )
+        self._fn = tf.function(
+            lambda images: self._mean_of_maxima(self._score_maps(images, self.logit_map)),
+            input_signature=signature,
+        )
+        # Padded input shape -> `_padded_logit_map` compiled for it (traced once each).
+        self._compiled_maps: dict[tuple[int, ...], Callable] = {}
+        self._calibration = Calibration(xla)
+
+    @property
+    def xla_choice(self) -> XlaChoice | None:
+        """Whether the network runs XLA-compiled, and why; None before the first call."""
+        return self._calibration.choice
+
+    @property
+    def compiled_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """The padded input shapes `[b, H, W, 3]` XLA-compiled so far, one compile each."""
+        return tuple(self._compiled_maps)
+
+    def map_size(self, height: int, width: int) -> tuple[int, int]:
+        """Cells (rows, columns) of `logit_map` for an image of `height` x `width` px."""
+        return self._map_length(height), self._map_length(width)
+
+    def _map_length(self, size):
+        for row, _ in self._trunk_rows:
+            size = _output_size(row, size)
+        pool = self.info.last_pool
+        size = (size - pool.size) // self._pool_stride + 1
+        return size - (self.info.spec.head[0].kernel - 1) * self.offsets
+
+    def bucket(self, size: int) -> int:
+        """The padded length for a scaled image side of `size` px (see the module doc)."""
+        base, stride = min(self._bucket_base), self.info.stride
+        return base + max(0, -((base - size) // stride)) * stride
 
     def pooled_map(self, images: tf.Tensor) -> tf.Tensor:
         """`[b, h, w, 3]` -> the last pool's map at every offset, `[b, h5 - k + 1, ...]`.
@@ -202,8 +284,7 @@ class DenseEvaluator:
         `slide_head` for the classifier and for heads trained on the same maps (the box
         regressor, `overfeat_tf.detection`).
         """
-        x = self._trunk(images, training=False)
-        return tf.nn.max_pool2d(x, self.info.last_pool.size, self._pool_stride, "VALID")
+        return self._pool(self._trunk(images, training=False))
 
     def logit_map(self, images: tf.Tensor) -> tf.Tensor:
         """`[b, h, w, 3]` at the size given -> logits `[b, H, W, num_classes]`, no resize.
@@ -211,24 +292,82 @@ class DenseEvaluator:
         Cell (i, j) is the window at `cell_stride * (i, j)` px; fine maps interleave the
         offsets: `map[:, dy::s, dx::s]` is offset (dx, dy).
         """
-        return tf.cast(slide_head(self._head, self.pooled_map(images), self.offsets), tf.float32)
+        return self._classify(self._trunk(images, training=False))
 
-    def _score_maps(self, images: tf.Tensor) -> list[tf.Tensor]:
+    def _padded_logit_map(self, images: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+        """`logit_map` of `images[:, :size[0], :size[1]]`, run on `images` [b, H, W, 3]
+        (zero beyond `size`); cells beyond `map_size(*size)` are meaningless."""
+        x = images
+        for row, layers in self._trunk_rows:
+            if _reads_past_edge(row):
+                x = _zero_beyond(x, size)
+            for layer in layers:
+                x = layer(x, training=False)
+            size = _output_size(row, size)
+        return self._classify(x)
+
+    def _bucketed_logit_map(self, images: tf.Tensor) -> tf.Tensor:
+        """`logit_map`, XLA-compiled on `images` zero-padded to their `bucket` size."""
+        height, width = images.shape[1:3]
+        padded = tf.pad(
+            images,
+            [[0, 0], [0, self.bucket(height) - height], [0, self.bucket(width) - width], [0, 0]],
+        )
+        shape = tuple(padded.shape)
+        if shape not in self._compiled_maps:
+            # A function of its own per shape. TF counts retracing per code object, or per
+            # callable without one: a partial, so that buckets do not read as retracing.
+            self._compiled_maps[shape] = tf.function(
+                functools.partial(self._padded_logit_map), jit_compile=True
+            )
+        logits = self._compiled_maps[shape](padded, tf.constant([height, width], tf.int32))
+        rows, cols = self.map_size(height, width)
+        return logits[:, :rows, :cols]
+
+    def _classify(self, x: tf.Tensor) -> tf.Tensor:
+        """The last convolution's map -> logits: offset pooling and the FC convolutions."""
+        return tf.cast(slide_head(self._head, self._pool(x), self.offsets), tf.float32)
+
+    def _pool(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.nn.max_pool2d(x, self.info.last_pool.size, self._pool_stride, "VALID")
+
+    def _score_maps(
+        self, images: tf.Tensor, logit_map: Callable[[tf.Tensor], tf.Tensor]
+    ) -> list[tf.Tensor]:
         maps = []
         batch = tf.shape(images)[0]
         for scale in self.scales:
             x = resize_to_scale(images, scale)
             if self.flips:  # one pass over the image and its mirror
                 x = tf.concat([x, tf.reverse(x, axis=[2])], axis=0)
-            probs = tf.nn.softmax(self.logit_map(x), axis=-1)
+            probs = tf.nn.softmax(logit_map(x), axis=-1)
             maps.append(probs[:batch])
             if self.flips:
                 maps.append(tf.reverse(probs[batch:], axis=[2]))
         return maps
 
-    def _scores(self, images: tf.Tensor) -> tf.Tensor:
-        maxima = [tf.reduce_max(m, axis=[1, 2]) for m in self._score_maps(images)]
+    @staticmethod
+    def _mean_of_maxima(maps: list[tf.Tensor]) -> tf.Tensor:
+        maxima = [tf.reduce_max(m, axis=[1, 2]) for m in maps]
         return tf.add_n(maxima) / len(maxima)
+
+    def _compiled_score_maps(self, images: tf.Tensor) -> list[tf.Tensor]:
+        return self._score_maps(tf.convert_to_tensor(images), self._bucketed_logit_map)
+
+    def _use_xla(self, images: tf.Tensor) -> bool:
+        """The choice; "auto" decides on the first call, timing both on its `images`.
+
+        Inside a `tf.function` (an exported signature) the shapes are unknown: plain.
+        """
+        if not tf.executing_eagerly():
+            return False
+        if self._calibration.choice is None:
+            self._calibration.choice = choose(
+                self._calibration.mode,
+                lambda: self._fn(images).numpy(),
+                lambda: self._mean_of_maxima(self._compiled_score_maps(images)).numpy(),
+            )
+        return self._calibration.choice.xla
 
     def score_maps(self, images: tf.Tensor) -> list[tf.Tensor]:
         """Class-probability maps, one per view, in the order of `self.views`.
@@ -243,6 +382,8 @@ class DenseEvaluator:
           (the same window when the grid spans the scaled image exactly, as at the
           `default_scales`).
         """
+        if self._use_xla(images):
+            return self._compiled_score_maps(images)
         return self._maps_fn(images)
 
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
@@ -251,4 +392,6 @@ class DenseEvaluator:
         Per view, the spatial max of each class's probability; then the mean over views
         (scales and flips), OverFeat section 3.3.
         """
+        if self._use_xla(images):
+            return self._mean_of_maxima(self._compiled_score_maps(images))
         return self._fn(images)

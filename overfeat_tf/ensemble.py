@@ -170,6 +170,7 @@ def ensemble_evaluator(
     scales: Sequence[int | Sequence[int]] | None = None,
     fine_stride: bool = True,
     flips: bool = True,
+    xla: str = "auto",
 ) -> EnsembleEvaluator:
     """The members' `mode` evaluators averaged; feed it images prepared with `configs[0]`.
 
@@ -178,6 +179,7 @@ def ensemble_evaluator(
       configs: their `model.json` dicts (input size, mean, std, class names).
       mode: "center", "ten_view" or "dense" (`evaluation.make_evaluator`).
       scales, fine_stride, flips: dense settings, the same for every member.
+      xla: each member's XLA choice ("auto", "on", "off"; `overfeat_tf.xla_choice`).
 
     Raises:
       IncompatibleMembers: see `check_compatible`; or normalisations that differ and are
@@ -186,7 +188,9 @@ def ensemble_evaluator(
     """
     check_compatible(configs, [m.name for m in models])
     evaluators = [
-        evaluation.make_evaluator(model, mode, scales=scales, fine_stride=fine_stride, flips=flips)
+        evaluation.make_evaluator(
+            model, mode, scales=scales, fine_stride=fine_stride, flips=flips, xla=xla
+        )
         for model in models
     ]
     return averaged(evaluators, [(config["mean"], config["std"]) for config in configs])

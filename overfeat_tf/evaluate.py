@@ -43,7 +43,7 @@ from absl import flags
 
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
-from overfeat_tf import dense, ensemble, evaluation
+from overfeat_tf import dense, ensemble, evaluation, xla_choice
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf.detection import box_maps, detector, drawing, localizer, merge
 from overfeat_tf.detection import regressor as regressor_lib
@@ -129,6 +129,11 @@ flags.DEFINE_float(
     "draw_min_score", 1.0, "Detection: draw detections whose summed score is at least this."
 )
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags.DEFINE_enum(
+    "xla", "auto", list(xla_choice.MODES),
+    "XLA-compile the network (--model_dir modes): auto (time both on the first batches, "
+    "keep the faster), on, off.",
+)
 
 FLAGS = flags.FLAGS
 
@@ -190,7 +195,7 @@ def _model_dir_evaluators(models, configs) -> list[evaluation.Evaluator]:
             box_factories[mode]() if mode in box_factories else
             ensemble.ensemble_evaluator(
                 models, configs, mode,
-                scales=scales, fine_stride=FLAGS.fine_stride, flips=FLAGS.flips,
+                scales=scales, fine_stride=FLAGS.fine_stride, flips=FLAGS.flips, xla=FLAGS.xla,
             )
             for mode in _modes()
         ]
@@ -408,6 +413,10 @@ def main(argv: list[str]) -> int:
             )
         descriptions[evaluator.name] = evaluator.description
         first = getattr(evaluator, "members", (evaluator,))[0]  # an ensemble's settings
+        choice = getattr(first, "xla_choice", None)
+        if choice is not None and evaluator.name in results:
+            results[evaluator.name]["xla"] = choice.as_dict()
+            print(f"  {evaluator.name}: {choice.summary('image')}", flush=True)
         if isinstance(first, dense.DenseEvaluator):
             settings = {
                 "scales": [list(s) for s in first.scales],

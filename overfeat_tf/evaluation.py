@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from overfeat_tf import dense
 from overfeat_tf.models.registry import model_info
+from overfeat_tf.xla_choice import Calibration, XlaChoice
 
 TOP1, TOP5 = "top1_error", "top5_error"
 MODES = ("center", "ten_view", "dense")
@@ -43,21 +44,57 @@ class Evaluator(Protocol):
 
 
 class _ModelEvaluator:
-    """The classifier at its native input size, compiled once for any batch size."""
+    """The classifier at its native input size, traced once for any batch size.
 
-    def __init__(self, model: keras.Model, view_axes: int) -> None:
+    `xla`: "auto" runs the first batches alternately plain and XLA-compiled, timing
+    them (`overfeat_tf.xla_choice`; every batch is evaluated either way), then keeps the
+    faster; "on" or "off". Compiled, a smaller batch than the largest seen so far is
+    zero-padded to it, so a split's last, partial batch does not compile again. Called
+    inside a `tf.function` it runs plain.
+    """
+
+    def __init__(self, model: keras.Model, view_axes: int, xla: str = "auto") -> None:
         self.info = model_info(model)
         self._model = model
         size = self.info.input_size
         spec = tf.TensorSpec([None] * (1 + view_axes) + [size, size, 3], tf.float32)
         self._fn = tf.function(self._probabilities, input_signature=[spec])
+        # One trace, and one XLA compile, per batch shape.
+        self._compiled = tf.function(self._probabilities, jit_compile=True)
+        self._compiled_batch = 0
+        self._calibration = Calibration(xla)
+
+    @property
+    def xla_choice(self) -> XlaChoice | None:
+        """Whether batches run XLA-compiled, and why; None while "auto" is still timing."""
+        return self._calibration.choice
+
+    def _run_compiled(self, images: tf.Tensor) -> tf.Tensor:
+        count = images.shape[0]
+        self._compiled_batch = max(self._compiled_batch, count)
+        missing = self._compiled_batch - count
+        if missing:
+            images = tf.pad(images, [[0, missing]] + [[0, 0]] * (images.shape.rank - 1))
+        return self._compiled(images)[:count]
 
     def _softmax(self, images: tf.Tensor) -> tf.Tensor:
         logits = tf.cast(self._model(images, training=False), tf.float32)
         return tf.nn.softmax(logits, axis=-1)
 
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
-        return self._fn(images)
+        if not tf.executing_eagerly():  # inside a tf.function: shapes unknown, no timing
+            return self._fn(images)
+        images = tf.convert_to_tensor(images, tf.float32)
+        deciding = self._calibration.choice is None
+        start = time.perf_counter()
+        if self._calibration.next_xla():
+            probs = self._run_compiled(images)
+        else:
+            probs = self._fn(images)
+        if deciding:
+            probs.numpy()  # wait for the result before stopping the clock
+            self._calibration.record((time.perf_counter() - start) / images.shape[0])
+        return probs
 
 
 class CenterEvaluator(_ModelEvaluator):
@@ -66,8 +103,8 @@ class CenterEvaluator(_ModelEvaluator):
     name = "center"
     input_mode = "center"
 
-    def __init__(self, model: keras.Model) -> None:
-        super().__init__(model, view_axes=0)
+    def __init__(self, model: keras.Model, xla: str = "auto") -> None:
+        super().__init__(model, view_axes=0, xla=xla)
         self.description = f"centre {self.info.input_size} crop"
 
     def _probabilities(self, images: tf.Tensor) -> tf.Tensor:
@@ -85,8 +122,8 @@ class TenViewEvaluator(_ModelEvaluator):
     input_mode = "ten_view"
     description = "4 corners + centre, flips"
 
-    def __init__(self, model: keras.Model) -> None:
-        super().__init__(model, view_axes=1)
+    def __init__(self, model: keras.Model, xla: str = "auto") -> None:
+        super().__init__(model, view_axes=1, xla=xla)
 
     def _probabilities(self, views: tf.Tensor) -> tf.Tensor:
         shape = tf.shape(views)
@@ -139,20 +176,22 @@ def make_evaluator(
     scales: Sequence[int | Sequence[int]] | None = None,
     fine_stride: bool = True,
     flips: bool = True,
+    xla: str = "auto",
 ) -> Evaluator:
     """The evaluator of `model` in `mode`, one of `MODES`.
 
-    `scales`, `fine_stride`, `flips`: the dense evaluator's (ignored by the others).
+    `scales`, `fine_stride`, `flips`: the dense evaluator's (ignored by the others);
+    `xla`: "auto", "on" or "off" (`overfeat_tf.xla_choice`).
 
     Raises:
       ValueError: an unknown mode, or dense scales smaller than the model's input.
     """
     if mode == "center":
-        return CenterEvaluator(model)
+        return CenterEvaluator(model, xla)
     if mode == "ten_view":
-        return TenViewEvaluator(model)
+        return TenViewEvaluator(model, xla)
     if mode == "dense":
-        return dense.DenseEvaluator(model, scales, fine_stride, flips)
+        return dense.DenseEvaluator(model, scales, fine_stride, flips, xla)
     raise ValueError(f"Unknown evaluation mode {mode!r}; valid: {', '.join(MODES)}")
 
 

@@ -25,7 +25,7 @@ import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtim
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import model_dir as model_dir_lib
-from overfeat_tf import transfer
+from overfeat_tf import transfer, xla_choice
 from overfeat_tf.models import towers
 from overfeat_tf.visualization import filters as filter_viz
 from overfeat_tf.training import recipes, strategies
@@ -95,7 +95,11 @@ flags.DEFINE_integer("seed", 0, "Seed of initialisation and data order.")
 flags.DEFINE_bool(
     "deterministic", False, "Same batches in the same order for a seed (slower input)."
 )
-flags.DEFINE_bool("xla", False, "Compile the forward/backward pass with XLA.")
+flags.DEFINE_enum(
+    "xla", "auto", list(xla_choice.MODES),
+    "XLA-compile the forward/backward pass: auto (time both on the first steps, keep "
+    "the faster; runs of 50+ steps), on, off.",
+)
 flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
 flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.")
@@ -199,8 +203,8 @@ def _tower_strategy() -> tf.distribute.Strategy:
         raise FlagError(
             f"--tower_devices runs one replica; it cannot be combined with --strategy={FLAGS.strategy}"
         )
-    if FLAGS.xla:
-        raise FlagError("--xla compiles a step for one device; it cannot run --tower_devices")
+    if FLAGS.xla == "on":
+        raise FlagError("--xla=on compiles a step for one device; it cannot run --tower_devices")
     if FLAGS.init_from:
         raise FlagError("--tower_devices cannot be combined with --init_from")
     try:
@@ -284,7 +288,8 @@ def main(argv: list[str]) -> int:
         max_steps=FLAGS.max_steps,
         checkpoint_every=FLAGS.checkpoint_every,
         keep_checkpoints=FLAGS.keep_checkpoints,
-        xla=FLAGS.xla,
+        # XLA compiles a step for one device: tower placement runs plain.
+        xla="off" if FLAGS.tower_devices else FLAGS.xla,
     )
     bad_records = pipelines.BadRecordCounter()
     common = dict(crop_size=info.input_size, mean=mean, std=std, strict=FLAGS.strict)

@@ -27,7 +27,7 @@ def _images(height, width, batch=1, seed=1):
 def test_native_size_score_is_the_classifier_softmax(name):
     model = _model(name)
     size = overfeat_tf.native_input_size(name)
-    evaluator = dense.DenseEvaluator(model, scales=[size], flips=False)
+    evaluator = dense.DenseEvaluator(model, scales=[size], flips=False, xla="off")
     images = _images(size, size, batch=2)
     expected = tf.nn.softmax(model(images, training=False))
     np.testing.assert_allclose(evaluator(images), expected, atol=1e-5)
@@ -55,8 +55,8 @@ PAPER_MAPS = [
 
 def test_paper_scales_give_the_papers_map_sizes():
     model = _model("overfeat_accurate")
-    evaluator = dense.DenseEvaluator(model, flips=False)
-    coarse = dense.DenseEvaluator(model, fine_stride=False, flips=False)
+    evaluator = dense.DenseEvaluator(model, flips=False, xla="off")
+    coarse = dense.DenseEvaluator(model, fine_stride=False, flips=False, xla="off")
     features = trunk(model)
     for index, (scale, layer5, fine) in enumerate(PAPER_MAPS):
         images = _images(*scale)
@@ -71,7 +71,7 @@ def test_paper_scales_give_the_papers_map_sizes():
 def test_default_scales_give_equal_maps_at_every_offset(name):
     model = _model(name)
     stride = overfeat_tf.model_info(name).last_pool.stride
-    evaluator = dense.DenseEvaluator(model, flips=False)
+    evaluator = dense.DenseEvaluator(model, flips=False, xla="off")
     for scale in evaluator.scales[:2]:
         fine = evaluator.logit_map(_images(*scale))
         assert fine.shape[1] % stride == 0 and fine.shape[2] % stride == 0, (scale, fine.shape)
@@ -84,7 +84,7 @@ def test_fine_map_offset_is_coarse_map_of_shifted_layer5(name):
     s = info.last_pool.stride
     # A size that is no paper scale and not square: offsets give unequal map sizes.
     images = _images(info.input_size + 41, info.input_size + 58, batch=2)
-    evaluator = dense.DenseEvaluator(model, scales=[info.input_size], flips=False)
+    evaluator = dense.DenseEvaluator(model, scales=[info.input_size], flips=False, xla="off")
     fine = evaluator.logit_map(images).numpy()
     features = trunk(model)(images)
     head = classifier(model)
@@ -109,7 +109,7 @@ def test_coarse_map_is_the_models_classifier_map(name):
     model = _model(name)
     size = overfeat_tf.native_input_size(name)
     images = _images(size + 77, size + 40)
-    evaluator = dense.DenseEvaluator(model, scales=[size], fine_stride=False, flips=False)
+    evaluator = dense.DenseEvaluator(model, scales=[size], fine_stride=False, flips=False, xla="off")
     expected = classifier(model)(trunk(model)(images))
     np.testing.assert_allclose(evaluator.logit_map(images), expected, rtol=1e-4, atol=1e-4)
     assert evaluator.cell_stride == overfeat_tf.model_info(name).stride
@@ -128,7 +128,7 @@ def test_flipping_the_input_flips_the_map():
     # network maps the mirrored image to the mirrored map.
     model = _model("overfeat_accurate")
     _symmetrise(model)
-    evaluator = dense.DenseEvaluator(model, scales=[(245, 281)], flips=False)
+    evaluator = dense.DenseEvaluator(model, scales=[(245, 281)], flips=False, xla="off")
     images = _images(245, 281)
     maps = evaluator.logit_map(images)
     mirrored = evaluator.logit_map(tf.reverse(images, axis=[2]))
@@ -139,7 +139,7 @@ def test_flipping_the_input_flips_the_map():
 
 def test_flipped_view_is_the_mirror_images_map_mirrored_back():
     model = _model("overfeat_fast")
-    evaluator = dense.DenseEvaluator(model, scales=[(247, 279)], flips=True)
+    evaluator = dense.DenseEvaluator(model, scales=[(247, 279)], flips=True, xla="off")
     assert evaluator.views == (((247, 279), False), ((247, 279), True))
     images = _images(247, 279)
     plain, flipped = evaluator.score_maps(images)
@@ -150,7 +150,7 @@ def test_flipped_view_is_the_mirror_images_map_mirrored_back():
 
 def test_score_is_the_mean_over_views_of_the_spatial_max():
     model = _model("overfeat_fast")
-    evaluator = dense.DenseEvaluator(model, scales=[231, (247, 279)])
+    evaluator = dense.DenseEvaluator(model, scales=[231, (247, 279)], xla="off")
     images = _images(250, 300, batch=2)
     maps = evaluator.score_maps(images)
     assert len(maps) == 4
@@ -159,7 +159,7 @@ def test_score_is_the_mean_over_views_of_the_spatial_max():
 
 
 def test_new_image_sizes_do_not_retrace():
-    evaluator = dense.DenseEvaluator(_model("overfeat_fast"), scales=[231, 263])
+    evaluator = dense.DenseEvaluator(_model("overfeat_fast"), scales=[231, 263], xla="off")
     evaluator(_images(240, 320))
     evaluator(_images(300, 250, batch=3))
     evaluator.score_maps(_images(240, 320))
@@ -170,7 +170,7 @@ def test_new_image_sizes_do_not_retrace():
 
 def test_evaluator_reads_the_models_current_weights():
     model = _model("overfeat_fast")
-    evaluator = dense.DenseEvaluator(model, scales=[231])
+    evaluator = dense.DenseEvaluator(model, scales=[231], xla="off")
     images = _images(260, 300)
     evaluator(images)
     last = model.get_layer("fc8")
@@ -191,7 +191,7 @@ def test_resize_keeps_aspect_with_shorter_side_the_scales_smaller_side():
 
 def test_scale_below_native_size_is_rejected():
     with pytest.raises(ValueError, match="received: \\(200, 300\\)"):
-        dense.DenseEvaluator(_model("overfeat_accurate"), scales=[(200, 300)])
+        dense.DenseEvaluator(_model("overfeat_accurate"), scales=[(200, 300)], xla="off")
 
 
 def test_fine_cell_strides():

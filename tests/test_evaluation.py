@@ -58,8 +58,8 @@ def test_center_and_ten_view_are_softmax_and_its_mean_over_views():
     model = _model()
     size = overfeat_tf.native_input_size("overfeat_fast")
     views = tf.random.stateless_normal([2, 10, size, size, 3], [3, 0])
-    center = evaluation.CenterEvaluator(model)
-    ten_view = evaluation.TenViewEvaluator(model)
+    center = evaluation.CenterEvaluator(model, xla="off")
+    ten_view = evaluation.TenViewEvaluator(model, xla="off")
     per_view = tf.nn.softmax(model(tf.reshape(views, [20, size, size, 3])))
     expected = tf.reduce_mean(tf.reshape(per_view, [2, 10, 5]), axis=1)
     np.testing.assert_allclose(ten_view(views), expected, atol=1e-6)
@@ -71,9 +71,9 @@ def test_center_and_ten_view_are_softmax_and_its_mean_over_views():
 def test_all_evaluators_share_one_shape():
     model = _model()
     evaluators = [
-        evaluation.CenterEvaluator(model),
-        evaluation.TenViewEvaluator(model),
-        dense.DenseEvaluator(model, scales=[231]),
+        evaluation.CenterEvaluator(model, xla="off"),
+        evaluation.TenViewEvaluator(model, xla="off"),
+        dense.DenseEvaluator(model, scales=[231], xla="off"),
     ]
     assert [e.input_mode for e in evaluators] == ["center", "ten_view", "full"]
     results = {}
@@ -133,5 +133,5 @@ def test_saved_model_center_equals_model_center(tmp_path):
     encoded = tf.stack([tf.io.encode_png(image) for image in images])
     crops = tf.stack([pipelines.preprocess_for_eval(image, info.input_size, info.mean, info.std)
                       for image in images])
-    np.testing.assert_allclose(served(encoded), evaluation.CenterEvaluator(model)(crops),
+    np.testing.assert_allclose(served(encoded), evaluation.CenterEvaluator(model, xla="off")(crops),
                                atol=1e-5)

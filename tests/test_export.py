@@ -174,7 +174,7 @@ def test_dense_classify_is_the_dense_evaluator_on_whole_images(exported, loaded)
     model, config, _ = exported
     batch = [_jpeg(_image(260, 390, seed=14)), _png(_image(300, 240, channels=1, seed=15))]
     served = _serve(loaded, "dense_classify", image_bytes=tf.constant(batch))
-    evaluator = overfeat_tf.DenseEvaluator(model)
+    evaluator = overfeat_tf.DenseEvaluator(model, xla="off")
     for i, encoded in enumerate(batch):
         # The pipeline's "full" eval mode: whole image, shorter side 256, aspect kept.
         image = pipelines.transforms.preprocess_full(

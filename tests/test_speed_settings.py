@@ -99,7 +99,7 @@ def _train(tmp_path, xla: bool, initial_weights, batches) -> list[np.ndarray]:
     recipe = dataclasses.replace(get_recipe("alexnet"), learning_rate=0.05, batch_size=_BATCH)
     config = TrainConfig(
         model_dir=str(tmp_path / f"xla_{xla}"), recipe=recipe, steps_per_epoch=_STEPS,
-        epochs=1, batch_size=_BATCH, xla=xla, verbose=False,
+        epochs=1, batch_size=_BATCH, xla="on" if xla else "off", verbose=False,
     )
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     trainer = Trainer(

@@ -10,6 +10,7 @@ resumes from the last one, at the same step and position in the epoch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -24,10 +25,16 @@ import tensorflow as tf
 
 from overfeat_tf.training import constraints, schedules, strategies
 from overfeat_tf.training.recipes import Recipe
+from overfeat_tf.xla_choice import Calibration, XlaChoice, check_mode
 
 # dataset_fn(epoch, skip_batches, input_context) -> per-replica batched dataset.
 TrainDatasetFn = Callable[[int, int, tf.distribute.InputContext], tf.data.Dataset]
 EvalDatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
+
+# "auto" calibrates XLA only on runs with at least this many steps left: the comparison
+# takes 8 of them, and XLA's one-time compile (seconds to a minute on a CPU) needs tens of
+# steps to pay back. Shorter runs stay plain.
+XLA_CALIBRATION_MIN_STEPS = 50
 
 
 class TrainingDiverged(RuntimeError):
@@ -46,7 +53,8 @@ class TrainConfig:
       batch_size: global batch, images.
       mean, std: the input normalisation, to show input images in TensorBoard.
       checkpoint_every: steps between checkpoints (besides each epoch end).
-      xla: compile the forward/backward pass with XLA.
+      xla: compile the forward/backward pass with XLA: "on", "off", or "auto" (time
+        both on the run's first steps and keep the faster; `overfeat_tf.xla_choice`).
     """
 
     model_dir: str
@@ -59,7 +67,7 @@ class TrainConfig:
     max_steps: int | None = None
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
-    xla: bool = False
+    xla: str = "auto"
     log_every: int = 20
     verbose: bool = True
 
@@ -114,8 +122,18 @@ class Trainer:
             checkpoint, directory, max_to_keep=config.keep_checkpoints
         )
         self.restored_from = self.manager.restore_or_initialize()
-        self._grad_fn = tf.function(self._gradients, jit_compile=config.xla)
-        self._train_fn = tf.function(self._distributed_train_step)
+        check_mode(config.xla)
+        # The same step, plain and with the forward/backward pass XLA-compiled.
+        self._train_fns = {
+            xla: tf.function(
+                functools.partial(
+                    self._distributed_train_step,
+                    tf.function(self._gradients, jit_compile=xla),
+                )
+            )
+            for xla in (False, True)
+        }
+        self._calibration = Calibration(config.xla)
         self._eval_fn = tf.function(self._distributed_eval_step)
         self._writer = (
             tf.summary.create_file_writer(os.path.join(config.model_dir, "train"))
@@ -163,14 +181,16 @@ class Trainer:
              tf.cast(tf.size(labels), tf.float32)]
         )
 
-    def _replica_train_step(self, images, labels):
-        loss, grads, hits = self._grad_fn(images, labels)
+    def _replica_train_step(self, grad_fn, images, labels):
+        loss, grads, hits = grad_fn(images, labels)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         return loss, hits, images[:4]
 
-    def _distributed_train_step(self, iterator):
+    def _distributed_train_step(self, grad_fn, iterator):
         images, labels = next(iterator)
-        loss, hits, images = self.strategy.run(self._replica_train_step, args=(images, labels))
+        loss, hits, images = self.strategy.run(
+            self._replica_train_step, args=(grad_fn, images, labels)
+        )
         if self.config.recipe.max_filter_rms:
             constraints.renormalize_filters(self._conv_kernels, self.config.recipe.max_filter_rms)
         self.step.assign_add(1)
@@ -187,6 +207,41 @@ class Trainer:
 
         sums = self.strategy.run(replica_step, args=batch)
         return self.strategy.reduce("SUM", sums, axis=None)
+
+    def train_step(self, iterator, xla: bool | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+        """One global step (gradients, update, filter cap, step + 1) on `iterator`'s next batch.
+
+        Args:
+          iterator: over a dataset from `strategy.distribute_datasets_from_function`.
+          xla: run the XLA-compiled version; None: as chosen (`xla_choice`; plain while
+            "auto" has not decided yet).
+
+        Returns:
+          The loss summed over replicas (the global batch's mean cross-entropy) and
+          [top-1 hits, top-5 hits, examples] float32 [3], summed over replicas.
+        """
+        if xla is None:
+            xla = self.xla_choice.xla if self.xla_choice else False
+        loss, hits, _ = self._train_fns[xla](iterator)
+        return loss, hits
+
+    @property
+    def xla_choice(self) -> XlaChoice | None:
+        """Whether steps run XLA-compiled, and why; None while "auto" is still timing."""
+        return self._calibration.choice
+
+    def _agree_across_workers(self, choice: XlaChoice) -> XlaChoice:
+        """Multi-worker runs decide on the workers' mean timings: every worker must run the
+        same step function, or their collectives would not match."""
+        if not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return choice
+        local = [choice.plain_seconds, choice.xla_seconds, choice.compile_seconds]
+        per_replica = self.strategy.run(lambda: tf.constant(local, tf.float64))
+        plain, xla, compile_seconds = self.strategy.reduce("MEAN", per_replica, axis=None).numpy()
+        return dataclasses.replace(
+            choice, xla=bool(xla < plain), plain_seconds=float(plain), xla_seconds=float(xla),
+            compile_seconds=float(compile_seconds),
+        )
 
     # ---- the loop -------------------------------------------------------------------
 
@@ -229,6 +284,10 @@ class Trainer:
         history: dict[str, Any] = {}
         if self.restored_from:
             self._log(f"Resumed from {self.restored_from} at step {self._step()}.")
+        if self.xla_choice is None and total_steps - self._step() < XLA_CALIBRATION_MIN_STEPS:
+            self._calibration.skip(f"{total_steps - self._step()} steps left, too few to time XLA")
+        if self.xla_choice is not None:
+            self._log(f"Training step: {self.xla_choice.summary()}")
         while self._step() < total_steps or int(self.epochs_done.numpy()) * cfg.steps_per_epoch < self._step():
             epoch = int(self.epochs_done.numpy())
             skip = self._step() - epoch * cfg.steps_per_epoch
@@ -249,6 +308,8 @@ class Trainer:
                 + ", ".join(f"{k} {v:.4g}" for k, v in history.items() if isinstance(v, float))
             )
         metrics = {**history, "step": self._step(), "epochs": int(self.epochs_done.numpy())}
+        if self.xla_choice is not None:
+            metrics["xla"] = self.xla_choice.as_dict()
         if self.is_chief:
             with tf.io.gfile.GFile(os.path.join(cfg.model_dir, "metrics.json"), "w") as f:
                 json.dump(metrics, f, indent=2)
@@ -271,8 +332,15 @@ class Trainer:
         start = time.perf_counter()
         images_seen = 0
         for step_in_epoch in range(skip, steps):
-            loss, hits, images = self._train_fn(iterator)
+            deciding = self.xla_choice is None
+            step_start = time.perf_counter()
+            loss, hits, images = self._train_fns[self._calibration.next_xla()](iterator)
             loss = float(loss)
+            if deciding:
+                self._calibration.record(time.perf_counter() - step_start)
+                if self.xla_choice is not None:
+                    self._calibration.choice = self._agree_across_workers(self.xla_choice)
+                    self._log(f"\nTraining step: {self.xla_choice.summary()}")
             if not math.isfinite(loss):
                 raise TrainingDiverged(
                     f"Loss is {loss} at step {self._step()} (epoch {epoch + 1}); "
