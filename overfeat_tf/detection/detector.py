@@ -23,7 +23,6 @@ largest scale, the costliest, small).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -163,17 +162,7 @@ def evaluate_detection(
       {"map", "per_class_ap" (list, NaN for classes without true objects),
       "detections_per_image", "examples", "images_per_second"}.
     """
-    found, truths = [], []
-    start = time.perf_counter()
-    for image, true_classes, true_boxes in metrics.images_with_truth(batches, max_examples):
-        detections = detector(image)
-        found.append(detections)
-        truths.append((true_classes, true_boxes))
-        if on_image is not None:
-            on_image(len(truths) - 1, image, detections, true_classes, true_boxes)
-    if not truths:
-        raise ValueError("No examples to evaluate detection on")
-    seconds = time.perf_counter() - start
+    found, truths, seconds = metrics.predict_images(detector, batches, max_examples, on_image)
     mean_ap, per_class = metrics.mean_average_precision(found, truths, detector.background)
     return {
         "map": mean_ap,

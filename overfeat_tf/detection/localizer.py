@@ -16,7 +16,6 @@ in the shape of `overfeat_tf.evaluation.evaluate`'s results, so both print in on
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -134,17 +133,8 @@ def evaluate_localization(
       {"top1_error", "top5_error" (%), "examples", "images_per_second"}, the keys of
       `overfeat_tf.evaluation.evaluate`.
     """
-    predictions, truths = [], []
-    start = time.perf_counter()
-    for image, true_classes, true_boxes in metrics.images_with_truth(batches, max_examples):
-        found = localizer(image)
-        predictions.append(found.ranked())
-        truths.append((true_classes, true_boxes))
-        if on_image is not None:
-            on_image(len(truths) - 1, image, found, true_classes, true_boxes)
-    if not truths:
-        raise ValueError("No examples to evaluate localization on")
-    seconds = time.perf_counter() - start
+    found, truths, seconds = metrics.predict_images(localizer, batches, max_examples, on_image)
+    predictions = [localization.ranked() for localization in found]
     return {
         "top1_error": 100.0 * metrics.localization_error(predictions, truths, top=1),
         "top5_error": 100.0 * metrics.localization_error(predictions, truths, top=5),

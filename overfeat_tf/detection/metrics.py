@@ -8,7 +8,9 @@ also tests ``ovmax >= minoverlap``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,31 @@ def images_with_truth(batches: Iterable, max_examples: int | None = None
         boxes = np.asarray(labels["boxes"][0, :count])
         yield (image, np.asarray(labels["box_labels"][0, :count]),
                box_ops.scale_boxes(boxes, height, width))
+
+
+def predict_images(
+    predict: Callable[[np.ndarray], Any],
+    batches: Iterable,
+    max_examples: int | None = None,
+    on_image: Callable[..., None] | None = None,
+) -> tuple[list[Any], list[tuple[np.ndarray, np.ndarray]], float]:
+    """Runs `predict` on every image of `images_with_truth(batches, max_examples)`.
+
+    `on_image(index, image, prediction, true classes, true boxes)` is called per image.
+    Returns (predictions, ground truth (classes [n], boxes [n, 4] px) per image, seconds
+    spent). Raises ValueError when there is no image.
+    """
+    found, truths = [], []
+    start = time.perf_counter()
+    for image, true_classes, true_boxes in images_with_truth(batches, max_examples):
+        prediction = predict(image)
+        found.append(prediction)
+        truths.append((true_classes, true_boxes))
+        if on_image is not None:
+            on_image(len(truths) - 1, image, prediction, true_classes, true_boxes)
+    if not truths:
+        raise ValueError("No examples to evaluate")
+    return found, truths, time.perf_counter() - start
 
 
 def _check_same_length(predictions: Sequence, ground_truth: Sequence) -> None:

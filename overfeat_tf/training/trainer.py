@@ -124,14 +124,12 @@ class Trainer:
         self.restored_from = self.manager.restore_or_initialize()
         check_mode(config.xla)
         # The same step, plain and with the forward/backward pass XLA-compiled.
+        self._grad_fns = {
+            xla: tf.function(self._gradients, jit_compile=xla) for xla in (False, True)
+        }
         self._train_fns = {
-            xla: tf.function(
-                functools.partial(
-                    self._distributed_train_step,
-                    tf.function(self._gradients, jit_compile=xla),
-                )
-            )
-            for xla in (False, True)
+            xla: tf.function(functools.partial(self._distributed_train_step, grad_fn))
+            for xla, grad_fn in self._grad_fns.items()
         }
         self._calibration = Calibration(config.xla)
         self._eval_fn = tf.function(self._distributed_eval_step)
