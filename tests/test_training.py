@@ -81,6 +81,29 @@ def test_epoch_end_evaluation_and_metrics_file(tmp_path):
         assert json.load(f)["step"] == 4
 
 
+def test_max_steps_mid_epoch_resumes_and_a_finished_run_keeps_its_metrics(tmp_path):
+    images, labels = _arrays(32, seed=4)
+    data = _in_memory(images, labels)
+
+    def run(max_steps):
+        trainer = _trainer(tmp_path, strategies.make_strategy("one_device"))
+        trainer.config.max_steps = max_steps
+        return trainer.fit(data)
+
+    # Stopped at step 2 of a 4-step epoch: the epoch stays open...
+    stopped = run(2)
+    assert (stopped["step"], stopped["epochs"]) == (2, 0)
+    # ...so a larger budget continues it (it used to skip -2 batches and fail),
+    continued = run(3)
+    assert (continued["step"], continued["epochs"]) == (3, 0)
+    finished = run(None)
+    assert (finished["step"], finished["epochs"]) == (4, 1) and "top1_error" in finished
+    # and a rerun of the finished run trains nothing and keeps its metrics.
+    assert run(None) == finished
+    with open(tmp_path / "metrics.json") as f:
+        assert json.load(f) == finished
+
+
 _EQUIVALENCE = """
 import json, sys
 import keras

@@ -286,17 +286,22 @@ class Trainer:
             self._calibration.skip(f"{total_steps - self._step()} steps left, too few to time XLA")
         if self.xla_choice is not None:
             self._log(f"Training step: {self.xla_choice.summary()}")
-        while self._step() < total_steps or int(self.epochs_done.numpy()) * cfg.steps_per_epoch < self._step():
+        # Also finishes the bookkeeping of an epoch whose last step ran before a restart.
+        while self._step() < total_steps or self._epoch_end_pending():
             epoch = int(self.epochs_done.numpy())
             skip = self._step() - epoch * cfg.steps_per_epoch
             steps = min(cfg.steps_per_epoch, total_steps - epoch * cfg.steps_per_epoch)
             history = self._train_epoch(epoch, skip, steps, train_dataset_fn)
+            # A run stopped by max_steps mid-epoch leaves the epoch open, to resume.
+            complete = self._step() >= (epoch + 1) * cfg.steps_per_epoch
             if eval_dataset_fn is not None:
                 val = self.evaluate(eval_dataset_fn)
                 history.update({f"val_{k}": v for k, v in val.items()})
-                if cfg.recipe.schedule == "plateau" and self.plateau.update(val["top1_error"]):
+                plateau = cfg.recipe.schedule == "plateau"
+                if complete and plateau and self.plateau.update(val["top1_error"]):
                     self._log(f"Validation error plateaued: learning rate -> {self.plateau.rate():g}")
-            self.epochs_done.assign(epoch + 1)
+            if complete:
+                self.epochs_done.assign(epoch + 1)
             self._write_epoch_summaries(epoch, history)
             self._save()
             if on_epoch_end is not None:
@@ -305,14 +310,23 @@ class Trainer:
                 f"Epoch {epoch + 1}: "
                 + ", ".join(f"{k} {v:.4g}" for k, v in history.items() if isinstance(v, float))
             )
+        metrics_file = os.path.join(cfg.model_dir, "metrics.json")
+        if not history and tf.io.gfile.exists(metrics_file):
+            self._log("Nothing left to train; metrics.json kept.")
+            with tf.io.gfile.GFile(metrics_file) as f:
+                return json.load(f)
         metrics = {**history, "step": self._step(), "epochs": int(self.epochs_done.numpy())}
         if self.xla_choice is not None:
             metrics["xla"] = self.xla_choice.as_dict()
         if self.is_chief:
-            with tf.io.gfile.GFile(os.path.join(cfg.model_dir, "metrics.json"), "w") as f:
+            with tf.io.gfile.GFile(metrics_file, "w") as f:
                 json.dump(metrics, f, indent=2)
         self._cleanup_scratch()
         return metrics
+
+    def _epoch_end_pending(self) -> bool:
+        """True when the next epoch's steps all ran but it is not marked done."""
+        return (int(self.epochs_done.numpy()) + 1) * self.config.steps_per_epoch <= self._step()
 
     def _train_epoch(self, epoch, skip, steps, train_dataset_fn) -> dict[str, Any]:
         cfg = self.config
