@@ -41,11 +41,16 @@ def write_config(
         "std": list(std),
     }
     tf.io.gfile.makedirs(model_dir)
-    path = os.path.join(model_dir, CONFIG_FILE)
-    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
-        json.dump(config, f, indent=2)
-    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+    write_json(os.path.join(model_dir, CONFIG_FILE), config)
     return config
+
+
+def write_json(path: str, value: Any) -> None:
+    """Writes `value` as JSON atomically (a temporary file, then a rename), so an
+    interruption never leaves half a file."""
+    with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=2)
+    tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
 
 
 def read_config(model_dir: str) -> dict[str, Any]:

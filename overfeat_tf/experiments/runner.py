@@ -32,6 +32,7 @@ import overfeat_tf
 import pipelines
 from overfeat_tf import dense, ensemble, evaluation
 from overfeat_tf.experiments.tables import Row, Run, Table
+from overfeat_tf.model_dir import write_json
 
 RESULT_FILE = "result.json"
 RUN_FILE = "experiment.json"  # in a run directory: its command and training seconds
@@ -79,13 +80,6 @@ def _read_json(path: str) -> dict[str, Any] | None:
         return None
     with open(path) as f:
         return json.load(f)
-
-
-def _write_json(path: str, value: Any) -> None:
-    """Atomically, so an interruption never leaves half a file."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(value, f, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 class TableRunner:
@@ -169,7 +163,7 @@ class TableRunner:
             "settings": self.settings.fingerprint(),
         }
         os.makedirs(self.row_dir(row), exist_ok=True)
-        _write_json(os.path.join(self.row_dir(row), RESULT_FILE), result)
+        write_json(os.path.join(self.row_dir(row), RESULT_FILE), result)
         self.log(
             f"[{self.table.name}] {row.name}: top-1 / top-5 error "
             f"{result['top1_error']:.2f} / {result['top5_error']:.2f} %"
@@ -210,7 +204,7 @@ class TableRunner:
         if record is not None and record.get("seconds") is not None:
             return record
         os.makedirs(run_dir, exist_ok=True)
-        _write_json(record_path, {"command": command, "seconds": None})
+        write_json(record_path, {"command": command, "seconds": None})
         log_path = os.path.join(run_dir, "train.log")
         self.log(f"  training {relative_dir} (log: {log_path})")
         start = time.perf_counter()
@@ -232,7 +226,7 @@ class TableRunner:
             "train_top1_error": metrics.get("top1_error"),
             "val_top1_error": metrics.get("val_top1_error"),
         }
-        _write_json(record_path, record)
+        write_json(record_path, record)
         self.log(f"  trained {relative_dir} in {seconds:.0f} s")
         return record
 
