@@ -67,8 +67,9 @@ flags.DEFINE_string(
 flags.DEFINE_list(
     "scales", None,
     "Training scales, shorter side in px (default: localization, the smallest three of "
-    "the model's dense scales, 243,275,307 for alexnet; detection, the detector's, "
-    "272,343,432,545 for alexnet); evaluation uses the same by default.",
+    "the model's dense scales, 243,275,307 for alexnet; detection, the detector's: "
+    "the model's dense scales 1,2,4,6 of OverFeat Table 2, 243,275,371,435 for alexnet); "
+    "evaluation uses the same by default.",
 )
 flags.DEFINE_bool("per_class", True, "One box per class (paper) instead of one shared box.")
 flags.DEFINE_integer("batch_size", 32, "Images per step.")
@@ -86,9 +87,9 @@ flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlo
 def default_scales(model: str, task: str) -> list[int]:
     """Localization: the smallest three of the model's dense scales, as shorter sides
     (alexnet: 243, 275, 307, where the embedded set's objects, 45-80 % of the image,
-    fill much of the 227 window). Detection: `detector.scales_for_objects`."""
+    fill much of the 227 window). Detection: `detector.default_scales`."""
     if task == "detection":
-        return list(detector.scales_for_objects(overfeat_tf.model_info(model).input_size))
+        return list(detector.default_scales(model))
     return [min(scale) for scale in dense.default_scales(model)[:3]]
 
 

@@ -91,7 +91,8 @@ def _finish(num_classes: int, with_boxes: bool):
     return finish
 
 
-def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Tensor):
+def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Tensor,
+                    full_shorter_side: int | None):
     def transform(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = decode.decode_image(record["encoded"])
         boxes, box_labels = record["boxes"], record["box_labels"]
@@ -102,7 +103,7 @@ def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Ten
         elif eval_mode == "ten_view":
             out = transforms.ten_views(image, crop_size, mean, std)
         else:
-            out = transforms.preprocess_full(image, mean, std)
+            out = transforms.preprocess_full(image, mean, std, full_shorter_side)
         return {**record, "image": out, "boxes": boxes, "box_labels": box_labels}
 
     return transform
@@ -121,8 +122,8 @@ def _train_transform(crop_size: int, mean: tf.Tensor, std: tf.Tensor, recipe: st
 
 
 def _validate(source: Source, *, batch_size, training, crop_size, mean, std, recipe,
-              eval_mode, with_boxes, scale_jitter, seed, deterministic, bad_records,
-              data_service) -> None:
+              eval_mode, full_shorter_side, with_boxes, scale_jitter, seed, deterministic,
+              bad_records, data_service) -> None:
     """Raises ValueError naming the bad argument, its value and what is valid."""
     def fail(name: str, value, valid: str) -> None:
         raise ValueError(f"build_dataset: invalid {name}={value!r}; {valid}")
@@ -139,6 +140,8 @@ def _validate(source: Source, *, batch_size, training, crop_size, mean, std, rec
         fail("mean", np.shape(mean), "need 3 per-channel values or a mean image [H, W, 3]")
     if np.shape(std) != (3,) or min(std) <= 0:
         fail("std", std, "need 3 positive values")
+    if full_shorter_side is not None and full_shorter_side < 1:
+        fail("full_shorter_side", full_shorter_side, "must be >= 1, or None (original size)")
     if scale_jitter is not None and not crop_size <= scale_jitter[0] <= scale_jitter[1]:
         fail("scale_jitter", scale_jitter, f"need crop_size ({crop_size}) <= min <= max")
     if not training and eval_mode == "full" and batch_size != 1:
@@ -165,6 +168,7 @@ def build_dataset(
     std: Sequence[float],
     recipe: str = "alexnet",
     eval_mode: str = "center",
+    full_shorter_side: int | None = None,
     with_boxes: bool = False,
     pca_lighting: bool = True,
     scale_jitter: tuple[int, int] | None = None,
@@ -192,7 +196,10 @@ def build_dataset(
       recipe: "alexnet" (random crop of the central 256x256) or "overfeat" (random
         crop of the whole 256xN image).
       eval_mode: "center" -> images [b, crop, crop, 3]; "ten_view" -> [b, 10, crop,
-        crop, 3]; "full" -> [1, h, w, 3] with min(h, w) == 256 (batch_size must be 1).
+        crop, 3]; "full" -> [1, h, w, 3], whole images (batch_size must be 1).
+      full_shorter_side: "full" images: None keeps each image's original resolution
+        (OverFeat section 3.3 resizes the original to every scale); an int resizes the
+        shorter side to it (256: the pipeline's usual resize).
       with_boxes: labels become {"label": int32 [b], "boxes": float32
         [b, MAX_BOXES, 4] (ymin, xmin, ymax, xmax) normalised to the output image and
         zero-padded, "box_labels": int32 [b, MAX_BOXES] (-1 padded), "num_boxes":
@@ -216,8 +223,8 @@ def build_dataset(
     """
     _validate(source, batch_size=batch_size, training=training, crop_size=crop_size,
               mean=mean, std=std, recipe=recipe, eval_mode=eval_mode,
-              with_boxes=with_boxes, scale_jitter=scale_jitter, seed=seed,
-              deterministic=deterministic, bad_records=bad_records,
+              full_shorter_side=full_shorter_side, with_boxes=with_boxes,
+              scale_jitter=scale_jitter, seed=seed, deterministic=deterministic, bad_records=bad_records,
               data_service=data_service)
     mean = tf.constant(mean, tf.float32)
     std = tf.constant(std, tf.float32)
@@ -238,7 +245,7 @@ def build_dataset(
         dataset = tf.data.Dataset.zip(dataset, seeds)
         transform = _train_transform(crop_size, mean, std, recipe, eigen, scale_jitter)
     else:
-        transform = _eval_transform(eval_mode, crop_size, mean, std)
+        transform = _eval_transform(eval_mode, crop_size, mean, std, full_shorter_side)
     if training or eval_mode == "center":
         image_shape = [crop_size, crop_size, 3]
     elif eval_mode == "ten_view":
