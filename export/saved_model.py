@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from export import boxes as boxes_lib
 from export import requests, signatures
 from overfeat_tf import ensemble
 from overfeat_tf.models import towers
@@ -112,7 +113,7 @@ def write_warmup_requests(saved_model_dir: str, model_name: str) -> str:
 def export_model(model: keras.Model | Sequence[keras.Model], config: signatures.ServingConfig,
                  export_base: str, *, model_name: str, version: int | None = None,
                  normalizations: Sequence[ensemble.Normalization] | None = None,
-                 ) -> ExportPaths:
+                 boxes: signatures.BoxServing | None = None) -> ExportPaths:
     """Exports `model` as version `version` (default: the next one) of `export_base`.
 
     Args:
@@ -122,6 +123,7 @@ def export_model(model: keras.Model | Sequence[keras.Model], config: signatures.
       model_name: the TF Serving model name written into the warm-up requests.
       version: a positive integer not yet exported.
       normalizations: an ensemble's (mean, std) per member (`signatures.ServingFunctions`).
+      boxes: the `localize` / `detect` signatures' parts (one model only); None: none.
 
     Raises:
       ValueError: a version below 1. FileExistsError: the version exists already.
@@ -141,7 +143,8 @@ def export_model(model: keras.Model | Sequence[keras.Model], config: signatures.
         with tempfile.TemporaryDirectory() as scratch:
             names_file = os.path.join(scratch, CLASS_NAMES_ASSET)
             signatures.write_class_names(names_file, config.class_names)
-            archive = signatures.build_archive(models, config, names_file, normalizations)
+            archive = signatures.build_archive(models, config, names_file, normalizations,
+                                               boxes)
             archive.write_out(partial, verbose=False)
         write_warmup_requests(partial, model_name)
         if len(models) == 1:
@@ -184,7 +187,9 @@ def export_model_dirs(model_dirs: Sequence[str], export_base: str, *,
     """Exports the ensemble of several runs (one run: its model) as one SavedModel.
 
     The members must share classes and input size (`overfeat_tf.ensemble`); the served
-    scores are the mean of their probabilities in every signature.
+    scores are the mean of their probabilities in every signature. A single run with
+    the regressors of `overfeat-train-boxes` also gets the `localize` and `detect`
+    signatures (`export.boxes`).
 
     Args:
       model_dirs: the runs' directories.
@@ -200,6 +205,7 @@ def export_model_dirs(model_dirs: Sequence[str], export_base: str, *,
     models = [towers.default_placement(model) for model in models]
     serving = signatures.ServingConfig.from_model_dir_config(configs[0], top_k=top_k)
     name = configs[0]["name"] if len(models) == 1 else f"{configs[0]['name']}_ensemble"
+    boxes = boxes_lib.box_serving(model_dirs[0], models[0]) if len(models) == 1 else None
     return export_model(models if len(models) > 1 else models[0], serving, export_base,
                         model_name=name, version=version,
-                        normalizations=[(c["mean"], c["std"]) for c in configs])
+                        normalizations=[(c["mean"], c["std"]) for c in configs], boxes=boxes)

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from overfeat_tf import dense
-from overfeat_tf.detection import box_maps, merge, metrics
+from overfeat_tf.detection import box_maps, graph_merge, merge, metrics
 from overfeat_tf.detection import boxes as box_ops
 
 DEFAULT_SCORE_THRESHOLD = 0.3
@@ -138,6 +138,35 @@ class Detector:
         if self.suppress_iou is None:
             return merged
         return merge.suppress_overlaps(merged, iou_threshold=self.suppress_iou)
+
+
+    def graph(self, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """`__call__` as TF ops (a serving signature): a normalised image [h, w, 3] ->
+        (boxes float32 [k, 4] in its pixels, summed scores float32 [k], classes int32
+        [k]), score descending; float64 merge, as `__call__`."""
+        flat = self.predictor.maps(image[tf.newaxis])
+        size = tf.cast(tf.shape(image)[:2], tf.float32)
+        boxes, scores, classes = [], [], []
+        for index in range(len(self.predictor.views)):
+            probs, view_boxes = flat[3 * index][0], flat[3 * index + 1][0]
+            objects = tf.one_hot(self.background, tf.shape(probs)[-1], 0.0, 1.0)
+            probs = probs * objects  # the background proposes nothing
+            where = tf.where(probs > self.score_threshold)  # [m, 3]: row, column, class
+            output = where[:, 2] if self.predictor.outputs > 1 else tf.zeros_like(where[:, 2])
+            boxes.append(tf.gather_nd(view_boxes, tf.stack([where[:, 0], where[:, 1], output], 1)))
+            scores.append(tf.gather_nd(probs, where))
+            classes.append(where[:, 2])
+        clipped = tf.clip_by_value(tf.concat(boxes, 0), 0.0, tf.tile(size, [2]))
+        merged_boxes, merged_scores, merged_classes = graph_merge.greedy_merge(
+            clipped, tf.concat(scores, 0), tf.concat(classes, 0),
+            threshold=self.merge_threshold, match=self.match)
+        if self.suppress_iou is not None:
+            kept = graph_merge.suppress_overlaps(merged_boxes, merged_classes,
+                                                 iou_threshold=self.suppress_iou)
+            merged_boxes, merged_scores, merged_classes = (
+                tf.gather(t, kept) for t in (merged_boxes, merged_scores, merged_classes))
+        return (tf.cast(merged_boxes, tf.float32), tf.cast(merged_scores, tf.float32),
+                tf.cast(merged_classes, tf.int32))
 
 
 # Called per image with (index, image [h, w, 3], detections, true classes [n], true
