@@ -97,8 +97,14 @@ class Localizer:
     def __call__(self, image: tf.Tensor | np.ndarray) -> Localization:
         """A normalised image `[h, w, 3]` (or `[1, h, w, 3]`) -> its guesses."""
         height, width = np.shape(image)[-3:-1]
-        merged = merge.greedy_merge(*self.candidates(image), threshold=self.threshold,
-                                    match=self.match, per_class=True)
+        return self.guesses_of(self.candidates(image), height, width, self.threshold)
+
+    def guesses_of(self, candidates: merge.Merged, height: int, width: int,
+                   threshold: float) -> Localization:
+        """The guesses of an image's `candidates` merged at `threshold` (a sweep over
+        thresholds reuses one `candidates` call)."""
+        merged = merge.greedy_merge(*candidates, threshold=threshold, match=self.match,
+                                    per_class=True)
         # Sorted by score: a class's first merged box is its best.
         _, first = np.unique(merged.classes, return_index=True)
         best = np.sort(first)[: self.guesses]
