@@ -19,11 +19,10 @@ import os
 from absl import app, flags
 
 import overfeat_tf  # noqa: F401  (first: turns oneDNN on before TensorFlow loads)
+import pipelines
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf.detection import box_maps, detector, localizer, tuning
 from overfeat_tf.detection import regressor as regressor_lib
-
-import pipelines  # noqa: E402
 
 flags.DEFINE_string("model_dir", None, "The classification run (with its box runs).")
 flags.DEFINE_enum("task", "detection", ["localization", "detection"], "What to tune.")

@@ -74,7 +74,12 @@ flags.DEFINE_string(
     "data", "embedded", "Data source: embedded, tfrecord:/dir, tfds:NAME or folder:/dir."
 )
 flags.DEFINE_string("data_dir", None, "Where the embedded data set or TFDS data live.")
-flags.DEFINE_string("split", "validation", f"Split to evaluate (detection: {DETECTION_SPLIT}).")
+flags.DEFINE_string(
+    "split", "validation",
+    f"Split to evaluate (detection: {DETECTION_SPLIT}). The embedded set's tuning and "
+    "detection_tuning splits are for choosing thresholds (benchmarks/tune_thresholds.py); "
+    "report on validation / detection_validation.",
+)
 flags.DEFINE_list(
     "modes", list(MODES), f"Comma list of evaluation modes: {', '.join(MODES + BOX_MODES)}."
 )

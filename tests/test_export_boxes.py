@@ -13,16 +13,14 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import overfeat_tf
+import pipelines
+from export import saved_model, signatures
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf.detection import box_maps, detector, localizer
 from overfeat_tf.detection import regressor as regressor_lib
-
-import pipelines  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from export import saved_model, signatures  # noqa: E402
 
 CLASS_NAMES = ["circle", "square", "tabby cat"]
 KWARGS = {"width": 0.0625, "init": "he", "dropout": 0.0}
