@@ -92,7 +92,7 @@ def sweep_localization(localizer: Localizer, batches: Iterable, settings: Sequen
     for setting in settings:
         guesses = [localizer.guesses_of(c, *size, setting.merge_threshold).ranked()
                    for c, size in found]
-        rows.append({**dataclasses.asdict(setting),
+        rows.append({"merge_threshold": setting.merge_threshold,
                      "top1_error": 100.0 * metrics.localization_error(guesses, truths, top=1),
                      "top5_error": 100.0 * metrics.localization_error(guesses, truths, top=5)})
     return rows
