@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 
-import overfeat_tf  # first: turns oneDNN on before TensorFlow loads, runtime.py)
+import overfeat_tf  # noqa: F401  (first: turns oneDNN on before TensorFlow loads, runtime.py)
 
 # isort: split
 import keras
