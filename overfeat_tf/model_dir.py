@@ -15,7 +15,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from overfeat_tf.models import build_model, model_info, normalization
+from overfeat_tf.models import build_model, legacy, model_info, normalization
 
 CONFIG_FILE = "model.json"
 
@@ -96,5 +96,6 @@ def restore_model(
     if path is None:
         raise FileNotFoundError(f"No checkpoint in {model_dir!r}")
     model = build_from_config(config)
-    tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+    target = legacy.checkpoint_view(model, path)  # runs saved before dropout moved
+    tf.train.Checkpoint(model=target).restore(path).expect_partial().assert_existing_objects_matched()
     return model, config

@@ -162,7 +162,7 @@ def build_model(
       name: one of `MODEL_NAMES`, or a variant name (module docstring).
       num_classes: size of the last layer.
       width: multiplies every channel count (not the geometry); 1.0 is the paper.
-      dropout: rate on the inputs of the first two FC layers (0.5 in the papers).
+      dropout: rate on the outputs of the first two FC layers (0.5 in the papers).
       init: "paper" (weights N(0, 0.01), the papers' biases) or "he" (He et al. 2015,
         zero biases, the class layer N(0, 0.01); for unit-variance inputs, see
         `normalization`: trains from scratch in hundreds of steps where N(0, 0.01)
