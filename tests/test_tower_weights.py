@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 import overfeat_tf
+from overfeat_tf import transfer
 from overfeat_tf.models import tower_weights, towers
 
 SAME = ("/CPU:0", "/CPU:0")
@@ -52,3 +53,12 @@ def test_export_weight_files_and_keras_files_hold_whole_weights(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "placed.keras")
     assert isinstance(loaded, towers.TowerModel)
     np.testing.assert_allclose(loaded(images), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_transfer_copies_a_tower_runs_weights_whole():
+    placed = overfeat_tf.build_model("alexnet", **TINY, tower_devices=SAME)
+    target = overfeat_tf.build_model("alexnet", **{**TINY, "num_classes": 5})
+    copied = transfer.copy_matching_weights(placed, target)
+    assert copied == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"]
+    np.testing.assert_array_equal(target.get_layer("fc7").kernel.numpy(),
+                                  placed.get_layer("fc7").kernel.numpy())

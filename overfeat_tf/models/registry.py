@@ -169,8 +169,9 @@ def build_model(
         needs thousands).
       grouped_conv: "split" (fast) or "native" (`Conv2D(groups=2)`, for comparison).
       tower_devices: one device per tower (AlexNet: two, e.g. ("/GPU:0", "/GPU:1")): run
-        each tower on its device as the paper did (`towers.TowerModel`: same layers,
-        weights and outputs). Where a device is missing: default placement, one warning.
+        each tower on its device as the paper did, its weights there too
+        (`towers.TowerModel`: same layers, saved weights and outputs). Where a device is
+        missing: default placement, one warning.
       **variant: the papers' ablations (`overfeat_tf.models.variants`): `towers` (2, 1),
         `lrn` (True, False), `pooling` ("overlapping", "non_overlapping") for AlexNet;
         `without` (layers among conv3, conv4, fc6, fc7), `conv_maps` ((c3, c4, c5)),

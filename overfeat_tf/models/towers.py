@@ -152,8 +152,9 @@ class TowerModel(keras.Model):
     """A `build_model` chain whose towers run on `tower_devices` (module docstring).
 
     `[b, s, s, 3]` images -> `[b, num_classes]` logits, equal to the single-device model's
-    up to float32 rounding. Construct with `TowerModel.wrap(model, devices)`; `layers`,
-    weights, checkpoints and `.keras` weights are those of `model`. `.keras` files store
+    up to float32 rounding. Construct with `TowerModel.wrap(model, devices)`: `model`'s
+    layers, whose kernels and biases become one variable per tower on its device;
+    checkpoints and `.keras` weights are those of `model` (whole). `.keras` files store
     `tower_devices`; loading one where those devices are missing returns the plain model
     (default placement) with one warning.
     """
