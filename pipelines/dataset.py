@@ -193,8 +193,8 @@ def build_dataset(
       crop_size: output side in pixels (227 AlexNet, 231/221 OverFeat fast/accurate).
       mean, std: normalisation `(pixel_0_255 - mean) / std`; mean may also be a mean
         image [H, W, 3] (see `transforms`).
-      recipe: "alexnet" (random crop of the central 256x256) or "overfeat" (random
-        crop of the whole 256xN image).
+      recipe: "alexnet" (random crop of the central 256x256), "zfnet" (one of its 4
+        corner and centre crops) or "overfeat" (random crop of the whole 256xN image).
       eval_mode: "center" -> images [b, crop, crop, 3]; "ten_view" -> [b, 10, crop,
         crop, 3]; "full" -> [1, h, w, 3], whole images (batch_size must be 1).
       full_shorter_side: "full" images: None keeps each image's original resolution
@@ -204,7 +204,7 @@ def build_dataset(
         [b, MAX_BOXES, 4] (ymin, xmin, ymax, xmax) normalised to the output image and
         zero-padded, "box_labels": int32 [b, MAX_BOXES] (-1 padded), "num_boxes":
         int32 [b]}. Boxes outside the crop are dropped, the rest clipped to it.
-      pca_lighting: AlexNet's PCA colour noise in training.
+      pca_lighting: AlexNet's PCA colour noise in training (AlexNet's recipe only).
       scale_jitter: (min, max) shorter side per training image instead of 256.
       input_context: shards files per input pipeline.
       seed: seeds file order, shuffling and augmentation.
@@ -224,8 +224,8 @@ def build_dataset(
     _validate(source, batch_size=batch_size, training=training, crop_size=crop_size,
               mean=mean, std=std, recipe=recipe, eval_mode=eval_mode,
               full_shorter_side=full_shorter_side, with_boxes=with_boxes,
-              scale_jitter=scale_jitter, seed=seed, deterministic=deterministic, bad_records=bad_records,
-              data_service=data_service)
+              scale_jitter=scale_jitter, seed=seed, deterministic=deterministic,
+              bad_records=bad_records, data_service=data_service)
     mean = tf.constant(mean, tf.float32)
     std = tf.constant(std, tf.float32)
     dataset = source.records(split, input_context, shuffle_files=training, seed=seed)
