@@ -145,7 +145,10 @@ class Trainer:
 
     def _default_optimizer(self) -> keras.optimizers.Optimizer:
         recipe = self.config.recipe
-        return keras.optimizers.SGD(learning_rate=recipe.learning_rate, momentum=recipe.momentum)
+        return keras.optimizers.SGD(
+            learning_rate=recipe.learning_rate, momentum=recipe.momentum,
+            global_clipnorm=recipe.clip_norm,
+        )
 
     # ---- one step -------------------------------------------------------------------
 
