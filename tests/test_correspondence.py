@@ -145,7 +145,7 @@ def run_dir(tmp_path_factory, model):
 def _visualize(env, run_dir, *args):
     images = ",".join(f"{run_dir}/dog{k}.png" for k in range(3))
     return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.visualize", "--mode=correspondence",
+        [sys.executable, "-m", "overfeat_tf.bin.visualize", "--mode=correspondence",
          f"--model_dir={run_dir}/run", f"--image={images}", *args],
         check=False, env=env, capture_output=True, text=True, timeout=300,
     )

@@ -39,7 +39,7 @@ def workspace(tmp_path_factory):
 
 def _evaluate(env, *flags):
     return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.evaluate", *flags],
+        [sys.executable, "-m", "overfeat_tf.bin.evaluate", *flags],
         env=env, capture_output=True, text=True, timeout=300,
     )
 

@@ -45,7 +45,7 @@ def workspace(tmp_path_factory, tiny_embedded_dir):
 
 
 def _evaluate(env, *flags):
-    return subprocess.run([sys.executable, "-m", "overfeat_tf.evaluate", *flags],
+    return subprocess.run([sys.executable, "-m", "overfeat_tf.bin.evaluate", *flags],
                           check=False, env=env, capture_output=True, text=True, timeout=300)
 
 

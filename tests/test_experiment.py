@@ -95,7 +95,7 @@ def tiny_data(tmp_path_factory):
 
 def _experiment(env, *flags):
     return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.experiment", *flags],
+        [sys.executable, "-m", "overfeat_tf.bin.experiment", *flags],
         check=False, env=env, capture_output=True, text=True, timeout=600,
     )
 

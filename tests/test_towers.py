@@ -300,7 +300,7 @@ def _train_binary(tiny_data, model_dir, *flags):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     command = [
-        sys.executable, "-m", "overfeat_tf.train", f"--data=tfrecord:{tiny_data}",
+        sys.executable, "-m", "overfeat_tf.bin.train", f"--data=tfrecord:{tiny_data}",
         f"--model_dir={model_dir}", "--width=0.0625", "--batch_size=8", "--init=he",
         "--epochs=1", "--max_steps=2", "--noexport", "--dropout=0", *flags,
     ]

@@ -153,7 +153,7 @@ def _repo_root():
 
 def _train_command(data, model_dir, *extra):
     return [
-        sys.executable, "-m", "overfeat_tf.train", f"--data=tfrecord:{data}",
+        sys.executable, "-m", "overfeat_tf.bin.train", f"--data=tfrecord:{data}",
         f"--model_dir={model_dir}", "--model=alexnet", "--width=0.0625", "--batch_size=8",
         "--init=he", "--epochs=2", "--checkpoint_every=1", "--noexport", "--deterministic",
         "--dropout=0", *extra,
@@ -202,7 +202,7 @@ def test_sigkill_then_restart_resumes_where_it_stopped(tiny_data, tmp_path, subp
 )
 def test_bad_flags_are_one_line_errors(flags, message, tmp_path, subprocess_env):
     result = subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.train", f"--model_dir={tmp_path}", *flags],
+        [sys.executable, "-m", "overfeat_tf.bin.train", f"--model_dir={tmp_path}", *flags],
         env=subprocess_env, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode != 0

@@ -1,4 +1,4 @@
-"""`python -m overfeat_tf.visualize` end to end, each run in its own process (absl flags)."""
+"""`python -m overfeat_tf.bin.visualize` end to end, each run in its own process (absl flags)."""
 
 import subprocess
 import sys
@@ -30,7 +30,7 @@ def run_dir(tmp_path_factory):
 
 def _visualize(env, *args):
     return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.visualize", *args],
+        [sys.executable, "-m", "overfeat_tf.bin.visualize", *args],
         env=env, capture_output=True, text=True, timeout=300,
     )
 

@@ -114,7 +114,7 @@ def test_ten_view_compiled_equals_plain_and_pads_a_smaller_batch_to_one_compile(
 # ---- the binaries' flags -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", ["overfeat_tf.train", "overfeat_tf.evaluate"])
+@pytest.mark.parametrize("module", ["overfeat_tf.bin.train", "overfeat_tf.bin.evaluate"])
 def test_a_bad_xla_flag_is_an_error_naming_it(module, subprocess_env):
     result = subprocess.run(
         [sys.executable, "-m", module, "--xla=fast"],
@@ -135,7 +135,7 @@ def test_evaluate_records_the_choice_per_mode(tmp_path, subprocess_env):
     data_dir = str(tmp_path / "data")
     embedded.ensure_embedded_dataset(data_dir, testing.TINY_EMBEDDED)
     result = subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.evaluate", f"--model_dir={run}", "--modes=center",
+        [sys.executable, "-m", "overfeat_tf.bin.evaluate", f"--model_dir={run}", "--modes=center",
          "--xla=off", "--max_examples=8", "--batch_size=4", f"--data_dir={data_dir}"],
         check=False, env=subprocess_env, capture_output=True, text=True, timeout=300,
     )

@@ -177,7 +177,7 @@ class TableRunner:
         training into `run_dir`."""
         s = self.settings
         return [
-            "-m", "overfeat_tf.train",
+            "-m", "overfeat_tf.bin.train",
             f"--model={run.model_name}",
             f"--model_dir={run_dir}",
             f"--data={s.data}",

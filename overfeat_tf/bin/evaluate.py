@@ -1,4 +1,4 @@
-r"""Evaluates a trained classifier: `overfeat-evaluate` / `python -m overfeat_tf.evaluate`.
+r"""Evaluates a trained classifier: `overfeat-evaluate` / `python -m overfeat_tf.bin.evaluate`.
 
 Prints top-1 / top-5 error per mode, like the papers' tables, and writes them as JSON:
 `center` (one centre crop), `ten_view` (AlexNet's ten views), `dense` (OverFeat's
@@ -43,6 +43,7 @@ from absl import flags
 
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
+from overfeat_tf import flags_common
 from overfeat_tf import dense, ensemble, evaluation, xla_choice
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf.detection import box_maps, detector, drawing, localizer, merge
@@ -59,22 +60,20 @@ BOX_MODES = ("localization", "detection")
 # Detection evaluates the detection split unless --split names another.
 DETECTION_SPLIT = "detection_validation"
 
-flags.DEFINE_list(
-    "model_dir", None,
+flags_common.define_model_dir(
     "A training run's directory (model.json + checkpoints); a comma list evaluates the "
     "ensemble of the runs (their softmax outputs averaged).",
+    as_list=True,
 )
-flags.DEFINE_string("checkpoint", None, "A checkpoint of --model_dir (default: the latest).")
+flags_common.define_checkpoint()
 flags.DEFINE_list(
     "saved_model", None,
     "An exported SavedModel directory (instead of --model_dir); a comma list evaluates "
     "their ensemble.",
 )
-flags.DEFINE_string(
-    "data", "embedded", "Data source: embedded, tfrecord:/dir, tfds:NAME or folder:/dir."
-)
-flags.DEFINE_string("data_dir", None, "Where the embedded data set or TFDS data live.")
-flags.DEFINE_string("split", "validation", f"Split to evaluate (detection: {DETECTION_SPLIT}).")
+flags_common.define_data()
+flags_common.define_data_dir()
+flags_common.define_split(help=f"Split to evaluate (detection: {DETECTION_SPLIT}).")
 flags.DEFINE_list(
     "modes", list(MODES), f"Comma list of evaluation modes: {', '.join(MODES + BOX_MODES)}."
 )
@@ -93,7 +92,7 @@ flags.DEFINE_string(
     "Where to write the results (default <model_dir>/eval.json, or <saved_model>.eval.json; "
     "for an ensemble, eval_ensemble.json in, or beside, the first member).",
 )
-flags.DEFINE_integer("batch_size", 32, "Images per batch (dense evaluation uses 1).")
+flags_common.define_batch_size(32, "Images per batch (dense evaluation uses 1).")
 flags.DEFINE_string(
     "regressor_dir", None,
     "Localization / detection: the overfeat-train-boxes run (default <model_dir>/<mode>); "
@@ -128,7 +127,7 @@ flags.DEFINE_integer("draw_max", 20, "Localization / detection: PNGs to write wi
 flags.DEFINE_float(
     "draw_min_score", 1.0, "Detection: draw detections whose summed score is at least this."
 )
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 flags.DEFINE_enum(
     "xla", "auto", list(xla_choice.MODES),
     "XLA-compile the network (--model_dir modes): auto (time both on the first batches, "

@@ -1,5 +1,5 @@
 r"""Runs one of the papers' experiment tables: `overfeat-experiment` /
-`python -m overfeat_tf.experiment`.
+`python -m overfeat_tf.bin.experiment`.
 
 Trains every model a table needs (one `overfeat-train` run each, with the same budget),
 evaluates every row, and writes `<out_dir>/<table>.md` and `<out_dir>/<table>.json`:
@@ -34,6 +34,7 @@ from absl import flags
 # overfeat_tf first: it turns oneDNN on before TensorFlow loads (see runtime.py).
 from overfeat_tf import cli, runtime
 from overfeat_tf.cli import FlagError
+from overfeat_tf import flags_common
 from overfeat_tf.experiments import report, runner, tables
 
 # Flags forwarded to every `overfeat-train` run when set (the training budget).
@@ -44,15 +45,13 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("table", None, f"The table to run: {', '.join(tables.TABLES)}.")
 flags.DEFINE_string("out_dir", None, "Runs, row results and the table (default runs/<table>).")
 flags.DEFINE_list("rows", None, "Run only these rows (default: all); the table shows all.")
-flags.DEFINE_string(
-    "data", "embedded", "Data source: embedded, tfrecord:DIR, tfds:NAME or folder:DIR."
-)
-flags.DEFINE_string("data_dir", None, "Where the embedded data set or TFDS data live.")
+flags_common.define_data()
+flags_common.define_data_dir()
 flags.DEFINE_integer("epochs", None, "Epochs of every run (default: overfeat-train's).",
                      lower_bound=1)
-flags.DEFINE_integer("max_steps", None, "Stop every run after this many steps.", lower_bound=1)
+flags_common.define_max_steps("Stop every run after this many steps.", lower_bound=1)
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch of every run.", lower_bound=1)
-flags.DEFINE_integer("batch_size", None, "Global batch of every run.", lower_bound=1)
+flags_common.define_batch_size(None, "Global batch of every run.", lower_bound=1)
 flags.DEFINE_float("width", None, "Channel multiplier of every model.", lower_bound=0.0)
 flags.DEFINE_float("learning_rate", None, "Initial learning rate of every run.")
 flags.DEFINE_list("step_epochs", None, "Epochs at which the step schedule divides the rate.")
@@ -61,7 +60,7 @@ flags.DEFINE_float("dropout", None, "Dropout rate of every model.")
 flags.DEFINE_list(
     "train_args", [], "Further overfeat-train flags for every run, e.g. --strategy=mirrored."
 )
-flags.DEFINE_integer("seed", 0, "Seed of every run; ensemble member k uses seed + k.")
+flags_common.define_seed("Seed of every run; ensemble member k uses seed + k.")
 flags.DEFINE_integer("ensemble_size", 3, "Models in an ensemble row (papers: 5 and 7).",
                      lower_bound=2)
 flags.DEFINE_integer("eval_batch_size", 32, "Batch of centre and ten-view evaluation.",

@@ -37,6 +37,7 @@ import pipelines
 from overfeat_tf import cli, dense
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf.cli import FlagError
+from overfeat_tf import flags_common
 from overfeat_tf.detection import detector, train_detector, train_regressor
 from overfeat_tf.detection import regressor as regressor_lib
 from overfeat_tf.training import trainer as trainer_lib
@@ -55,12 +56,10 @@ CROP_SIZE = 256
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("task", "localization", list(TASKS), "What the boxes are trained for.")
 flags.DEFINE_string("classifier_dir", None, "The trained classifier's run directory.")
-flags.DEFINE_string("model_dir", None, "Where the regressor goes (default <classifier_dir>/<task>).")
-flags.DEFINE_string(
-    "data", "embedded", "Data source with boxes: embedded or tfrecord:DIR."
-)
-flags.DEFINE_string("data_dir", None, "Where the embedded data set lives.")
-flags.DEFINE_string("split", None, "Training split (default: train, detection_train).")
+flags_common.define_model_dir("Where the regressor goes (default <classifier_dir>/<task>).")
+flags_common.define_data(help="Data source with boxes: embedded or tfrecord:DIR.")
+flags_common.define_data_dir("Where the embedded data set lives.")
+flags_common.define_split(None, "Training split (default: train, detection_train).")
 flags.DEFINE_string(
     "eval_split", None, "Validation split (default: validation, detection_validation)."
 )
@@ -71,16 +70,20 @@ flags.DEFINE_list(
     "272,343,432,545 for alexnet); evaluation uses the same by default.",
 )
 flags.DEFINE_bool("per_class", True, "One box per class (paper) instead of one shared box.")
-flags.DEFINE_integer("batch_size", 32, "Images per step.")
+flags_common.define_batch_size(32, "Images per step.")
 flags.DEFINE_integer("epochs", 3, "Epochs over the training split.")
-flags.DEFINE_integer("max_steps", None, "Stop after this many steps in total.")
-flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate.")
+flags_common.define_max_steps()
+# Not overfeat-train's --learning_rate (the initial rate of a paper's SGD recipe): the
+# regressor trains with Adam at a fixed rate, so the flag has its own name; the old name
+# is kept as an alias.
+flags.DEFINE_float("adam_learning_rate", 1e-3, "The regressor's Adam learning rate (fixed).")
+flags.DEFINE_alias("learning_rate", "adam_learning_rate")
 flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
-flags.DEFINE_integer("seed", 0, "Seed of initialisation and data order.")
+flags_common.define_seed()
 flags.DEFINE_bool(
     "deterministic", False, "Same batches in the same order for a seed (slower input)."
 )
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 
 
 def default_scales(model: str, task: str) -> list[int]:
@@ -112,8 +115,10 @@ def _check_flags() -> None:
         value = getattr(FLAGS, flag)
         if value is not None and value < 1:
             raise FlagError(f"--{flag} must be >= 1; received {value}")
-    if FLAGS.learning_rate <= 0:
-        raise FlagError(f"--learning_rate must be > 0; received {FLAGS.learning_rate}")
+    if FLAGS.adam_learning_rate <= 0:
+        raise FlagError(
+            f"--adam_learning_rate must be > 0; received {FLAGS.adam_learning_rate}"
+        )
 
 
 def main(argv: list[str]) -> int:
@@ -182,7 +187,7 @@ def main(argv: list[str]) -> int:
             scales=scales,
             steps_per_epoch=train_examples // FLAGS.batch_size,
             epochs=FLAGS.epochs,
-            learning_rate=FLAGS.learning_rate,
+            learning_rate=FLAGS.adam_learning_rate,
             max_steps=FLAGS.max_steps,
             checkpoint_every=FLAGS.checkpoint_every,
         ),

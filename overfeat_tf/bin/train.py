@@ -1,4 +1,4 @@
-r"""Trains a paper model: `overfeat-train` / `python -m overfeat_tf.train`.
+r"""Trains a paper model: `overfeat-train` / `python -m overfeat_tf.bin.train`.
 
 With no flags this is the project's main job: it generates the embedded data set if
 absent, trains a reduced-width AlexNet on it, evaluates on its validation split, exports
@@ -24,6 +24,7 @@ from absl import flags
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtime.py)
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
+from overfeat_tf import flags_common
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf import transfer, xla_choice
 from overfeat_tf.models import towers
@@ -60,15 +61,13 @@ flags.DEFINE_string(
     f"Model to train (default alexnet): {', '.join(overfeat_tf.MODEL_NAMES)}, or a variant "
     "name (overfeat_tf.models.variants), e.g. alexnet-towers1, zfnet-fc8192.",
 )
-flags.DEFINE_string(
-    "data", "embedded", "Data source: embedded, tfrecord:DIR, tfds:NAME or folder:DIR."
-)
-flags.DEFINE_string("data_dir", None, "Where the embedded data set or TFDS data live.")
-flags.DEFINE_string("model_dir", None, "Checkpoints, summaries, metrics (default runs/<model>).")
+flags_common.define_data()
+flags_common.define_data_dir()
+flags_common.define_model_dir("Checkpoints, summaries, metrics (default runs/<model>).")
 flags.DEFINE_integer("epochs", None, "Epochs (default: the recipe's; 24 on embedded data).")
-flags.DEFINE_integer("max_steps", None, "Stop after this many steps in total.")
+flags_common.define_max_steps()
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: train size / batch).")
-flags.DEFINE_integer("batch_size", None, "Global batch size (default: the recipe's).")
+flags_common.define_batch_size(None, "Global batch size (default: the recipe's).")
 flags.DEFINE_float("width", None, "Channel multiplier (default 1.0; 0.125 on embedded data).")
 flags.DEFINE_enum(
     "recipe", None, list(recipes.RECIPES), "Training recipe (default: the model's paper)."
@@ -91,7 +90,7 @@ flags.DEFINE_list(
 flags.DEFINE_enum(
     "mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"], "Dtype policy."
 )
-flags.DEFINE_integer("seed", 0, "Seed of initialisation and data order.")
+flags_common.define_seed()
 flags.DEFINE_bool(
     "deterministic", False, "Same batches in the same order for a seed (slower input)."
 )
@@ -100,7 +99,7 @@ flags.DEFINE_enum(
     "XLA-compile the forward/backward pass: auto (time both on the first steps, keep "
     "the faster; runs of 50+ steps), on, off.",
 )
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.")
 flags.DEFINE_bool("strict", False, "Fail on a corrupt image instead of skipping it.")
