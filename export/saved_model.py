@@ -162,7 +162,7 @@ def export_model(model: keras.Model | Sequence[keras.Model], config: signatures.
 
 def export_model_dir(model_dir: str, export_base: str, *, version: int | None = None,
                      top_k: int = 5, checkpoint: str | None = None) -> ExportPaths:
-    """Exports a training run's model (`overfeat_tf.model_dir` layout) with its class names.
+    """Exports a training run's model (`overfeat_tf.run_dir` layout) with its class names.
 
     Args:
       model_dir: the run's directory (model.json and checkpoints).

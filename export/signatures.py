@@ -103,7 +103,7 @@ class ServingConfig:
 
     @classmethod
     def from_model_dir_config(cls, config: Mapping[str, Any], top_k: int = 5) -> ServingConfig:
-        """From the dict `overfeat_tf.model_dir.read_config` returns."""
+        """From the dict `overfeat_tf.run_dir.read_config` returns."""
         return cls(
             class_names=tuple(config["class_names"]),
             crop_size=int(config["input_size"]),

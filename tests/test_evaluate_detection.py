@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.detection import regressor
 from pipelines import embedded
 
@@ -27,13 +27,13 @@ def workspace(tmp_path_factory, tiny_embedded_dir):
     keras.utils.set_random_seed(0)
     run = root / "run"
     classes = len(NAMES)
-    model_dir_lib.save_model(str(run), overfeat_tf.build_model("alexnet", classes, **KWARGS),
+    run_dir.save_model(str(run), overfeat_tf.build_model("alexnet", classes, **KWARGS),
                              build_kwargs={"num_classes": classes, **KWARGS}, class_names=NAMES)
     detection = overfeat_tf.build_model("alexnet", classes + 1, **KWARGS)
     bias = np.zeros(classes + 1, np.float32)
     bias[2] = 50.0
     detection.get_layer("fc8").bias.assign(bias)
-    model_dir_lib.save_model(str(run / "detection" / "classifier"), detection,
+    run_dir.save_model(str(run / "detection" / "classifier"), detection,
                              build_kwargs={"num_classes": classes + 1, **KWARGS},
                              class_names=NAMES + ["background"])
     config = regressor.RegressorConfig("alexnet", classes, width=0.0625, scales=(227, 260),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from pipelines import testing
 
 import keras  # noqa: E402
@@ -19,7 +19,7 @@ TINY = {"num_classes": 3, "width": 0.0625, "init": "he"}
 def test_image_folder_to_npy(tmp_path, subprocess_env):
     keras.utils.set_random_seed(0)
     model = overfeat_tf.build_model("alexnet", **TINY)
-    model_dir_lib.save_model(str(tmp_path / "run"), model, build_kwargs=TINY,
+    run_dir.save_model(str(tmp_path / "run"), model, build_kwargs=TINY,
                              class_names=["a", "b", "c"])
     (tmp_path / "images").mkdir()
     for i in range(3):

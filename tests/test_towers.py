@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf import transfer
 from overfeat_tf.models import tower_traffic, towers
 from overfeat_tf.training import recipes
@@ -335,7 +335,7 @@ def test_bad_tower_flags_are_one_line_errors(tiny_data, tmp_path, flags, message
 
 
 def test_transfer_from_a_tower_run_starts_with_default_placement(tmp_path):
-    model_dir_lib.write_config(str(tmp_path), name="alexnet",
+    run_dir.write_config(str(tmp_path), name="alexnet",
                                build_kwargs={**TINY, "tower_devices": list(TWO)},
                                class_names=["a", "b", "c"])
     name, kwargs = transfer.transfer_build_kwargs(str(tmp_path), 5)

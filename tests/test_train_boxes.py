@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.detection import regressor as regressor_lib
 from pipelines import embedded, testing
 
@@ -23,7 +23,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_boxes")
     embedded.ensure_embedded_dataset(str(root / "data"), testing.TINY_EMBEDDED)
     model = overfeat_tf.build_model("alexnet", **BUILD_KWARGS)
-    model_dir_lib.save_model(str(root / "classifier"), model, build_kwargs=BUILD_KWARGS,
+    run_dir.save_model(str(root / "classifier"), model, build_kwargs=BUILD_KWARGS,
                              class_names=list(embedded.CLASS_NAMES))
     return root
 
@@ -88,7 +88,7 @@ def test_detection_task_trains_the_regressor_then_the_background_classifier(
     config = regressor_lib.read_config(str(run))
     assert config.task == "detection"
     assert json.loads((run / "metrics.json").read_text())["step"] == 2
-    classifier = model_dir_lib.read_config(str(run / "classifier"))
+    classifier = run_dir.read_config(str(run / "classifier"))
     assert classifier["class_names"][-1] == "background"
     assert json.loads((run / "classifier" / "metrics.json").read_text())["step"] == 2
 

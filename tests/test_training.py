@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.training import recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer, TrainingDiverged
 from pipelines import embedded, testing
@@ -185,7 +185,7 @@ def test_sigkill_then_restart_resumes_where_it_stopped(tiny_data, tmp_path, subp
     # Same step counter, optimizer state and data position: the same final weights.
     final = {}
     for run in (reference, killed):
-        model, _ = model_dir_lib.restore_model(str(run))
+        model, _ = run_dir.restore_model(str(run))
         final[run.name] = model.get_weights()
     for a, b in zip(final["reference"], final["killed"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

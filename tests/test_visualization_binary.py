@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir as run_dir_lib
 from pipelines import testing
 
 import keras  # noqa: E402
@@ -21,7 +21,7 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("visualize")
     keras.utils.set_random_seed(0)
     model = overfeat_tf.build_model("zfnet", **TINY)
-    model_dir_lib.save_model(str(root / "run"), model, build_kwargs=TINY,
+    run_dir_lib.save_model(str(root / "run"), model, build_kwargs=TINY,
                              class_names=["a", "b", "c"])
     for name, shape, seed in (("wide", (240, 320), 1), ("square", (256, 256), 2)):
         (root / f"{name}.png").write_bytes(testing.encode(testing.smooth_image(*shape, seed), "PNG"))

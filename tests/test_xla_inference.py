@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import overfeat_tf
 from overfeat_tf import dense, evaluation
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from pipelines import embedded, testing
 
 CLASSES = 5
@@ -130,7 +130,7 @@ def test_evaluate_records_the_choice_per_mode(tmp_path, subprocess_env):
     build_kwargs = {"num_classes": 12, "width": 0.0625, "init": "he"}
     model = overfeat_tf.build_model("alexnet", **build_kwargs)
     run = str(tmp_path / "run")
-    model_dir_lib.save_model(run, model, build_kwargs=build_kwargs,
+    run_dir.save_model(run, model, build_kwargs=build_kwargs,
                              class_names=[str(i) for i in range(12)])
     data_dir = str(tmp_path / "data")
     embedded.ensure_embedded_dataset(data_dir, testing.TINY_EMBEDDED)

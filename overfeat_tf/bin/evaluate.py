@@ -45,7 +45,7 @@ from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import flags_common
 from overfeat_tf import dense, ensemble, evaluation, xla_choice
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.detection import box_maps, detector, drawing, localizer, merge
 from overfeat_tf.detection import regressor as regressor_lib
 
@@ -231,7 +231,7 @@ def _detector(scales) -> detector.Detector:
     class, and the detection regressor."""
     directory = FLAGS.detector_dir or os.path.join(FLAGS.model_dir[0], "detection", "classifier")
     try:
-        model, _ = model_dir_lib.restore_model(directory)
+        model, _ = run_dir.restore_model(directory)
     except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
         raise FlagError(f"--detector_dir={directory}: {str(e).splitlines()[0]}") from e
     regressor, reg_config = _regressor("detection")
@@ -252,7 +252,7 @@ def _draw(mean, std, split: str, evaluator):
     <draw_dir>/<split>_NNNN.png: true boxes in green; in red, localization guesses
     (class names, best first) or detections scoring at least --draw_min_score (class
     name and summed score)."""
-    class_names = model_dir_lib.read_config(FLAGS.model_dir[0])["class_names"]
+    class_names = run_dir.read_config(FLAGS.model_dir[0])["class_names"]
 
     def draw(index: int, image, found, true_classes, true_boxes) -> None:
         if index >= FLAGS.draw_max:

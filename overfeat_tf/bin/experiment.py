@@ -22,6 +22,7 @@ interrupted training resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib.metadata
 import json
@@ -33,11 +34,13 @@ from absl import flags
 
 # overfeat_tf first: it turns oneDNN on before TensorFlow loads (see runtime.py).
 from overfeat_tf import cli, runtime
+from overfeat_tf.bin import train_flags
 from overfeat_tf.cli import FlagError
 from overfeat_tf import flags_common
 from overfeat_tf.experiments import report, runner, tables
+from overfeat_tf.training import launch
 
-# Flags forwarded to every `overfeat-train` run when set (the training budget).
+# overfeat-train's flags given to every run when set (the training budget).
 BUDGET_FLAGS = ("epochs", "max_steps", "steps_per_epoch", "batch_size", "width",
                 "learning_rate", "step_epochs", "init", "dropout")
 
@@ -69,16 +72,31 @@ flags.DEFINE_integer("max_examples", None, "Evaluate each row on at most this ma
                      lower_bound=1)
 
 
-def _settings() -> runner.Settings:
+def _train_args() -> list[str]:
+    """The overfeat-train flags of every run: the budget flags set, then --train_args."""
     budget = []
     for name in BUDGET_FLAGS:
         value = getattr(FLAGS, name)
         if value is not None:
             budget.append(f"--{name}={','.join(value) if isinstance(value, list) else value}")
+    return budget + FLAGS.train_args
+
+
+def _settings(train_args: list[str]) -> runner.Settings:
+    """Parses `train_args` with overfeat-train's own flag definitions; the spec fields they
+    change become every run's."""
+    train_flag_values = flags.FlagValues()
+    train_flags.define_flags(train_flag_values)
+    try:
+        train_flag_values(["overfeat-train", *train_args])
+    except flags.Error as e:
+        raise FlagError(f"--train_args={','.join(FLAGS.train_args)}: {e}") from e
+    spec = dataclasses.asdict(train_flags.spec_from_flags(train_flag_values))
+    defaults = dataclasses.asdict(launch.TrainSpec())
     return runner.Settings(
         data=FLAGS.data,
         data_dir=FLAGS.data_dir,
-        train_args=tuple(budget + FLAGS.train_args),
+        train={k: v for k, v in spec.items() if v != defaults[k]},
         seed=FLAGS.seed,
         ensemble_size=FLAGS.ensemble_size,
         eval_batch_size=FLAGS.eval_batch_size,
@@ -86,12 +104,13 @@ def _settings() -> runner.Settings:
     )
 
 
-def _about(settings: runner.Settings, results: list[dict]) -> dict:
+def _about(settings: runner.Settings, train_args: list[str], results: list[dict]) -> dict:
     """The command, budget and machine, for the JSON and the markdown header."""
     loads = [result["load_average"][0] for result in results]
     return {
         "command": shlex.join(["overfeat-experiment", *sys.argv[1:]]),
         "settings": settings.fingerprint(),
+        "train_args": train_args,
         "finished": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": runtime.cpu_model(),
         "cpu_count": os.cpu_count(),
@@ -108,7 +127,7 @@ def _header(about: dict, results: list[dict]) -> str:
         "",
         f"Data: `{about['settings']['data']}`, validation split"
         + (f" ({', '.join(map(str, examples))} images per row)" if examples else "")
-        + f"; every run: `overfeat-train {' '.join(about['settings']['train_args'])}`.",
+        + f"; every run: `overfeat-train {' '.join(about['train_args'])}`.",
         f"Machine: {about['cpu']}, {about['cpu_count']} cores, TensorFlow "
         f"{about['tensorflow']}; finished {about['finished']}"
         + (f"; 1-minute load average {load[0]:.1f}-{load[1]:.1f} at row ends." if load else "."),
@@ -129,7 +148,8 @@ def main(argv: list[str]) -> int:
         table.check_rows(FLAGS.rows or ())
     except ValueError as e:
         raise FlagError(f"--rows={','.join(FLAGS.rows)}: {e}") from e
-    settings = _settings()
+    train_args = _train_args()
+    settings = _settings(train_args)
     out_dir = FLAGS.out_dir or os.path.join("runs", table.name)
     try:
         table_runner = runner.TableRunner(table, settings, out_dir)
@@ -137,7 +157,7 @@ def main(argv: list[str]) -> int:
         raise FlagError(f"--data={FLAGS.data}: {e}") from e
     results = table_runner.run(FLAGS.rows)
     os.makedirs(out_dir, exist_ok=True)
-    about = _about(settings, results)
+    about = _about(settings, train_args, results)
     text = report.markdown(table, results, _header(about, results))
     path = os.path.join(out_dir, table.name)
     with open(path + ".md", "w") as f:

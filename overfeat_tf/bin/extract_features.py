@@ -19,7 +19,7 @@ from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import flags_common
 from overfeat_tf import features
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.visualization import inputs
 
 import pipelines  # noqa: E402
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
             raise FlagError(f"--{flag} must be >= 1; received {value}")
     records, count = _records()
     try:
-        model, config = model_dir_lib.restore_model(FLAGS.model_dir, FLAGS.checkpoint)
+        model, config = run_dir.restore_model(FLAGS.model_dir, FLAGS.checkpoint)
     except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
         raise FlagError(f"--model_dir={FLAGS.model_dir}: {str(e).splitlines()[0]}") from e
     try:

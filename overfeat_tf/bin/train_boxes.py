@@ -35,12 +35,12 @@ from absl import flags
 
 import pipelines
 from overfeat_tf import cli, dense
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.cli import FlagError
 from overfeat_tf import flags_common
 from overfeat_tf.detection import detector, train_detector, train_regressor
 from overfeat_tf.detection import regressor as regressor_lib
-from overfeat_tf.training import trainer as trainer_lib
+from overfeat_tf.training.trainer import TrainConfig, Trainer, TrainingDiverged
 
 TASKS = ("localization", "detection")
 # Training and validation splits per task on the embedded data set (and any source with
@@ -126,7 +126,7 @@ def main(argv: list[str]) -> int:
         raise FlagError(f"Unexpected arguments: {' '.join(argv[1:])}")
     _check_flags()
     try:
-        classifier, config = model_dir_lib.restore_model(FLAGS.classifier_dir)
+        classifier, config = run_dir.restore_model(FLAGS.classifier_dir)
     except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
         raise FlagError(f"--classifier_dir={FLAGS.classifier_dir}: {str(e).splitlines()[0]}")
     try:
@@ -171,29 +171,32 @@ def main(argv: list[str]) -> int:
     common = {"batch_size": FLAGS.batch_size, "crop_size": CROP_SIZE,
               "mean": config["mean"], "std": config["std"], "with_boxes": True}
 
-    def train_dataset(epoch: int, skip: int) -> tf.data.Dataset:
+    def train_dataset(epoch: int, skip: int, context: tf.distribute.InputContext):
         dataset = pipelines.build_dataset(
-            source, split, training=True, recipe="overfeat", pca_lighting=False,
+            source, split, training=True, augmentation="overfeat", pca_lighting=False,
             seed=FLAGS.seed * 1000 + epoch, deterministic=FLAGS.deterministic, repeat=True,
             **common)
         return dataset.skip(skip)  # resuming mid-epoch: the epoch's order is seeded
 
-    def eval_dataset() -> tf.data.Dataset:
+    def eval_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
         return pipelines.build_dataset(source, eval_split, training=False, **common)
 
-    trainer = train_regressor.RegressorTrainer(
-        train_regressor.RegressorTrainConfig(
-            model_dir=model_dir,
-            scales=scales,
-            steps_per_epoch=train_examples // FLAGS.batch_size,
-            epochs=FLAGS.epochs,
-            learning_rate=FLAGS.adam_learning_rate,
-            max_steps=FLAGS.max_steps,
-            checkpoint_every=FLAGS.checkpoint_every,
+    train_config = TrainConfig(
+        model_dir=model_dir,
+        recipe=train_regressor.regression_recipe(
+            FLAGS.adam_learning_rate, FLAGS.batch_size, FLAGS.epochs
         ),
-        classifier,
-        regressor,
+        steps_per_epoch=train_examples // FLAGS.batch_size,
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        mean=tuple(config["mean"]),
+        std=tuple(config["std"]),
+        max_steps=FLAGS.max_steps,
+        checkpoint_every=FLAGS.checkpoint_every,
+        xla="off",
     )
+    task = train_regressor.RegressionTask(classifier, scales)
+    trainer = Trainer(train_config, tf.distribute.get_strategy(), lambda: regressor, task=task)
     metrics = trainer.fit(train_dataset, eval_dataset)
     print(f"\n{FLAGS.task} regressor ({'per-class' if FLAGS.per_class else 'shared'}, "
           f"scales {','.join(map(str, scales))}): validation mean IoU "
@@ -214,8 +217,7 @@ def main(argv: list[str]) -> int:
 
 def run() -> None:
     """Console-script entry point (`overfeat-train-boxes`)."""
-    cli.run(main, "overfeat-train-boxes",
-            (train_regressor.RegressionDiverged, trainer_lib.TrainingDiverged))
+    cli.run(main, "overfeat-train-boxes", (TrainingDiverged,))
 
 
 if __name__ == "__main__":

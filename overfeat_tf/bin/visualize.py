@@ -32,7 +32,8 @@ import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtim
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import flags_common
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
+from overfeat_tf.models import feature_layer_names
 from overfeat_tf.visualization import (
     correspondence, deconvnet, filters, images, inputs, occlusion, top9)
 
@@ -234,12 +235,12 @@ def main(argv: list[str]) -> int:
         if value is not None and value < 1:
             raise FlagError(f"--{flag} must be >= 1; received {value}")
     try:
-        model, config = model_dir_lib.restore_model(FLAGS.model_dir, FLAGS.checkpoint)
+        model, config = run_dir.restore_model(FLAGS.model_dir, FLAGS.checkpoint)
     except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
         raise FlagError(f"--model_dir={FLAGS.model_dir}: {str(e).splitlines()[0]}") from e
     default_layer = "conv1" if FLAGS.mode == "filters" else overfeat_tf.model_info(model).spec.trunk[-1].name
     layer = FLAGS.layer or default_layer
-    valid = deconvnet.feature_layer_names(model)
+    valid = feature_layer_names(model)
     if layer not in valid:
         raise FlagError(f"--layer={layer} is not a layer of {model.name}; valid: {', '.join(valid)}")
     output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir, FLAGS.mode)

@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from overfeat_tf import model_dir
+from overfeat_tf import run_dir
 from overfeat_tf.models import model_info
 from overfeat_tf.models import spec as spec_lib
 
@@ -102,7 +102,7 @@ def head_layers(regressor: keras.Model) -> list[keras.layers.Conv2D]:
 def write_config(directory: str, config: RegressorConfig) -> None:
     """Writes `<directory>/regressor.json` atomically."""
     tf.io.gfile.makedirs(directory)
-    model_dir.write_json(os.path.join(directory, CONFIG_FILE), dataclasses.asdict(config))
+    run_dir.write_json(os.path.join(directory, CONFIG_FILE), dataclasses.asdict(config))
 
 
 def read_config(directory: str) -> RegressorConfig:

@@ -27,7 +27,7 @@ class Recipe:
       init, dropout: `build_model` arguments.
       max_filter_rms: after every update, rescale each conv filter whose RMS exceeds
         this to exactly this (ZFNet section 3); None disables.
-      pipeline: the pipeline's augmentation recipe ("alexnet" or "overfeat").
+      pipeline: the input pipeline's augmentation (`pipelines.AUGMENTATION_NAMES`).
       epochs: the paper's training length, epochs.
     """
 

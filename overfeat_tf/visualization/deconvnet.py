@@ -32,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from overfeat_tf import layers as of_layers
-from overfeat_tf.models import layer_names
+from overfeat_tf.models import feature_layer_names
 
 RULES = ("deconvnet", "guided", "gradient")
 
@@ -64,11 +64,6 @@ def _passed_through_backward(layer: keras.layers.Layer):
 
 def _is_relu(layer: keras.layers.Layer) -> bool:
     return keras.activations.serialize(layer.activation) == "relu"
-
-
-def feature_layer_names(model: keras.Model) -> list[str]:
-    """The model's layers that output maps: all but the final `logits` flatten."""
-    return [n for n in layer_names(model) if not isinstance(model.get_layer(n), keras.layers.Flatten)]
 
 
 def layers_through(model: keras.Model, layer: str) -> list[keras.layers.Layer]:

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from overfeat_tf.models import feature_layer_names
 from overfeat_tf.visualization import deconvnet, images as images_lib
 
 GREY = 0.0
@@ -98,7 +99,7 @@ def square_positions(length: int, size: int, stride: int) -> np.ndarray:
 
 def _split_chain(model: keras.Model, layer: str | None):
     """(layers up to `layer`, the rest up to the class map); all in the first without."""
-    chain = deconvnet.layers_through(model, deconvnet.feature_layer_names(model)[-1])
+    chain = deconvnet.layers_through(model, feature_layer_names(model)[-1])
     if layer is None:
         return chain, []
     head = deconvnet.layers_through(model, layer)
