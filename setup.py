@@ -13,7 +13,7 @@ setup(
     python_requires=">=3.10",
     # The `tensorflow` wheel runs on CPU-only machines and does not pull CUDA;
     # GPU users add the `gpu` extra. Never depend on tensorflow-cpu as well:
-    # both install the same `tensorflow` module (DESIGN.md section 5).
+    # both install the same `tensorflow` module.
     install_requires=[
         "tensorflow==2.21.0",
         "keras>=3.12,<4",

@@ -2,7 +2,7 @@ r"""AlexNet training and inference speed: split towers versus `Conv2D(groups=2)`
 
 The paper AlexNet (two towers, LRN, 1000 classes) at batch 64, timed side by side in one
 run: the project's grouped convolution (one convolution per channel group) against
-TensorFlow's native `Conv2D(groups=2)` with the same weights (DESIGN.md section 1).
+TensorFlow's native `Conv2D(groups=2)` with the same weights.
 Prints images/s and the ratio; the goal is >= 5x for training.
 
     PYTHONPATH=. python benchmarks/model_speed.py

@@ -1,7 +1,7 @@
 r"""The project's AlexNet training step and inference against PyTorch on the same CPU.
 
 The paper AlexNet (two towers, LRN, 227 input, 1000 classes) at batch 64, timed back to
-back in one process with the same thread count (issue 11, DESIGN.md section 1):
+back in one process with the same thread count:
 
 - training: the project's real step (`Trainer.train_step` on one device: SGD momentum
   0.9, coupled weight decay 5e-4; XLA off and on, and which one `--xla=auto` picks)
@@ -63,7 +63,7 @@ MODEL = "alexnet"
 NUM_CLASSES = 1000
 MATMUL_SIZE = 2048
 
-# (name, goal) per comparison of the project's training step, issue 11.
+# (name, goal) per comparison of the project's training step.
 GOALS = {"PyTorch eager": 1.25, "torch.compile": 1.0}
 PEAK_GOAL = 0.75
 

@@ -1,6 +1,6 @@
 r"""XLA against the plain graph on each path the project runs, and what `auto` picks.
 
-For one model and width, in one run (issue 11):
+For one model and width, in one run:
 
 - training, batch `--batch_size`: `Trainer.train_step` plain and XLA-compiled; plain
   Keras (`compile` + `train_on_batch`, the step `fit` runs) with `jit_compile=False`,

@@ -1,4 +1,4 @@
-"""Export for TF Serving and Keras users (issue 7; layout in `export.saved_model`).
+"""Export for TF Serving and Keras users (layout in `export.saved_model`).
 
     paths = export.export_model_dir("runs/alexnet", "exports/alexnet")
 

@@ -7,7 +7,7 @@ evaluation's prediction; `dense_classify` takes the whole image
 (`pipelines.transforms.preprocess_full`, the "full" eval mode) into
 `overfeat_tf.DenseEvaluator`, OverFeat's dense multi-scale evaluation (section 3.3). The
 functions are plain TF ops (no
-`py_function`: TF Serving cannot run it, DESIGN.md section 5) and are written into a
+`py_function`: TF Serving cannot run it) and are written into a
 `keras.export.ExportArchive`, which tracks the Keras 3 model's variables the way TF
 Serving's C++ loader needs (a plain `tf.saved_model.save` of a Keras 3 model loads in
 Python but not there).

@@ -1,6 +1,6 @@
 """`build_dataset`: records of a `Source` -> batches for training or evaluation.
 
-Stage order (DESIGN.md section 4): shuffle serialized records, not decoded images;
+Stage order: shuffle serialized records, not decoded images;
 check the bytes (skip-and-count, or fail in strict mode); decode and transform in
 parallel; skip any image that still fails to decode (non-strict); check labels (always
 an error, never skipped); batch; optionally hand the work to a tf.data service;

@@ -1,4 +1,4 @@
-"""Export for TF Serving and Keras (issue 7): signatures, requests, bad bytes, fresh loads.
+"""Export for TF Serving and Keras: signatures, requests, bad bytes, fresh loads.
 
 One tiny untrained AlexNet (3 classes, width 1/16) is restored from a model dir and
 exported once per module; the tests query that export in process, through
@@ -296,7 +296,7 @@ def test_serving_config_is_checked(exported):
 
 
 def test_saved_model_cli_show_and_run(exported, tmp_path, subprocess_env):
-    """TF1-session loading, as TF Serving's C++ loader does (DESIGN.md section 5)."""
+    """TF1-session loading, as TF Serving's C++ loader does."""
     model, config, paths = exported
     cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
     shown = subprocess.run([*cli, "show", "--dir", paths.saved_model_dir, "--all"],

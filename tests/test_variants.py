@@ -61,7 +61,7 @@ HAND_COUNTS = {
 
 
 def test_the_hand_arithmetic_agrees_with_the_paper_counts():
-    assert ZFNET_CONV1 + ZFNET_CONV2 + ZFNET_CONV345 + ZFNET_FC == 62_357_608  # DESIGN.md 1
+    assert ZFNET_CONV1 + ZFNET_CONV2 + ZFNET_CONV345 + ZFNET_FC == 62_357_608  # ZFNet Fig. 3
     assert HAND_COUNTS["alexnet-towers1"] == 17_472 + 153_728 + 221_376 + 331_968 + 442_624 + (
         37_752_832 + 16_781_312 + 4_097_000
     )

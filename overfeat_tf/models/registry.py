@@ -25,7 +25,7 @@ from overfeat_tf.models import spec as spec_lib
 # The data set's statistics: AlexNet and ZFNet feed mean-subtracted raw pixels.
 from pipelines.constants import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 
-# The original OverFeat release: (pixel - 118.380948) / 61.896913 (DESIGN.md section 2).
+# The original OverFeat release normalises (pixel - 118.380948) / 61.896913.
 OVERFEAT_MEAN, OVERFEAT_STD = 118.380948, 61.896913
 
 

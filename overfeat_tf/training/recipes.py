@@ -1,4 +1,4 @@
-"""The papers' training recipes as data (DESIGN.md section 1).
+"""The papers' training recipes as data.
 
 A `Recipe` holds one paper's optimiser, regularisation, schedule and initialisation;
 the training binary's flags override single fields with `dataclasses.replace`.

@@ -4,7 +4,7 @@ The deconvnet projects one activation down to pixels: zero every other activatio
 its layer, then layer by layer unpool to the switch positions the forward max-pools
 recorded, rectify, and filter with the transposed (flipped) learned filters. That is
 exactly the gradient of the chosen activation with respect to the input, except that
-each ReLU passes `max(R, 0)` back instead of `R * [x > 0]` (DESIGN.md section 6):
+each ReLU passes `max(R, 0)` back instead of `R * [x > 0]` (section 2.1):
 
 - max pooling's gradient routes each value to the argmax of its window: unpooling with
   switches (overlapping windows, AlexNet's 3/2 and ZFNet's ceil-mode pools, add up the
