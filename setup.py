@@ -26,7 +26,7 @@ setup(
     extras_require={
         "gpu": ["tensorflow[and-cuda]==2.21.0"],
         "serving": ["tensorflow-serving-api==2.21.0"],
-        "test": ["pytest>=8", "tensorflow-serving-api==2.21.0"],
+        "test": ["pytest>=8", "ruff>=0.6", "tensorflow-serving-api==2.21.0"],
         "benchmark": ["torch>=2.4"],
     },
     entry_points={

@@ -3,8 +3,9 @@
 TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX-512 VNNI-class
 features; elsewhere (AMD EPYC, older Xeons) convolutions fall back to Eigen kernels about
 4x slower (compare benchmarks/train_speed.py with and without --noonednn). `import
-overfeat_tf` turns oneDNN on when TensorFlow is not yet imported, unless the user opted out with `OVERFEAT_TF_ONEDNN=0` or a binary's
-`--noonednn` flag, or set `TF_ENABLE_ONEDNN_OPTS` themselves.
+overfeat_tf` turns oneDNN on when TensorFlow is not yet imported, unless the user opted
+out with `OVERFEAT_TF_ONEDNN=0` or a binary's `--noonednn` flag, or set
+`TF_ENABLE_ONEDNN_OPTS` themselves.
 """
 
 from __future__ import annotations

@@ -263,7 +263,7 @@ def test_two_workers_train_identically_and_only_the_chief_writes(tmp_path, subpr
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
     outputs = [p.communicate(timeout=300) for p in processes]
-    for process, (out, err) in zip(processes, outputs):
+    for process, (_, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
     assert outputs[0][0].split()[-2:] == ["chief", "2"]
     assert outputs[1][0].split()[-2:] == ["worker", "2"]

@@ -100,8 +100,10 @@ def _scales(model: str, input_size: int) -> list[int]:
         return default_scales(model, FLAGS.task)
     try:
         scales = [int(s) for s in FLAGS.scales]
-    except ValueError:
-        raise FlagError(f"--scales must be integers (shorter sides); received {FLAGS.scales}")
+    except ValueError as e:
+        raise FlagError(
+            f"--scales must be integers (shorter sides); received {FLAGS.scales}"
+        ) from e
     if not scales or min(scales) < input_size:
         raise FlagError(f"--scales must be >= {input_size} (the native input of {model}); "
                         f"received {','.join(FLAGS.scales)}")
@@ -128,7 +130,8 @@ def main(argv: list[str]) -> int:
     try:
         classifier, config = run_dir.restore_model(FLAGS.classifier_dir)
     except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
-        raise FlagError(f"--classifier_dir={FLAGS.classifier_dir}: {str(e).splitlines()[0]}")
+        first_line = str(e).splitlines()[0]
+        raise FlagError(f"--classifier_dir={FLAGS.classifier_dir}: {first_line}") from e
     try:
         source = pipelines.open_source(FLAGS.data, FLAGS.data_dir)
     except (ValueError, FileNotFoundError) as e:

@@ -117,8 +117,16 @@ def resolve_recipe(spec: TrainSpec, model: str) -> recipes.Recipe:
     recipe = recipes.get_recipe(spec.recipe or overfeat_tf.model_info(model).recipe)
     overrides = {
         field: spec.or_demo(field, None)
-        for field in ("learning_rate", "schedule", "step_factor", "dropout", "init",
-                      "batch_size", "epochs", "step_epochs")
+        for field in (
+            "learning_rate",
+            "schedule",
+            "step_factor",
+            "dropout",
+            "init",
+            "batch_size",
+            "epochs",
+            "step_epochs",
+        )
     }
     overrides.update(momentum=spec.momentum, weight_decay=spec.weight_decay)
     if spec.max_filter_rms is not None:

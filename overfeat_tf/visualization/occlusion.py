@@ -228,11 +228,11 @@ def save(maps: OcclusionMaps, pictures: np.ndarray, output_dir: str,
     num_classes = maps.clean_probabilities.shape[1]
     paths = []
     for i, name in enumerate(names):
-        def heat(values, value_range, suffix):
+        def heat(values, value_range, suffix, name=name, picture=pictures[i]):
             pixels = to_pixels(values, maps.tops, maps.lefts, maps.size, height, width)
             path = os.path.join(output_dir, f"{name}_{suffix}.png")
             paths.append(images_lib.write_png(
-                path, images_lib.overlay(pictures[i], pixels, 0.6, value_range)))
+                path, images_lib.overlay(picture, pixels, 0.6, value_range)))
 
         heat(maps.true_class_probability[i], (0.0, 1.0), "true_class")
         heat(maps.top_class[i], (0, max(num_classes - 1, 1)), "top_class")
