@@ -14,8 +14,8 @@ from overfeat_tf import run_dir as run_dir_lib
 from overfeat_tf.visualization import correspondence as cc
 from overfeat_tf.visualization import deconvnet
 from pipelines import testing
+from tests.conftest import TINY_MODEL as TINY
 
-TINY = {"num_classes": 3, "width": 0.0625, "init": "he"}
 
 
 @pytest.fixture(scope="module")

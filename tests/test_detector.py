@@ -19,8 +19,8 @@ from overfeat_tf.detection import (
     regressor,
     train_detector,
 )
+from tests.conftest import TINY_MODEL as TINY
 
-TINY = {"num_classes": 3, "width": 0.0625, "init": "he", "dropout": 0.0}
 
 
 def test_scales_for_objects():
@@ -92,8 +92,8 @@ def test_detector_rejects_a_regressor_of_other_classes():
 
 
 @pytest.fixture(scope="module")
-def source(tiny_embedded_dir):
-    return pipelines.open_source("embedded", tiny_embedded_dir)
+def source(tiny_data):
+    return pipelines.open_source("embedded", tiny_data)
 
 
 def test_fine_tune_with_background_trains_and_resumes(source, tmp_path):

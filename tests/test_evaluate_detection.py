@@ -20,7 +20,7 @@ NAMES = list(embedded.CLASS_NAMES)
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, tiny_embedded_dir):
+def workspace(tmp_path_factory, tiny_data):
     """Tiny embedded data, a classifier run, and its detection classifier (always class 2)
     and regressor where overfeat-train-boxes --task=detection puts them."""
     root = tmp_path_factory.mktemp("evaluate_detection")
@@ -50,10 +50,10 @@ def _evaluate(env, *flags):
 
 
 def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, subprocess_env,
-                                                             tiny_embedded_dir):
+                                                             tiny_data):
     run, draw_dir = workspace / "run", workspace / "pngs"
     result = _evaluate(subprocess_env, f"--model_dir={run}", "--data=embedded",
-                       f"--data_dir={tiny_embedded_dir}", "--modes=detection", "--noflips",
+                       f"--data_dir={tiny_data}", "--modes=detection", "--noflips",
                        "--max_examples=3", f"--draw_dir={draw_dir}", "--draw_max=2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(detection_validation)" in result.stdout and "mean (mAP@0.5)" in result.stdout
@@ -69,9 +69,9 @@ def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, subproce
 
 
 def test_detection_mode_names_a_missing_detector(workspace, subprocess_env, tmp_path,
-                                                 tiny_embedded_dir):
+                                                 tiny_data):
     result = _evaluate(subprocess_env, f"--model_dir={workspace / 'run'}", "--data=embedded",
-                       f"--data_dir={tiny_embedded_dir}", "--modes=detection",
+                       f"--data_dir={tiny_data}", "--modes=detection",
                        f"--detector_dir={tmp_path}")
     assert result.returncode != 0
     assert f"--detector_dir={tmp_path}" in result.stderr.strip().splitlines()[-1]

@@ -14,7 +14,6 @@ from overfeat_tf import dense
 from overfeat_tf.experiments import report, tables
 from overfeat_tf.experiments.runner import Settings, TableRunner
 from overfeat_tf.training import launch
-from pipelines import embedded, testing
 
 
 def _all_rows():
@@ -84,14 +83,6 @@ def test_markdown_sets_measured_beside_the_paper():
     assert "| 40.70 / 18.20 |" in lines["two_towers"]  # section 6, one CNN
     assert "not run" in lines["one_tower"]
     assert "paper's top-1 / top-5 err %" in text and "Command: `x`" in text
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """A tiny embedded data set (48 train / 16 validation images), as TFRecords."""
-    return embedded.ensure_embedded_dataset(
-        str(tmp_path_factory.mktemp("data") / "embedded"), testing.TINY_EMBEDDED
-    )
 
 
 def _experiment(env, *flags):

@@ -25,11 +25,10 @@ from overfeat_tf import transfer
 from overfeat_tf.models import tower_traffic, towers
 from overfeat_tf.training import recipes
 from overfeat_tf.training.trainer import TrainConfig, Trainer
-from pipelines import embedded, testing
+from tests.conftest import TINY_MODEL as TINY
 
 TWO = ("/CPU:0", "/CPU:1")
 # Tiny AlexNet: the paper's geometry (227 input), 1/16 of its channels.
-TINY = {"num_classes": 3, "width": 0.0625, "dropout": 0.0, "init": "he"}
 BATCH = 7  # no AlexNet kernel is 7 wide, so [7, ...] tensors are activations
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -286,14 +285,6 @@ def test_missing_device_falls_back_with_one_warning(caplog):
     assert not isinstance(model, towers.TowerModel)
     warnings = [r.getMessage() for r in caplog.records if "Tower placement" in r.getMessage()]
     assert len(warnings) == 1 and "no /GPU:7" in warnings[0]
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """A tiny embedded data set (48 train / 16 validation images)."""
-    return embedded.ensure_embedded_dataset(
-        str(tmp_path_factory.mktemp("data") / "embedded"), testing.TINY_EMBEDDED
-    )
 
 
 def _train_binary(tiny_data, model_dir, *flags):

@@ -16,18 +16,9 @@ import overfeat_tf
 from overfeat_tf import run_dir
 from overfeat_tf.training import recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer, TrainingDiverged
-from pipelines import embedded, testing
+from tests.conftest import TINY_MODEL as TINY
 
 # Tiny AlexNet: geometry of the paper, 1/16 of its channels.
-TINY = {"num_classes": 3, "width": 0.0625, "dropout": 0.0, "init": "he"}
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """A tiny embedded data set (48 train / 16 validation images of 10 classes)."""
-    return embedded.ensure_embedded_dataset(
-        str(tmp_path_factory.mktemp("data") / "embedded"), testing.TINY_EMBEDDED
-    )
 
 
 def _arrays(num, seed=0, size=227):

@@ -11,8 +11,8 @@ from overfeat_tf import run_dir as run_dir_lib
 from pipelines import testing
 
 import keras  # noqa: E402
+from tests.conftest import TINY_MODEL as TINY
 
-TINY = {"num_classes": 3, "width": 0.0625, "init": "he"}
 
 
 @pytest.fixture(scope="module")
