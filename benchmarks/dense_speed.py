@@ -18,7 +18,7 @@ import time
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
-from overfeat_tf import dense
+from overfeat_tf.evaluation import dense
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

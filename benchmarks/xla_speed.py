@@ -26,7 +26,8 @@ from collections.abc import Callable
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
-from overfeat_tf import dense, evaluation, runtime, xla_choice
+from overfeat_tf import evaluation, runtime, xla_choice
+from overfeat_tf.evaluation import dense
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

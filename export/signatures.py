@@ -21,7 +21,7 @@ Signatures (all batched; b may be 0):
   dense_classify       image_bytes: as serving_default; every scale and flip of the
                        dense evaluator (default: its six paper-pattern scales, flips).
 An ensemble (several models, `build_archive(models, ...)`) exports the same signatures;
-its scores are the mean of the members' probabilities (`overfeat_tf.ensemble`): one
+its scores are the mean of the members' probabilities (`overfeat_tf.evaluation.ensemble`): one
 preprocessing with the first member's normalisation, renormalised for each other member.
 
 Outputs of each:
@@ -44,7 +44,8 @@ import tensorflow as tf
 
 import overfeat_tf
 import pipelines
-from overfeat_tf import ensemble, evaluation
+from overfeat_tf import evaluation
+from overfeat_tf.evaluation import ensemble
 from pipelines import decode as pipelines_decode
 from pipelines import tfrecord_format
 from pipelines import transforms as pipelines_transforms

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import dense
+from overfeat_tf.evaluation import dense
 from overfeat_tf.models import classifier, trunk
 
 NUM_CLASSES = 4
@@ -94,7 +94,7 @@ def test_fine_map_offset_is_coarse_map_of_shifted_layer5(name):
             offset = fine[:, dy::s, dx::s]
             if info.last_pool.ceil:
                 # ZFNet's ceil pool may add one partial window per axis; dense keeps
-                # whole windows only (documented in overfeat_tf.dense).
+                # whole windows only (documented in overfeat_tf.evaluation.dense).
                 assert 0 <= expected.shape[1] - offset.shape[1] <= 1
                 assert 0 <= expected.shape[2] - offset.shape[2] <= 1
                 expected = expected[:, : offset.shape[1], : offset.shape[2]]

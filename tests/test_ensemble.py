@@ -1,11 +1,12 @@
-"""Ensembles (`overfeat_tf.ensemble`): the mean of the members' probabilities."""
+"""Ensembles (`overfeat_tf.evaluation.ensemble`): the mean of the members' probabilities."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import ensemble, evaluation
+from overfeat_tf import evaluation
+from overfeat_tf.evaluation import ensemble
 from overfeat_tf import run_dir
 
 CLASSES = ["a", "b", "c"]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import overfeat_tf
-from overfeat_tf import dense
+from overfeat_tf.evaluation import dense
 from overfeat_tf.experiments import report, tables
 from overfeat_tf.experiments.runner import Settings, TableRunner
 from overfeat_tf.training import launch

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import overfeat_tf
-from overfeat_tf import ensemble, evaluation
+from overfeat_tf import evaluation
+from overfeat_tf.evaluation import ensemble
 from overfeat_tf import run_dir
 
 import pipelines

@@ -7,7 +7,7 @@ TF Serving model base, with a `.keras` file beside it (layout: `export/saved_mod
 
 then serve `exports/alexnet` with TF Serving (README, "Serving"). Several runs,
 comma-separated, export as one ensemble SavedModel with the same signatures, serving the
-mean of the members' probabilities (no `.keras` file; `overfeat_tf.ensemble`):
+mean of the members' probabilities (no `.keras` file; `overfeat_tf.evaluation.ensemble`):
 
     overfeat-export --model_dir=runs/a,runs/b,runs/c --export_base=exports/alexnet_x3
 """

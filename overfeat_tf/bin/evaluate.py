@@ -29,7 +29,7 @@ An exported SavedModel is evaluated through its serving graph (centre crop only)
 
 Several runs (or SavedModels), comma-separated, are evaluated as one ensemble: the mean
 of their softmax outputs in every mode, as AlexNet (5 and 7 CNNs) and OverFeat (7 models)
-combined theirs (`overfeat_tf.ensemble`; the members must share classes and input size):
+combined theirs (`overfeat_tf.evaluation.ensemble`; the members must share classes and input size):
 
     overfeat-evaluate --model_dir=runs/alexnet_s0,runs/alexnet_s1,runs/alexnet_s2
 """
@@ -44,7 +44,8 @@ from absl import flags
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import flags_common
-from overfeat_tf import dense, ensemble, evaluation, xla_choice
+from overfeat_tf import evaluation, xla_choice
+from overfeat_tf.evaluation import dense, ensemble
 from overfeat_tf import run_dir
 from overfeat_tf.detection import box_maps, detector, drawing, localizer, merge
 from overfeat_tf.detection import regressor as regressor_lib

@@ -34,7 +34,8 @@ import tensorflow as tf
 from absl import flags
 
 import pipelines
-from overfeat_tf import cli, dense
+from overfeat_tf import cli
+from overfeat_tf.evaluation import dense
 from overfeat_tf import run_dir
 from overfeat_tf.cli import FlagError
 from overfeat_tf import flags_common

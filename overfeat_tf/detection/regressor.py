@@ -7,7 +7,7 @@ convolution of 4 box edges per class (`per_class=True`, the paper's class-specif
 layer) or 4 in all (`per_class=False`, one box for any class, the single-class regressor
 of OverFeat's winning ILSVRC-2013 entry). Hidden widths scale with the classifier's
 `width`. Being convolutions, the head slides over any map exactly as the classifier does
-(`overfeat_tf.dense.slide_head`, dilated by the pool stride for all offsets).
+(`overfeat_tf.evaluation.dense.slide_head`, dilated by the pool stride for all offsets).
 
 Run directory: `<dir>/regressor.json` (`RegressorConfig`: how to rebuild the head, the
 classifier run it reads, the scales it was trained at) and `tf.train.CheckpointManager`
@@ -95,7 +95,7 @@ def build_regressor(config: RegressorConfig) -> keras.Model:
 
 
 def head_layers(regressor: keras.Model) -> list[keras.layers.Conv2D]:
-    """The head's convolutions in order (for `overfeat_tf.dense.slide_head`)."""
+    """The head's convolutions in order (for `overfeat_tf.evaluation.dense.slide_head`)."""
     return [regressor.get_layer(name) for name in LAYER_NAMES]
 
 

@@ -4,7 +4,7 @@
 Each batch holds square training crops (random position and flip, from the input
 pipeline with `with_boxes=True`). Every crop is resized to each training scale; the
 frozen trunk runs once per scale and is pooled at every offset, and the head slides over
-the pooled map (`overfeat_tf.dense.slide_head`, the same path as inference), so every
+the pooled map (`overfeat_tf.evaluation.dense.slide_head`, the same path as inference), so every
 location of every scale is one regression example. Loss: squared L2 distance between
 predicted and target edge offsets (`targets.encode`), summed over the 4 edges and
 averaged over the locations that train (more than 50 % of the box in view), then over
@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from overfeat_tf import dense
+from overfeat_tf.evaluation import dense
 from overfeat_tf.detection import regressor as regressor_lib
 from overfeat_tf.detection import targets as targets_lib
 from overfeat_tf.training.recipes import Recipe

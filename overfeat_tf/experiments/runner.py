@@ -10,7 +10,7 @@ Tables run into one `out_dir` share the runs they train with the same spec.
 
 Each run trains in this process with `overfeat_tf.training.launch.run`, its output going
 to its `train.log`; an interrupted run resumes from its last checkpoint when the table is
-run again; a row with a `result.json` is not run again. Rows are evaluated here on the validation split, with `overfeat_tf.ensemble`'s
+run again; a row with a `result.json` is not run again. Rows are evaluated here on the validation split, with `overfeat_tf.evaluation.ensemble`'s
 evaluators (one model is an ensemble of one): `overfeat_tf.evaluation`'s centre and
 ten-view evaluators, `DenseEvaluator` for OverFeat's rows.
 """
@@ -28,7 +28,8 @@ from typing import Any
 import keras
 
 import pipelines
-from overfeat_tf import dense, ensemble, evaluation
+from overfeat_tf import evaluation
+from overfeat_tf.evaluation import dense, ensemble
 from overfeat_tf.experiments.tables import Row, Run, Table
 from overfeat_tf.run_dir import write_json
 from overfeat_tf.training import launch
