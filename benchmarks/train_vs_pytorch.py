@@ -41,8 +41,9 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.python.util import _pywrap_util_port  # noqa: E402
 
 from overfeat_tf.evaluation import CenterEvaluator  # noqa: E402
+from overfeat_tf.training import launch  # noqa: E402
 from overfeat_tf.training.recipes import get_recipe  # noqa: E402
-from overfeat_tf.training.trainer import TrainConfig, Trainer  # noqa: E402
+from overfeat_tf.training.trainer import Trainer  # noqa: E402
 
 try:
     import torch  # noqa: E402
@@ -155,12 +156,13 @@ def training_gflop_per_image(model: keras.Model) -> float:
 
 def project_train_steps(images: tf.Tensor, labels: tf.Tensor) -> tuple[keras.Model, dict[str, Step]]:
     """The training binary's step (one-device `Trainer.train_step`), XLA off and on."""
-    recipe = get_recipe(overfeat_tf.model_info(MODEL).recipe)
+    # The training binary's run, on images made here (so no demo defaults apply).
+    spec = launch.TrainSpec(data="synthetic", model=MODEL, batch_size=FLAGS.batch_size,
+                            epochs=1, verbose=False)
+    recipe = launch.resolve_recipe(spec, MODEL)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    config = TrainConfig(
-        model_dir=tempfile.mkdtemp(prefix="train_vs_pytorch_"), recipe=recipe,
-        steps_per_epoch=10**9, epochs=1, batch_size=FLAGS.batch_size, verbose=False,
-    )
+    config = launch.train_config(spec, recipe, tempfile.mkdtemp(prefix="train_vs_pytorch_"),
+                                 10**9)
     trainer = Trainer(config, strategy, lambda: overfeat_tf.build_model(MODEL, NUM_CLASSES, FLAGS.width))
     iterator = iter(strategy.distribute_datasets_from_function(
         lambda context: tf.data.Dataset.from_tensors((images, labels)).repeat()

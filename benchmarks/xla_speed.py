@@ -33,8 +33,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from overfeat_tf.training.recipes import get_recipe  # noqa: E402
-from overfeat_tf.training.trainer import TrainConfig, Trainer  # noqa: E402
+from overfeat_tf.training import launch  # noqa: E402
+from overfeat_tf.training.trainer import Trainer  # noqa: E402
 
 flags.DEFINE_enum("model", "alexnet", list(overfeat_tf.MODEL_NAMES), "Model to time.")
 flags.DEFINE_float("width", 1.0, "Channel multiplier (1.0 is the paper's network).")
@@ -70,12 +70,12 @@ def report(title: str, rates: dict[str, float], plain: str, compiled: str, unit:
 
 
 def training(images: tf.Tensor, labels: tf.Tensor, num_classes: int) -> None:
-    recipe = get_recipe(overfeat_tf.model_info(FLAGS.model).recipe)
+    # The training binary's run, on images made here (so no demo defaults apply).
+    spec = launch.TrainSpec(data="synthetic", model=FLAGS.model, batch_size=FLAGS.batch_size,
+                            epochs=1, verbose=False)
+    recipe = launch.resolve_recipe(spec, FLAGS.model)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    config = TrainConfig(
-        model_dir=tempfile.mkdtemp(prefix="xla_speed_"), recipe=recipe, steps_per_epoch=10**9,
-        epochs=1, batch_size=FLAGS.batch_size, verbose=False,
-    )
+    config = launch.train_config(spec, recipe, tempfile.mkdtemp(prefix="xla_speed_"), 10**9)
     build = lambda: overfeat_tf.build_model(FLAGS.model, num_classes, FLAGS.width)  # noqa: E731
     trainer = Trainer(config, strategy, build)
     iterator = iter(strategy.distribute_datasets_from_function(

@@ -238,6 +238,33 @@ def _model(spec: TrainSpec, source) -> tuple[str, dict[str, Any], recipes.Recipe
     return model_name, build_kwargs, recipe
 
 
+def train_config(
+    spec: TrainSpec,
+    recipe: recipes.Recipe,
+    model_dir: str,
+    steps_per_epoch: int,
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] = ((0.0,) * 3, (1.0,) * 3),
+) -> TrainConfig:
+    """The `Trainer` configuration of `spec` with its resolved `recipe`; `normalization`
+    (mean, std) only shows the input images in TensorBoard."""
+    mean, std = normalization
+    return TrainConfig(
+        model_dir=model_dir,
+        recipe=recipe,
+        steps_per_epoch=steps_per_epoch,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        mean=mean,
+        std=std,
+        max_steps=spec.max_steps,
+        checkpoint_every=spec.checkpoint_every,
+        keep_checkpoints=spec.keep_checkpoints,
+        # XLA compiles a step for one device: tower placement runs plain.
+        xla="off" if spec.tower_devices else spec.xla,
+        verbose=spec.verbose,
+    )
+
+
 def run(spec: TrainSpec) -> RunResult:
     """Trains (or resumes) the run `spec` describes; returns where it went and its metrics.
 
@@ -270,21 +297,7 @@ def run(spec: TrainSpec) -> RunResult:
         run_dir.write_config(
             model_dir, name=model_name, build_kwargs=build_kwargs, class_names=source.class_names
         )
-    config = TrainConfig(
-        model_dir=model_dir,
-        recipe=recipe,
-        steps_per_epoch=steps_per_epoch,
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        mean=mean,
-        std=std,
-        max_steps=spec.max_steps,
-        checkpoint_every=spec.checkpoint_every,
-        keep_checkpoints=spec.keep_checkpoints,
-        # XLA compiles a step for one device: tower placement runs plain.
-        xla="off" if spec.tower_devices else spec.xla,
-        verbose=spec.verbose,
-    )
+    config = train_config(spec, recipe, model_dir, steps_per_epoch, (mean, std))
     bad_records = pipelines.BadRecordCounter()
     common = dict(crop_size=info.input_size, mean=mean, std=std, strict=spec.strict)
 
