@@ -24,38 +24,15 @@ classifier with a background class into `<model_dir>/classifier`
 
 from __future__ import annotations
 
-import os
-
-import overfeat_tf  # first: turns oneDNN on before TensorFlow loads, runtime.py)
-
-# isort: split
-import keras
-import tensorflow as tf
 from absl import flags
 
-import pipelines
-from overfeat_tf import cli
-from overfeat_tf.evaluation import dense
-from overfeat_tf import run_dir
+from overfeat_tf import cli, flags_common
 from overfeat_tf.cli import FlagError
-from overfeat_tf import flags_common
-from overfeat_tf.detection import detector, train_detector, train_regressor
-from overfeat_tf.detection import regressor as regressor_lib
-from overfeat_tf.training.trainer import TrainConfig, Trainer, TrainingDiverged
-
-TASKS = ("localization", "detection")
-# Training and validation splits per task on the embedded data set (and any source with
-# the same split names); ImageNet's localization boxes live in its train split.
-SPLITS = {
-    "localization": ("train", "validation"),
-    "detection": ("detection_train", "detection_validation"),
-}
-# Side of the square training crops: the whole shorter side of the 256 image, so the
-# boxes are rarely cut; each crop is then resized to every training scale.
-CROP_SIZE = 256
+from overfeat_tf.detection import box_training
+from overfeat_tf.training.trainer import TrainingDiverged
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task", "localization", list(TASKS), "What the boxes are trained for.")
+flags.DEFINE_enum("task", "localization", list(box_training.TASKS), "What the boxes are trained for.")
 flags.DEFINE_string("classifier_dir", None, "The trained classifier's run directory.")
 flags_common.define_model_dir("Where the regressor goes (default <classifier_dir>/<task>).")
 flags_common.define_data(help="Data source with boxes: embedded or tfrecord:DIR.")
@@ -87,141 +64,35 @@ flags.DEFINE_bool(
 flags_common.define_onednn()
 
 
-def default_scales(model: str, task: str) -> list[int]:
-    """Localization: the smallest three of the model's dense scales, as shorter sides
-    (alexnet: 243, 275, 307, where the embedded set's objects, 45-80 % of the image,
-    fill much of the 227 window). Detection: `detector.scales_for_objects`."""
-    if task == "detection":
-        return list(detector.scales_for_objects(overfeat_tf.model_info(model).input_size))
-    return [min(scale) for scale in dense.default_scales(model)[:3]]
-
-
-def _scales(model: str, input_size: int) -> list[int]:
-    if FLAGS.scales is None:
-        return default_scales(model, FLAGS.task)
-    try:
-        scales = [int(s) for s in FLAGS.scales]
-    except ValueError as e:
-        raise FlagError(
-            f"--scales must be integers (shorter sides); received {FLAGS.scales}"
-        ) from e
-    if not scales or min(scales) < input_size:
-        raise FlagError(f"--scales must be >= {input_size} (the native input of {model}); "
-                        f"received {','.join(FLAGS.scales)}")
-    return scales
-
-
-def _check_flags() -> None:
-    if FLAGS.classifier_dir is None:
-        raise FlagError("--classifier_dir is required (a run of overfeat-train)")
-    for flag in ("batch_size", "epochs", "max_steps", "checkpoint_every"):
-        value = getattr(FLAGS, flag)
-        if value is not None and value < 1:
-            raise FlagError(f"--{flag} must be >= 1; received {value}")
-    if FLAGS.adam_learning_rate <= 0:
-        raise FlagError(
-            f"--adam_learning_rate must be > 0; received {FLAGS.adam_learning_rate}"
-        )
-
-
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise FlagError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    _check_flags()
-    try:
-        classifier, config = run_dir.restore_model(FLAGS.classifier_dir)
-    except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
-        first_line = str(e).splitlines()[0]
-        raise FlagError(f"--classifier_dir={FLAGS.classifier_dir}: {first_line}") from e
-    try:
-        source = pipelines.open_source(FLAGS.data, FLAGS.data_dir)
-    except (ValueError, FileNotFoundError) as e:
-        raise FlagError(f"--data={FLAGS.data}: {e}") from e
-    if not source.has_boxes:
-        raise FlagError(f"--data={FLAGS.data} has no boxes")
-    split, eval_split = SPLITS[FLAGS.task]
-    split, eval_split = FLAGS.split or split, FLAGS.eval_split or eval_split
-    try:
-        train_examples = source.num_examples(split)
-        source.num_examples(eval_split)
-    except (ValueError, FileNotFoundError) as e:
-        raise FlagError(f"--split={split} / --eval_split={eval_split}: {e}") from e
-    if train_examples is None or train_examples < FLAGS.batch_size:
-        raise FlagError(f"--batch_size={FLAGS.batch_size} exceeds the {train_examples} "
-                        f"examples of split {split!r}")
-    num_classes = config["build_kwargs"]["num_classes"]
-    if num_classes != source.num_classes:
-        raise FlagError(f"--data={FLAGS.data} has {source.num_classes} classes but the "
-                        f"classifier has {num_classes}")
-    scales = _scales(config["name"], config["input_size"])
-    model_dir = FLAGS.model_dir or os.path.join(FLAGS.classifier_dir, FLAGS.task)
-    reg_config = regressor_lib.RegressorConfig(
-        model=config["name"],
-        num_classes=num_classes,
-        width=config["build_kwargs"].get("width", 1.0),
-        per_class=FLAGS.per_class,
-        classifier_dir=os.path.abspath(FLAGS.classifier_dir),
-        scales=tuple(scales),
-        task=FLAGS.task,
-    )
-    if tf.io.gfile.exists(os.path.join(model_dir, regressor_lib.CONFIG_FILE)):
-        previous = regressor_lib.read_config(model_dir)
-        if previous != reg_config:  # resuming must rebuild the same head
-            raise FlagError(f"--model_dir={model_dir} holds a regressor trained with other "
-                            f"settings ({previous}); use another --model_dir")
-    regressor_lib.write_config(model_dir, reg_config)
-    keras.utils.set_random_seed(FLAGS.seed)
-    regressor = regressor_lib.build_regressor(reg_config)
-    common = {"batch_size": FLAGS.batch_size, "crop_size": CROP_SIZE,
-              "mean": config["mean"], "std": config["std"], "with_boxes": True}
-
-    def train_dataset(epoch: int, skip: int, context: tf.distribute.InputContext):
-        dataset = pipelines.build_dataset(
-            source, split, training=True, augmentation="overfeat", pca_lighting=False,
-            seed=FLAGS.seed * 1000 + epoch, deterministic=FLAGS.deterministic, repeat=True,
-            **common)
-        return dataset.skip(skip)  # resuming mid-epoch: the epoch's order is seeded
-
-    def eval_dataset(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        return pipelines.build_dataset(source, eval_split, training=False, **common)
-
-    train_config = TrainConfig(
-        model_dir=model_dir,
-        recipe=train_regressor.regression_recipe(
-            FLAGS.adam_learning_rate, FLAGS.batch_size, FLAGS.epochs
-        ),
-        steps_per_epoch=train_examples // FLAGS.batch_size,
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        mean=tuple(config["mean"]),
-        std=tuple(config["std"]),
-        max_steps=FLAGS.max_steps,
-        checkpoint_every=FLAGS.checkpoint_every,
-        xla="off",
-    )
-    task = train_regressor.RegressionTask(classifier, scales)
-    trainer = Trainer(train_config, tf.distribute.get_strategy(), lambda: regressor, task=task)
-    metrics = trainer.fit(train_dataset, eval_dataset)
+    if FLAGS.classifier_dir is None:
+        raise FlagError("--classifier_dir is required (a run of overfeat-train)")
+    scales = None
+    if FLAGS.scales is not None:
+        try:
+            scales = tuple(int(s) for s in FLAGS.scales)
+        except ValueError as e:
+            raise FlagError(
+                f"--scales must be integers (shorter sides); received {FLAGS.scales}"
+            ) from e
+    fields = {f: FLAGS[f].value for f in box_training.BoxSpec.__dataclass_fields__}
+    result = box_training.run(box_training.BoxSpec(**{**fields, "scales": scales}))
     print(f"\n{FLAGS.task} regressor ({'per-class' if FLAGS.per_class else 'shared'}, "
-          f"scales {','.join(map(str, scales))}): validation mean IoU "
-          f"{metrics.get('val_mean_iou', float('nan')):.3f} at the trained locations")
-    print(f"Regressor, checkpoints and metrics.json: {model_dir}")
-    if FLAGS.task == "detection":
-        classifier_dir = os.path.join(model_dir, "classifier")
-        print("\nDetection classifier (the classes plus background) ...", flush=True)
-        found = train_detector.fine_tune_with_background(
-            FLAGS.classifier_dir, classifier_dir, source,
-            train_detector.BackgroundFineTuning(
-                train_split=split, validation_split=eval_split, seed=FLAGS.seed,
-                max_steps=FLAGS.max_steps, checkpoint_every=FLAGS.checkpoint_every))
+          f"scales {','.join(map(str, result.scales))}): validation mean IoU "
+          f"{result.metrics.get('val_mean_iou', float('nan')):.3f} at the trained locations")
+    print(f"Regressor, checkpoints and metrics.json: {result.model_dir}")
+    if result.detector_dir is not None:
         print(f"Detection classifier: validation crop top-1 error "
-              f"{found.get('val_top1_error', float('nan')):.2f} %, in {classifier_dir}")
+              f"{result.detector_metrics.get('val_top1_error', float('nan')):.2f} %, in "
+              f"{result.detector_dir}")
     return 0
 
 
 def run() -> None:
     """Console-script entry point (`overfeat-train-boxes`)."""
-    cli.run(main, "overfeat-train-boxes", (TrainingDiverged,))
+    cli.run(main, "overfeat-train-boxes", (TrainingDiverged, box_training.SpecError))
 
 
 if __name__ == "__main__":
