@@ -67,3 +67,16 @@ def define_split(default: str | None = "validation", help: str = "Split of --dat
 def define_max_steps(help: str = "Stop after this many steps in total.", **kwargs) -> None:
     """--max_steps."""
     flags.DEFINE_integer("max_steps", None, help, **kwargs)
+
+
+def define_stats(**kwargs) -> None:
+    """--stats: pixel statistics replacing the published ImageNet constants."""
+    flags.DEFINE_string(
+        "stats",
+        None,
+        "Pixel statistics from overfeat-stats (.npz) to use instead of the published ImageNet "
+        "constants (the default): the input mean and std, and the eigenvectors of AlexNet's "
+        "PCA lighting. Training records them in the run; evaluation, export and serving then "
+        "use the run's. Given to overfeat-evaluate, they replace what the run recorded.",
+        **kwargs,
+    )

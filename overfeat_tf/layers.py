@@ -73,9 +73,8 @@ class GroupedConv2D(keras.layers.Conv2D):
     see only input group i), so weights load into either. TensorFlow's native grouped
     convolution has no fast CPU kernel; split convolutions train about 6x faster
     (benchmarks/model_speed.py). `implementation="native"` keeps the slow path for benchmarks
-    and equivalence tests.
-
-    Placing the groups on devices is `overfeat_tf.models.towers.TowerModel`'s job.
+    and equivalence tests. Device placement of the towers is `models.towers`' job; a
+    `tower_devices` entry in the config of an older `.keras` file is ignored.
     """
 
     IMPLEMENTATIONS = ("split", "native")
@@ -86,6 +85,7 @@ class GroupedConv2D(keras.layers.Conv2D):
         implementation: str = "split",
         **kwargs: Any,
     ) -> None:
+        kwargs.pop("tower_devices", None)  # older files' configs carry it
         super().__init__(*args, **kwargs)
         if implementation not in self.IMPLEMENTATIONS:
             raise ValueError(
@@ -99,10 +99,8 @@ class GroupedConv2D(keras.layers.Conv2D):
             return super().convolution_op(inputs, kernel)
         input_groups = tf.split(inputs, self.groups, axis=-1)
         kernel_groups = tf.split(kernel, self.groups, axis=-1)
-        outputs = [
-            super(GroupedConv2D, self).convolution_op(x, k)
-            for x, k in zip(input_groups, kernel_groups)
-        ]
+        outputs = [super(GroupedConv2D, self).convolution_op(x, k)
+                   for x, k in zip(input_groups, kernel_groups)]
         return tf.concat(outputs, axis=-1)
 
     def get_config(self) -> dict[str, Any]:
@@ -110,12 +108,6 @@ class GroupedConv2D(keras.layers.Conv2D):
             **super().get_config(),
             "implementation": self.implementation,
         }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> GroupedConv2D:
-        # Older `.keras` files carry a `tower_devices` entry (device placement now lives
-        # in TowerModel); it is dropped so they still load.
-        return super().from_config({k: v for k, v in config.items() if k != "tower_devices"})
 
 
 def ceil_pool_size(size: int, pool_size: int, strides: int) -> int:

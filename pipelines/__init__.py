@@ -15,7 +15,7 @@ from pipelines.sources import Source, open_source
 from pipelines.stats import DatasetStatistics, compute_statistics, load_statistics
 from pipelines.transforms import AUGMENTATIONS, preprocess_for_eval, resize_keep_aspect
 
-AUGMENTATION_NAMES = tuple(AUGMENTATIONS)  # For flag enums: ("alexnet", "overfeat").
+AUGMENTATION_NAMES = tuple(AUGMENTATIONS)  # For flag enums: ("alexnet", "zfnet", "overfeat").
 
 __all__ = [
     "BadRecordCounter",

@@ -68,6 +68,14 @@ def test_a_keras_file_with_the_old_tower_devices_entry_still_loads(tmp_path):
     assert "tower_devices" not in loaded.get_layer("conv").get_config()
 
 
+def test_grouped_conv_ignores_tower_devices_of_older_configs():
+    # Older `.keras` files store the placement in the layer's config; towers.py places now.
+    layer = layers.GroupedConv2D.from_config(
+        {**layers.GroupedConv2D(4, 3, groups=2).get_config(), "tower_devices": ["/GPU:0", "/GPU:1"]}
+    )
+    assert "tower_devices" not in layer.get_config() and layer.groups == 2
+
+
 def _ceil_pool_numpy(x, k, s):
     b, h, w, c = x.shape
     oh, ow = -(-(h - k) // s) + 1, -(-(w - k) // s) + 1

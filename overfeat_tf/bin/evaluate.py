@@ -43,10 +43,8 @@ from absl import flags
 
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
-from overfeat_tf import flags_common
-from overfeat_tf import evaluation, xla_choice
+from overfeat_tf import evaluation, flags_common, input_stats, run_dir, xla_choice
 from overfeat_tf.evaluation import dense, ensemble
-from overfeat_tf import run_dir
 from overfeat_tf.detection import box_maps, detector, drawing, localizer, merge
 from overfeat_tf.detection import regressor as regressor_lib
 
@@ -129,6 +127,7 @@ flags.DEFINE_float(
     "draw_min_score", 1.0, "Detection: draw detections whose summed score is at least this."
 )
 flags_common.define_onednn()
+flags_common.define_stats()
 flags.DEFINE_enum(
     "xla", "auto", list(xla_choice.MODES),
     "XLA-compile the network (--model_dir modes): auto (time both on the first batches, "
@@ -355,6 +354,10 @@ def _restore() -> tuple[list[evaluation.Evaluator], dict, dict | None, str]:
         models, configs = ensemble.restore_ensemble(dirs, [FLAGS.checkpoint] * len(dirs))
     except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
         raise FlagError(f"--model_dir={','.join(dirs)}: {_first_line(e)}") from e
+    try:
+        configs = [input_stats.override(c, FLAGS.stats) if FLAGS.stats else c for c in configs]
+    except (OSError, ValueError) as e:
+        raise FlagError(f"--stats={FLAGS.stats}: {e}") from e
     members = [
         {
             "model_dir": model_dir,

@@ -38,11 +38,11 @@ from overfeat_tf.bin import train_flags
 from overfeat_tf.cli import FlagError
 from overfeat_tf import flags_common
 from overfeat_tf.experiments import report, runner, tables
-from overfeat_tf.training import launch
+from overfeat_tf.training import launch, recipes
 
 # overfeat-train's flags given to every run when set (the training budget).
-BUDGET_FLAGS = ("epochs", "max_steps", "steps_per_epoch", "batch_size", "width",
-                "learning_rate", "step_epochs", "init", "dropout")
+BUDGET_FLAGS = ("recipe", "epochs", "max_steps", "steps_per_epoch", "batch_size", "width",
+                "learning_rate", "step_epochs", "init", "dropout", "stats")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("table", None, f"The table to run: {', '.join(tables.TABLES)}.")
@@ -50,6 +50,9 @@ flags.DEFINE_string("out_dir", None, "Runs, row results and the table (default r
 flags.DEFINE_list("rows", None, "Run only these rows (default: all); the table shows all.")
 flags_common.define_data()
 flags_common.define_data_dir()
+flags.DEFINE_enum("recipe", None, list(recipes.RECIPES),
+                  "Training recipe of every run (default: each model's paper recipe).")
+flags_common.define_stats()
 flags.DEFINE_integer("epochs", None, "Epochs of every run (default: overfeat-train's).",
                      lower_bound=1)
 flags_common.define_max_steps("Stop every run after this many steps.", lower_bound=1)

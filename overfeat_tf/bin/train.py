@@ -1,10 +1,10 @@
 r"""Trains a paper model: `overfeat-train` / `python -m overfeat_tf.bin.train`.
 
-With no flags this is the project's main job: it generates the embedded data set if
-absent, trains a reduced-width AlexNet on it, evaluates on its validation split, exports
-a SavedModel and a `.keras` file, and prints where everything went:
+The project's main job generates the embedded data set if absent, trains a 1/8-width
+AlexNet on it with the `quick` recipe for small data sets, evaluates on its validation
+split, exports a SavedModel and a `.keras` file, and prints where everything went:
 
-    overfeat-train
+    overfeat-train --recipe=quick --width=0.125
 
 On ImageNet TFRecords with the paper's recipe, over every local GPU:
 

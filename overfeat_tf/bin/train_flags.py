@@ -22,8 +22,8 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     fv = {"flag_values": flag_values}
     flags.DEFINE_string(
         "model",
-        None,
-        f"Model to train (default alexnet): {', '.join(overfeat_tf.MODEL_NAMES)}, or a variant "
+        "alexnet",
+        f"Model to train: {', '.join(overfeat_tf.MODEL_NAMES)}, or a variant "
         "name (overfeat_tf.models.variants), e.g. alexnet-towers1, zfnet-fc8192.",
         **fv,
     )
@@ -31,7 +31,7 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags_common.define_data_dir(**fv)
     flags_common.define_model_dir("Checkpoints, summaries, metrics (default runs/<model>).", **fv)
     flags.DEFINE_integer(
-        "epochs", None, "Epochs (default: the recipe's; 24 on embedded data).", **fv
+        "epochs", None, "Epochs (default: the recipe's).", **fv
     )
     flags_common.define_max_steps(**fv)
     flags.DEFINE_integer(
@@ -39,10 +39,15 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     )
     flags_common.define_batch_size(None, "Global batch size (default: the recipe's).", **fv)
     flags.DEFINE_float(
-        "width", None, "Channel multiplier (default 1.0; 0.125 on embedded data).", **fv
+        "width", 1.0, "Channel multiplier of every layer (1.0: the paper's widths).", **fv
     )
     flags.DEFINE_enum(
-        "recipe", None, list(recipes.RECIPES), "Training recipe (default: the model's paper).", **fv
+        "recipe",
+        None,
+        list(recipes.RECIPES),
+        "Training recipe (default: the model's paper); quick: for data sets of thousands of "
+        "images (He init, no dropout, a higher rate).",
+        **fv,
     )
     flags.DEFINE_float("learning_rate", None, "Override the recipe's initial learning rate.", **fv)
     flags.DEFINE_float("momentum", None, "Override the recipe's momentum.", **fv)
@@ -90,7 +95,13 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.", **fv)
     flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.", **fv)
     flags.DEFINE_bool("strict", False, "Fail on a corrupt image instead of skipping it.", **fv)
-    flags.DEFINE_bool("pca_lighting", True, "AlexNet's PCA colour augmentation.", **fv)
+    flags.DEFINE_bool(
+        "pca_lighting",
+        None,
+        "AlexNet's PCA colour augmentation (default: the recipe's, on for AlexNet).",
+        **fv,
+    )
+    flags_common.define_stats(**fv)
     flags.DEFINE_string(
         "init_from",
         None,

@@ -18,31 +18,11 @@ import tensorflow as tf
 
 import overfeat_tf
 import pipelines
-from overfeat_tf import run_dir, transfer
+from overfeat_tf import input_stats, run_dir, transfer
 from overfeat_tf.models import towers
 from overfeat_tf.training import recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer
 from overfeat_tf.visualization import filters as filter_viz
-
-# The demo configuration, used for each of these fields the spec leaves unset while
-# training on the embedded data set.
-# He initialisation, no dropout and lr 0.02 get a from-scratch AlexNet off its plateau
-# in 3-4 epochs of 3000 images (with the paper's N(0, 0.01) init and dropout it stays at
-# chance for longer than the 10-minute budget); the rate / 10 after epoch 16 is AlexNet's
-# plateau rule at a fixed epoch, so the run fits the budget.
-DEMO = {
-    "model": "alexnet",
-    "width": 0.125,
-    "epochs": 24,
-    "batch_size": 64,
-    "init": "he",
-    "dropout": 0.0,
-    "learning_rate": 0.02,
-    "schedule": "step",
-    "step_epochs": (16,),
-    "step_factor": 0.1,
-}
-
 
 class SpecError(ValueError):
     """A spec that cannot run; the message names the field as `--field=value`."""
@@ -61,13 +41,13 @@ class TrainSpec:
 
     data: str = "embedded"
     data_dir: str | None = None
-    model: str | None = None
+    model: str = "alexnet"
     model_dir: str | None = None
     epochs: int | None = None
     max_steps: int | None = None
     steps_per_epoch: int | None = None
     batch_size: int | None = None
-    width: float | None = None
+    width: float = 1.0
     recipe: str | None = None
     learning_rate: float | None = None
     momentum: float | None = None
@@ -87,18 +67,12 @@ class TrainSpec:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     strict: bool = False
-    pca_lighting: bool = True
+    pca_lighting: bool | None = None
+    stats: str | None = None
     init_from: str | None = None
     freeze_through: str | None = None
     filter_grid_every_epoch: bool = False
     verbose: bool = True
-
-    def or_demo(self, field: str, fallback: Any) -> Any:
-        """The field's value; else the demo value on embedded data; else `fallback`."""
-        value = getattr(self, field)
-        if value is not None:
-            return value
-        return DEMO[field] if self.data == "embedded" else fallback
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +90,7 @@ def resolve_recipe(spec: TrainSpec, model: str) -> recipes.Recipe:
     """The spec's recipe (or the model's), with every override field applied."""
     recipe = recipes.get_recipe(spec.recipe or overfeat_tf.model_info(model).recipe)
     overrides = {
-        field: spec.or_demo(field, None)
+        field: getattr(spec, field)
         for field in (
             "learning_rate",
             "schedule",
@@ -126,12 +100,31 @@ def resolve_recipe(spec: TrainSpec, model: str) -> recipes.Recipe:
             "batch_size",
             "epochs",
             "step_epochs",
+            "pca_lighting",
         )
     }
     overrides.update(momentum=spec.momentum, weight_decay=spec.weight_decay)
     if spec.max_filter_rms is not None:
         overrides["max_filter_rms"] = spec.max_filter_rms or None
     return dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _print_data_notes(source, recipe_name: str) -> None:
+    """One line each: how validation was held out, and a paper recipe on a small set."""
+    if source.validation_note:
+        print(f"overfeat-train: {source.validation_note}", flush=True)
+    examples = source.num_examples("train")
+    if (
+        recipes.is_paper_recipe(recipe_name)
+        and examples is not None
+        and examples < recipes.PAPER_RECIPE_MIN_EXAMPLES
+    ):
+        print(
+            f"overfeat-train: the {recipe_name} paper recipe is made for ImageNet's 1.28M "
+            f"images and may stay at chance for many epochs on {examples:,}; "
+            "--recipe=quick suits small data sets.",
+            flush=True,
+        )
 
 
 def _steps_per_epoch(spec: TrainSpec, recipe: recipes.Recipe, source, strategy) -> int:
@@ -219,11 +212,11 @@ def _model(spec: TrainSpec, source) -> tuple[str, dict[str, Any], recipes.Recipe
         except FileNotFoundError as e:
             raise SpecError(f"--init_from={spec.init_from}: {e}") from e
         return model_name, build_kwargs, resolve_recipe(spec, model_name)
-    model_name = spec.or_demo("model", "alexnet")
+    model_name = spec.model
     recipe = resolve_recipe(spec, model_name)
     build_kwargs = {
         "num_classes": source.num_classes,
-        "width": spec.or_demo("width", 1.0),
+        "width": spec.width,
         "dropout": recipe.dropout,
         "init": recipe.init,
     }
@@ -273,11 +266,10 @@ def run(spec: TrainSpec) -> RunResult:
     """
     if spec.freeze_through and not spec.init_from:
         raise SpecError("--freeze_through needs --init_from")
-    if spec.model is not None:
-        try:
-            overfeat_tf.model_info(spec.model)  # a name or a variant name
-        except ValueError as e:
-            raise SpecError(f"--model={spec.model}: {e}") from e
+    try:
+        overfeat_tf.model_info(spec.model)  # a name or a variant name
+    except ValueError as e:
+        raise SpecError(f"--model={spec.model}: {e}") from e
     # First: MultiWorkerMirroredStrategy must start before TensorFlow's runtime does.
     strategy = _strategy(spec)
     try:
@@ -286,16 +278,27 @@ def run(spec: TrainSpec) -> RunResult:
         raise SpecError(f"--data={spec.data}: {e}") from e
     model_name, build_kwargs, recipe = _model(spec, source)
     info = overfeat_tf.model_info(model_name)
-    mean, std = overfeat_tf.models.normalization(model_name, build_kwargs.get("init", "paper"))
+    try:  # transfer keeps the source run's statistics unless `stats` is given
+        if spec.init_from and not spec.stats:
+            stats = input_stats.of_run(spec.init_from, run_dir.read_config(spec.init_from))
+        else:
+            stats = input_stats.resolve(model_name, build_kwargs.get("init", "paper"), spec.stats)
+    except (OSError, ValueError) as e:
+        raise SpecError(f"--stats={spec.stats}: {e}") from e
+    mean, std = stats.mean, stats.std
     model_dir = spec.model_dir or os.path.join("runs", model_name)
     if spec.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(spec.mixed_precision)
     keras.utils.set_random_seed(spec.seed)
     steps_per_epoch = _steps_per_epoch(spec, recipe, source, strategy)
-
     if strategies.is_chief(strategy):
+        _print_data_notes(source, spec.recipe or overfeat_tf.model_info(model_name).recipe)
         run_dir.write_config(
-            model_dir, name=model_name, build_kwargs=build_kwargs, class_names=source.class_names
+            model_dir,
+            name=model_name,
+            build_kwargs=build_kwargs,
+            class_names=source.class_names,
+            stats=stats,
         )
     config = train_config(spec, recipe, model_dir, steps_per_epoch, (mean, std))
     bad_records = pipelines.BadRecordCounter()
@@ -308,7 +311,8 @@ def run(spec: TrainSpec) -> RunResult:
             batch_size=context.get_per_replica_batch_size(recipe.batch_size),
             training=True,
             augmentation=recipe.pipeline,
-            pca_lighting=spec.pca_lighting,
+            pca_lighting=recipe.pca_lighting,
+            pca_eigen=stats.eigen,
             input_context=context,
             seed=spec.seed * 1000 + epoch,
             deterministic=spec.deterministic,
