@@ -16,6 +16,7 @@ import time
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
+from overfeat_tf import flags_common
 from overfeat_tf import runtime
 
 import keras  # noqa: E402
@@ -26,7 +27,7 @@ flags.DEFINE_float("width", 1.0, "Channel multiplier (1.0 is the paper's network
 flags.DEFINE_integer("batch_size", 64, "Images per step.")
 flags.DEFINE_integer("steps", 3, "Timed steps per configuration (after 1 warm-up step).")
 flags.DEFINE_bool("xla", False, "Compile the steps with XLA.")
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 FLAGS = flags.FLAGS
 
 

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
+from overfeat_tf import flags_common
 from overfeat_tf import runtime, xla_choice
 
 import keras  # noqa: E402
@@ -57,7 +58,7 @@ flags.DEFINE_integer("threads", 0, "Threads for both frameworks; 0: every core."
 flags.DEFINE_integer("steps", 2, "Timed steps per configuration and round.")
 flags.DEFINE_integer("rounds", 2, "Interleaved timing rounds; the best is kept.")
 flags.DEFINE_bool("torch_compile", True, "Also time torch.compile.")
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 FLAGS = flags.FLAGS
 
 MODEL = "alexnet"

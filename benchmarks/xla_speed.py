@@ -26,6 +26,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
+from overfeat_tf import flags_common
 from overfeat_tf import evaluation, runtime, xla_choice
 from overfeat_tf.evaluation import dense
 
@@ -42,7 +43,7 @@ flags.DEFINE_integer("batch_size", 64, "Images per training / centre-crop step."
 flags.DEFINE_list("dense_sizes", ["256x341", "341x256"], "HxW of the dense evaluator's images.")
 flags.DEFINE_integer("steps", 2, "Timed calls per configuration and round.")
 flags.DEFINE_integer("rounds", 2, "Interleaved rounds; the best is kept.")
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 FLAGS = flags.FLAGS
 
 Call = Callable[[], object]
