@@ -134,10 +134,6 @@ def _steps_per_epoch(spec: TrainSpec, recipe: recipes.Recipe, source, strategy) 
             f"--batch_size={recipe.batch_size} is not divisible by the "
             f"{strategy.num_replicas_in_sync} replicas of --strategy={spec.strategy}"
         )
-    for field in ("epochs", "batch_size", "steps_per_epoch", "max_steps", "checkpoint_every"):
-        value = getattr(spec, field)
-        if value is not None and value < 1:
-            raise SpecError(f"--{field} must be >= 1; received {value}")
     try:
         train_examples = source.num_examples("train")
         source.num_examples("validation")
@@ -266,6 +262,11 @@ def run(spec: TrainSpec) -> RunResult:
     """
     if spec.freeze_through and not spec.init_from:
         raise SpecError("--freeze_through needs --init_from")
+    # Before the data source opens (the embedded set is generated on first use).
+    for field in ("epochs", "batch_size", "steps_per_epoch", "max_steps", "checkpoint_every"):
+        value = getattr(spec, field)
+        if value is not None and value < 1:
+            raise SpecError(f"--{field} must be >= 1; received {value}")
     try:
         overfeat_tf.model_info(spec.model)  # a name or a variant name
     except ValueError as e:
