@@ -60,6 +60,10 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_float(
         "max_filter_rms", None, "Override ZFNet's filter RMS cap (0 disables).", **fv
     )
+    flags.DEFINE_float(
+        "clip_norm", None, "Override the recipe's cap on the gradients' global norm "
+        "(0 disables).", **fv
+    )
     flags.DEFINE_enum("init", None, ["paper", "he"], "Weight initialisation (default paper).", **fv)
     flags.DEFINE_float("dropout", None, "Override the dropout rate.", **fv)
     flags.DEFINE_enum(

@@ -56,6 +56,7 @@ class TrainSpec:
     step_epochs: tuple[int, ...] | None = None
     step_factor: float | None = None
     max_filter_rms: float | None = None
+    clip_norm: float | None = None
     init: str | None = None
     dropout: float | None = None
     strategy: str = "auto"
@@ -104,8 +105,9 @@ def resolve_recipe(spec: TrainSpec, model: str) -> recipes.Recipe:
         )
     }
     overrides.update(momentum=spec.momentum, weight_decay=spec.weight_decay)
-    if spec.max_filter_rms is not None:
-        overrides["max_filter_rms"] = spec.max_filter_rms or None
+    for cap in ("max_filter_rms", "clip_norm"):  # 0 turns a cap off
+        if getattr(spec, cap) is not None:
+            overrides[cap] = getattr(spec, cap) or None
     return dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
 
 
