@@ -20,15 +20,15 @@ from absl import app, flags
 
 import overfeat_tf  # noqa: F401  (first: turns oneDNN on before TensorFlow loads)
 import pipelines
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import flags_common, run_dir
 from overfeat_tf.detection import box_maps, detector, localizer, tuning
 from overfeat_tf.detection import regressor as regressor_lib
 
-flags.DEFINE_string("model_dir", None, "The classification run (with its box runs).")
+flags_common.define_model_dir("The classification run (with its box runs).")
 flags.DEFINE_enum("task", "detection", ["localization", "detection"], "What to tune.")
-flags.DEFINE_string("data", "embedded", "Data source with boxes.")
-flags.DEFINE_string("data_dir", None, "Where the embedded data set lives.")
-flags.DEFINE_string("split", None, "Tuning split (default: tuning, detection_tuning).")
+flags_common.define_data(help="Data source with boxes.")
+flags_common.define_data_dir("Where the embedded data set lives.")
+flags_common.define_split(None, "Tuning split (default: tuning, detection_tuning).")
 flags.DEFINE_list("merge_thresholds", ["0.25", "0.5", "0.75", "1.0"], "Merge thresholds.")
 flags.DEFINE_list("score_thresholds", ["0.2", "0.3", "0.5"], "Detection: score thresholds.")
 flags.DEFINE_list("suppress_ious", ["0.3", "0.5", "none"], "Detection: suppression IoUs.")
@@ -52,7 +52,7 @@ def main(argv: list[str]) -> None:
     head, reg_config = regressor_lib.restore_regressor(box_dir)
     merge_thresholds = _floats(FLAGS.merge_thresholds)
     if FLAGS.task == "detection":
-        model, config = model_dir_lib.restore_model(os.path.join(box_dir, "classifier"))
+        model, config = run_dir.restore_model(os.path.join(box_dir, "classifier"))
         evaluator = detector.Detector(model, head, scales=list(reg_config.scales) or None,
                                       flips=FLAGS.flips, match=FLAGS.merge_match)
         settings = tuning.grid(merge_threshold=merge_thresholds,
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
                                suppress_iou=_floats(FLAGS.suppress_ious))
         sweep, key = tuning.sweep_detection, "map"
     else:
-        model, config = model_dir_lib.restore_model(FLAGS.model_dir)
+        model, config = run_dir.restore_model(FLAGS.model_dir)
         predictor = box_maps.BoxPredictor(model, head, list(reg_config.scales), FLAGS.flips)
         evaluator = localizer.Localizer(predictor, match=FLAGS.merge_match)
         settings = tuning.grid(merge_threshold=merge_thresholds)

@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from export import signatures
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.detection import box_maps, detector, localizer
 from overfeat_tf.detection import regressor as regressor_lib
 from overfeat_tf.models import towers
@@ -50,9 +50,9 @@ def box_serving(model_dir: str, classifier: keras.Model,
         models.append(head)
     path = os.path.join(model_dir, DETECTION_DIR)
     classifier_dir = os.path.join(model_dir, DETECTION_CLASSIFIER_DIR)
-    if _has(path, regressor_lib.CONFIG_FILE) and _has(classifier_dir, model_dir_lib.CONFIG_FILE):
+    if _has(path, regressor_lib.CONFIG_FILE) and _has(classifier_dir, run_dir.CONFIG_FILE):
         head, config = regressor_lib.restore_regressor(path)
-        model, _ = model_dir_lib.restore_model(classifier_dir)
+        model, _ = run_dir.restore_model(classifier_dir)
         model = towers.default_placement(model)
         found["detector"] = detector.Detector(model, head, scales=list(config.scales) or None,
                                               flips=True)

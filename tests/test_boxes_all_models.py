@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.detection import detector
 from overfeat_tf.detection import regressor as regressor_lib
 from pipelines import embedded
@@ -31,17 +31,16 @@ def _run(module, env, *flags):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", overfeat_tf.MODEL_NAMES)
-def test_train_boxes_and_evaluate_both_modes(name, tmp_path, tiny_embedded_dir,
-                                             subprocess_env):
+def test_train_boxes_and_evaluate_both_modes(name, tmp_path, tiny_data, subprocess_env):
     classes = len(embedded.CLASS_NAMES)
     run = tmp_path / "run"
     model = overfeat_tf.build_model(name, classes, **KWARGS)
-    model_dir_lib.save_model(str(run), model, build_kwargs={"num_classes": classes, **KWARGS},
-                             class_names=list(embedded.CLASS_NAMES))
-    common = (f"--classifier_dir={run}", f"--data_dir={tiny_embedded_dir}", "--batch_size=8",
+    run_dir.save_model(str(run), model, build_kwargs={"num_classes": classes, **KWARGS},
+                       class_names=list(embedded.CLASS_NAMES))
+    common = (f"--classifier_dir={run}", f"--data_dir={tiny_data}", "--batch_size=8",
               "--max_steps=1")
     for task in ("localization", "detection"):
-        _run("overfeat_tf.train_boxes", subprocess_env, f"--task={task}", *common)
+        _run("overfeat_tf.bin.train_boxes", subprocess_env, f"--task={task}", *common)
     assert regressor_lib.read_config(str(run / "detection")).scales == \
         detector.default_scales(name)
 
@@ -49,15 +48,15 @@ def test_train_boxes_and_evaluate_both_modes(name, tmp_path, tiny_embedded_dir,
     # and moved the first FC layer.
     info = overfeat_tf.model_info(name)
     assert info.last_pool.name == ("pool6" if name == "overfeat_accurate" else "pool5")
-    tuned, _ = model_dir_lib.restore_model(str(run / "detection" / "classifier"))
+    tuned, _ = run_dir.restore_model(str(run / "detection" / "classifier"))
     last_conv = [row.name for row in info.spec.trunk if row.name.startswith("conv")][-1]
     for layer, same in ((last_conv, True), (info.spec.head[0].name, False)):
         kernels = [m.get_layer(layer).get_weights()[0] for m in (model, tuned)]
         assert np.array_equal(*kernels) == same, layer
 
     output = tmp_path / "eval.json"
-    _run("overfeat_tf.evaluate", subprocess_env, f"--model_dir={run}",
-         f"--data_dir={tiny_embedded_dir}", "--modes=localization,detection", "--noflips",
+    _run("overfeat_tf.bin.evaluate", subprocess_env, f"--model_dir={run}",
+         f"--data_dir={tiny_data}", "--modes=localization,detection", "--noflips",
          "--max_examples=2", f"--output_json={output}")
     results = json.loads(output.read_text())["results"]
     assert results["localization"]["examples"] == 2

@@ -18,7 +18,7 @@ import tensorflow as tf
 import overfeat_tf
 import pipelines
 from export import saved_model, signatures
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.detection import box_maps, detector, localizer
 from overfeat_tf.detection import regressor as regressor_lib
 
@@ -49,22 +49,22 @@ def exported(tmp_path_factory):
     keras.utils.set_random_seed(0)
     run, classes = root / "run", len(CLASS_NAMES)
     model = overfeat_tf.build_model("alexnet", classes, **KWARGS)
-    model_dir_lib.save_model(str(run), model, build_kwargs={"num_classes": classes, **KWARGS},
-                             class_names=CLASS_NAMES)
+    run_dir.save_model(str(run), model, build_kwargs={"num_classes": classes, **KWARGS},
+                       class_names=CLASS_NAMES)
     detection = overfeat_tf.build_model("alexnet", classes + 1, **KWARGS)
     bias = np.zeros(classes + 1, np.float32)
     bias[[1, 2]] = 4.0  # classes 1 and 2 above the threshold at many locations
     kernel = detection.get_layer("fc8").get_weights()[0]
     detection.get_layer("fc8").set_weights([kernel, bias])
-    model_dir_lib.save_model(str(run / "detection" / "classifier"), detection,
-                             build_kwargs={"num_classes": classes + 1, **KWARGS},
-                             class_names=CLASS_NAMES + ["background"])
+    run_dir.save_model(str(run / "detection" / "classifier"), detection,
+                       build_kwargs={"num_classes": classes + 1, **KWARGS},
+                       class_names=CLASS_NAMES + ["background"])
     local_head = _regressor(run, "localization", classes)
     detection_head = _regressor(run, "detection", classes)
     paths = saved_model.export_model_dir(str(run), str(root / "export"))
     found_by = detector.Detector(detection, detection_head, scales=SCALES, flips=True)
     locate = localizer.Localizer(box_maps.BoxPredictor(model, local_head, SCALES))
-    config = model_dir_lib.read_config(str(run))
+    config = run_dir.read_config(str(run))
     return (model, config), locate, found_by, paths.saved_model_dir
 
 

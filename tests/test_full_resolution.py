@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import overfeat_tf
 import pipelines
-from overfeat_tf import dense
+from overfeat_tf.evaluation import dense
 from pipelines import testing, transforms
 
 SCALE = (461, 569)  # OverFeat Table 5, scale 6

@@ -18,8 +18,8 @@ CLASSES = len(embedded.CLASS_NAMES)
 
 
 @pytest.fixture(scope="module")
-def source(tiny_embedded_dir):
-    return pipelines.open_source("embedded", tiny_embedded_dir)
+def source(tiny_data):
+    return pipelines.open_source("embedded", tiny_data)
 
 
 def _batches(source, split: str):

@@ -12,11 +12,11 @@ merge leaves beside an object, e.g. from windows seeing part of it). An image wh
 location passes the threshold gets no detection.
 
 Scales. By default the detector runs at the scales of OverFeat's four-scale rows
-(Table 2: scales 1, 2, 4 and 6 of the six of Table 5), derived for the model's geometry
-by `overfeat_tf.dense.default_scales` (AlexNet: shorter sides 243, 275, 371, 435 px;
-OverFeat accurate: 245, 281, 389, 461): nothing about the data decides them. Users who
-know their objects' sizes can space scales to fit them with `scales_for_objects`, or
-choose them on a tuning split (`overfeat_tf.detection.tuning`).
+(Table 2: scales 1, 2, 4 and 6 of the six of Table 5), derived for the model's
+geometry by `overfeat_tf.evaluation.dense.default_scales` (AlexNet: shorter sides 243,
+275, 371, 435 px; OverFeat accurate: 245, 281, 389, 461): nothing about the data
+decides them. Users who know their objects' sizes can space scales to fit them with
+`scales_for_objects`, or choose them on a tuning split (`overfeat_tf.detection.tuning`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from overfeat_tf import dense
+from overfeat_tf.evaluation import dense
 from overfeat_tf.detection import box_maps, graph_merge, merge, metrics
 from overfeat_tf.detection import boxes as box_ops
 
