@@ -49,13 +49,36 @@ def configure_onednn(argv: Sequence[str] = ()) -> str:
     return "enabled" if wanted else "disabled"
 
 
-def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux), for benchmark reports."""
+_ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+              "avx512_vnni", "avx512vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16",
+              "amx_int8", "asimd", "sve")
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    """The first `name : value` field of /proc/cpuinfo, or None."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.split(":", 1)[0].strip() == name:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_flags() -> tuple[str, ...]:
+    """The CPU's vector instruction-set flags that matter to TensorFlow's kernels (from
+    /proc/cpuinfo; empty where it cannot be read), in a fixed order."""
+    present = set((_cpuinfo_field("flags") or _cpuinfo_field("Features") or "").split())
+    return tuple(flag for flag in _ISA_FLAGS if flag in present)
+
+
+def cpu_summary() -> str:
+    """One line naming the CPU, its instruction-set flags and core count, for reports."""
+    return (f"CPU: {cpu_model()} ({os.cpu_count()} logical cores); instruction sets: "
+            f"{' '.join(cpu_flags()) or 'unknown'}")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux), for benchmark reports."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
