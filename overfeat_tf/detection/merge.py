@@ -181,7 +181,7 @@ class _Group:
     def refresh(self, rows: np.ndarray) -> None:
         """Recomputes the best partner of the live clusters `rows` from scratch."""
         q, c = self.near(self.current[rows], self.groups[rows], np.flatnonzero(self.alive))
-        q, c = rows[q], c
+        q = rows[q]
         other = q != c
         q, c = q[other], c[other]
         lowest, partner = _best(q, c, self.pair_fn(self.current[q], self.current[c]), self.n)
