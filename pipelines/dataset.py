@@ -21,17 +21,19 @@ from pipelines.sources import Source
 
 AUTOTUNE = tf.data.AUTOTUNE
 EVAL_MODES = ("center", "ten_view", "full")
+IMAGE_DTYPES = ("float32", "bfloat16", "float16")
 # Boxes per image in `with_boxes` batches; extra boxes are dropped (ImageNet train
 # images have at most a few dozen, the embedded set at most 4).
 MAX_BOXES = 32
 
 
 def _skip_bad_images(transform, image_shape: list[int], strict: bool,
-                     counter: BadRecordCounter | None):
+                     counter: BadRecordCounter | None, extra: dict[str, tf.Tensor]):
     """Wraps a record transform so that it runs only on bytes that pass
     `decode.check_encoded`; adds a bool "ok" to its output for a later filter.
 
-    A failing record gets a zero image of `image_shape` (ok=False), is logged to stderr
+    A failing record gets a zero image of `image_shape` and `extra` (the transform's
+    other outputs, ok=False), is logged to stderr
     with its file name and counted, or, in strict mode, raises InvalidArgumentError
     naming the file and the problem. Runs inside the parallel map, so the check is
     not a serial stage.
@@ -48,8 +50,8 @@ def _skip_bad_images(transform, image_shape: list[int], strict: bool,
                 if counter is not None:
                     ops.append(counter.add(1))
             with tf.control_dependencies(ops):
-                return {**record, "image": tf.zeros(image_shape), "boxes": tf.zeros([0, 4]),
-                        "box_labels": tf.zeros([0], tf.int32)}
+                return {**record, **extra, "image": tf.zeros(image_shape),
+                        "boxes": tf.zeros([0, 4]), "box_labels": tf.zeros([0], tf.int32)}
 
         return {**tf.cond(ok, lambda: transform(record, *args), bad), "ok": ok}
 
@@ -67,8 +69,9 @@ def _pad_boxes(boxes: tf.Tensor, box_labels: tf.Tensor) -> dict[str, tf.Tensor]:
     return {"boxes": boxes, "box_labels": box_labels, "num_boxes": n}
 
 
-def _finish(num_classes: int, with_boxes: bool):
-    """Checks labels, naming the record, and shapes the element for the model."""
+def _finish(num_classes: int, with_boxes: bool, draws: bool):
+    """Checks labels, naming the record, and shapes the element for the model (with the
+    training draws as a third part when `draws`, for `augment_batch`)."""
     def finish(element: dict[str, tf.Tensor]):
         labels = tf.concat([element["label"][tf.newaxis], element["box_labels"]], 0)
         ok = tf.reduce_all(tf.logical_and(labels >= 0, labels < num_classes))
@@ -83,10 +86,11 @@ def _finish(num_classes: int, with_boxes: bool):
                 return tf.identity(element["label"])
 
         label = tf.cond(ok, lambda: element["label"], fail)
-        if not with_boxes:
-            return element["image"], label
-        return element["image"], {"label": label,
-                                  **_pad_boxes(element["boxes"], element["box_labels"])}
+        if with_boxes:
+            label = {"label": label, **_pad_boxes(element["boxes"], element["box_labels"])}
+        if draws:
+            return element["image"], label, {name: element[name] for name in _DRAWS}
+        return element["image"], label
 
     return finish
 
@@ -108,27 +112,34 @@ def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Ten
     return transform
 
 
-def _train_transform(crop_size: int, mean: tf.Tensor, std: tf.Tensor, recipe: str,
-                     eigen, scale_jitter):
+# A training image's random draws that `transforms.augment_batch` applies per batch, and
+# what a skipped image carries in their place.
+_DRAWS = {"flip": tf.zeros([], tf.bool), "shift": tf.zeros([3]), "mean_window": tf.zeros([4])}
+
+
+def _train_transform(crop_size: int, recipe: str, eigen, scale_jitter):
+    """The per-image half of training augmentation (`transforms.train_crop`)."""
     def transform(record: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        image, boxes, box_labels = transforms.preprocess_for_train(
+        image, boxes, box_labels, draws = transforms.train_crop(
             record["encoded"], record["boxes"], record["box_labels"], seed,
-            crop_size=crop_size, mean=mean, std=std, recipe=transforms.RECIPES[recipe],
-            eigen=eigen, scale_jitter=scale_jitter)
-        return {**record, "image": image, "boxes": boxes, "box_labels": box_labels}
+            crop_size=crop_size, recipe=transforms.RECIPES[recipe], eigen=eigen,
+            scale_jitter=scale_jitter)
+        return {**record, **draws, "image": image, "boxes": boxes, "box_labels": box_labels}
 
     return transform
 
 
 def _validate(source: Source, *, batch_size, training, crop_size, mean, std, recipe,
               eval_mode, with_boxes, scale_jitter, seed, deterministic, bad_records,
-              data_service) -> None:
+              data_service, image_dtype="float32") -> None:
     """Raises ValueError naming the bad argument, its value and what is valid."""
     def fail(name: str, value, valid: str) -> None:
         raise ValueError(f"build_dataset: invalid {name}={value!r}; {valid}")
 
     if batch_size < 1:
         fail("batch_size", batch_size, "must be >= 1")
+    if image_dtype not in IMAGE_DTYPES:
+        fail("image_dtype", image_dtype, f"valid: {list(IMAGE_DTYPES)}")
     if not 1 <= crop_size <= constants.RESIZE_SHORTER_SIDE:
         fail("crop_size", crop_size, f"must be in 1..{constants.RESIZE_SHORTER_SIDE}")
     if recipe not in transforms.RECIPES:
@@ -177,6 +188,7 @@ def build_dataset(
     data_service: str | None = None,
     pca_eigen: tuple[np.ndarray, np.ndarray] | None = None,
     shuffle_buffer: int = 10_000,
+    image_dtype: str = "float32",
 ) -> tf.data.Dataset:
     """Builds the input pipeline of one split.
 
@@ -209,7 +221,10 @@ def build_dataset(
         augmentation then run on its workers.
       pca_eigen: (eigval [3], eigvec [3, 3]) from `pipelines.stats`; default the
         published PCA_EIGVAL / PCA_EIGVEC.
-      shuffle_buffer: records held for shuffling in training.
+      shuffle_buffer: records held for shuffling in training (none for sources whose
+        shuffled file order is a full permutation, `Source.shuffles_fully`).
+      image_dtype: dtype of training images ("float32", "bfloat16", "float16"), cast
+        per batch.
 
     Returns:
       A dataset of `(images float32, labels)` batches as described above.
@@ -218,14 +233,17 @@ def build_dataset(
               mean=mean, std=std, recipe=recipe, eval_mode=eval_mode,
               with_boxes=with_boxes, scale_jitter=scale_jitter, seed=seed,
               deterministic=deterministic, bad_records=bad_records,
-              data_service=data_service)
+              data_service=data_service, image_dtype=image_dtype)
     mean = tf.constant(mean, tf.float32)
     std = tf.constant(std, tf.float32)
     dataset = source.records(split, input_context, shuffle_files=training, seed=seed)
-    if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
+    # A source whose shuffled file order is already a full permutation needs no record
+    # buffer. After `repeat` the buffer fills once, not at every epoch; without it, the
+    # buffer refills at the start of each epoch (each new iterator).
+    if training and not source.shuffles_fully:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if training:
         eigen = None
         if pca_lighting:
@@ -236,7 +254,7 @@ def build_dataset(
         seeds = tf.data.Dataset.random(seed=seed).map(
             lambda r: tf.stack([r, tf.constant(pipeline_id, tf.int64)]))
         dataset = tf.data.Dataset.zip(dataset, seeds)
-        transform = _train_transform(crop_size, mean, std, recipe, eigen, scale_jitter)
+        transform = _train_transform(crop_size, recipe, eigen, scale_jitter)
     else:
         transform = _eval_transform(eval_mode, crop_size, mean, std)
     if training or eval_mode == "center":
@@ -245,15 +263,23 @@ def build_dataset(
         image_shape = [10, crop_size, crop_size, 3]
     else:  # "full": whole images of any size; the placeholder is never batched.
         image_shape = [constants.RESIZE_SHORTER_SIDE, constants.RESIZE_SHORTER_SIDE, 3]
-    dataset = dataset.map(_skip_bad_images(transform, image_shape, strict, bad_records),
+    dataset = dataset.map(_skip_bad_images(transform, image_shape, strict, bad_records,
+                                           _DRAWS if training else {}),
                           num_parallel_calls=AUTOTUNE)
     dataset = dataset.filter(lambda element: element["ok"])
     if not strict:
         # Last line of defence against bytes that pass the cheap check yet fail to
         # decode: skipped and logged (not counted), so an epoch never dies on them.
         dataset = dataset.ignore_errors(log_warning=True)
-    dataset = dataset.map(_finish(source.num_classes, with_boxes), num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(_finish(source.num_classes, with_boxes, training),
+                          num_parallel_calls=AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+    if training:  # flip, lighting, normalisation and dtype once per batch
+        dataset = dataset.map(
+            lambda images, labels, draws: (
+                transforms.augment_batch(images, draws, mean, std, tf.as_dtype(image_dtype)),
+                labels),
+            num_parallel_calls=AUTOTUNE)
     if data_service is not None:
         dataset = dataset.apply(tf.data.experimental.service.distribute(
             processing_mode=tf.data.experimental.service.ShardingPolicy.OFF,

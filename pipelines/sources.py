@@ -28,11 +28,14 @@ class Source(abc.ABC):
       num_classes: number of classes; labels are 0 .. num_classes - 1.
       class_names: synsets or names, indexed by 0-based label.
       has_boxes: whether records carry object boxes.
+      shuffles_fully: whether `records(shuffle_files=True)` already yields the records
+        in a full random permutation (no record shuffle buffer is needed).
     """
 
     num_classes: int
     class_names: list[str]
     has_boxes: bool
+    shuffles_fully: bool = False
 
     @abc.abstractmethod
     def records(self, split: str, input_context: tf.distribute.InputContext | None = None,
@@ -206,6 +209,8 @@ class FolderSource(Source):
             files += paths
             labels += [self.class_names.index(name)] * len(paths)
         return files, labels
+
+    shuffles_fully = True  # one file per record, all shuffled
 
     def records(self, split, input_context=None, shuffle_files=False, seed=None):
         files, labels = self._files_and_labels(split)
