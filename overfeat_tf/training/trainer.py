@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from overfeat_tf import runtime
 from overfeat_tf.training import constraints, schedules, strategies
 from overfeat_tf.training.recipes import Recipe
 from overfeat_tf.xla_choice import Calibration, XlaChoice, check_mode
@@ -318,6 +319,7 @@ class Trainer:
         metrics = {**history, "step": self._step(), "epochs": int(self.epochs_done.numpy())}
         if self.xla_choice is not None:
             metrics["xla"] = self.xla_choice.as_dict()
+        metrics["onednn"] = runtime.onednn_record()
         if self.is_chief:
             with tf.io.gfile.GFile(metrics_file, "w") as f:
                 json.dump(metrics, f, indent=2)
