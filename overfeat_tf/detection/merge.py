@@ -195,24 +195,27 @@ class _Group:
 
     def take(self, limit: int):
         """Up to `limit` disjoint pairs in queue order (score, lower id, higher id), as the
-        sequential rule would meet them; stops where a pair touches a taken cluster on one
-        side only (the other side's next partner is unknown until its row is refreshed)."""
+        sequential rule would meet them in each group; a group stops where a pair touches
+        a taken cluster on one side only (the other side's next partner is unknown until
+        its row is refreshed)."""
         ids = np.flatnonzero(self.alive & (self.row_min <= self.threshold))
         if not len(ids):
             return []
         partner = self.row_arg[ids]
         low, high = np.minimum(ids, partner), np.maximum(ids, partner)
         order = np.lexsort((high, low, self.row_min[ids]))[:4 * limit]
-        taken, touched, last = [], set(), None
-        for score, lo, hi in zip(self.row_min[ids[order]].tolist(), low[order].tolist(),
-                                 high[order].tolist()):
-            if (lo, hi) == last:
-                continue  # the same pair seen from its other row
+        taken, touched, stopped, last = [], set(), set(), None
+        for score, lo, hi, group in zip(self.row_min[ids[order]].tolist(), low[order].tolist(),
+                                        high[order].tolist(), self.groups[low[order]].tolist()):
+            if (lo, hi) == last or group in stopped:
+                continue  # the same pair seen from its other row, or a stopped group
             last = (lo, hi)
             seen = (lo in touched) + (hi in touched)
-            if seen == 1 or len(taken) == limit:
-                break
-            if seen == 0:
+            if seen == 1:
+                stopped.add(group)  # groups never interact: the others go on
+            elif seen == 0:
+                if len(taken) == limit:
+                    break
                 taken.append((score, lo, hi))
                 touched.update((lo, hi))
         return taken
@@ -243,37 +246,44 @@ class _Group:
         out_score = self.pair_fn(merged[q], self.current[c])
         best_out = np.full(k, np.inf)
         np.minimum.at(best_out, q, out_score)
-        # Merge m is what the sequential rule does next when its score is below every
-        # score the merges before it created (ties stop the round, to be safe).
+        # Groups never interact, so each group's merges are checked against its own: merge
+        # m is what the sequential rule does next in its group when its score is below
+        # every score its group's earlier merges created (ties stop the group, to be safe).
         rows = np.arange(k)
-        earlier = rows[:, None] < rows[None, :]
+        same = self.groups[a][:, None] == self.groups[a][None, :]
+        earlier = (rows[:, None] < rows[None, :]) & same
         created = np.minimum(best_out, np.where(earlier, among, np.inf).min(axis=0))
         suffix = np.minimum.accumulate(before[:, ::-1], axis=1)[:, ::-1]
-        lowest = np.minimum(np.concatenate([[np.inf], np.minimum.accumulate(created)[:-1]]),
+        lowest = np.minimum(np.where(earlier, created[:, None], np.inf).min(axis=0),
                             np.where(earlier, suffix, np.inf).min(axis=0))
-        lowest[0] = np.inf
-        rejected = np.flatnonzero(~(pair_score < lowest))
-        done = int(rejected[0]) if len(rejected) else k
-        a, b = a[:done], b[:done]
-        self.commit(a, b, sums[:done], counts[:done], merged[:done])
+        failed = ~(pair_score < lowest)
+        # A group keeps its merges up to its first failure.
+        kept = ~np.where(earlier | np.eye(k, dtype=bool), failed[:, None], False).any(axis=0)
+        done_at, waiting_at = np.flatnonzero(kept), np.flatnonzero(~kept)
+        done = len(done_at)
+        a, b = a[done_at], b[done_at]
+        self.commit(a, b, sums[done_at], counts[done_at], merged[done_at])
         # The merged clusters' rows, from all three kinds of scores; the rows that pointed
         # at a changed cluster start over; every other row may only gain a merged cluster.
-        waiting = np.concatenate([np.arange(done, k), np.arange(k + done, 2 * k)])
+        waiting = np.concatenate([waiting_at, k + waiting_at])
         first, second = np.divmod(np.arange(done * len(waiting)), len(waiting))
-        cross_score = before_all[:done][:, waiting].reshape(-1)
+        cross_score = before_all[done_at][:, waiting].reshape(-1)
         cross_other = members[waiting[second]]
-        mine = q < done
+        mine = kept[q]
+        position = np.cumsum(kept) - 1  # index among the kept merges
         pairs_i, pairs_j = np.nonzero(~np.eye(done, dtype=bool))
         lowest, partner = _best(
-            np.concatenate([a[pairs_i], a[first], a[q[mine]]]),
+            np.concatenate([a[pairs_i], a[first], a[position[q[mine]]]]),
             np.concatenate([a[pairs_j], cross_other, c[mine]]),
-            np.concatenate([among[pairs_i, pairs_j], cross_score, out_score[mine]]), self.n)
+            np.concatenate([among[done_at[pairs_i], done_at[pairs_j]], cross_score,
+                            out_score[mine]]), self.n)
         self.row_min[a], self.row_arg[a] = lowest[a], partner[a]
         self.row_min[b], self.row_arg[b] = np.inf, self.n
         changed = np.zeros(self.n + 1, bool)
         changed[a] = changed[b] = True
         stale = np.flatnonzero(self.alive & changed[self.row_arg] & ~changed[:-1])
-        self.offer(np.concatenate([cross_other, c[mine]]), np.concatenate([a[first], a[q[mine]]]),
+        self.offer(np.concatenate([cross_other, c[mine]]),
+                   np.concatenate([a[first], a[position[q[mine]]]]),
                    np.concatenate([cross_score, out_score[mine]]))
         if len(stale):
             self.refresh(stale)
