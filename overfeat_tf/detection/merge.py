@@ -34,8 +34,9 @@ met in the order (score, lower index, higher index). A round takes the next disj
 pairs in that order, merges them tentatively, scores the merged boxes against their
 neighbours in a few vectorised calls, and keeps the longest prefix of merges that the
 sequential rule would also have made (a merge is kept when its score is strictly below
-every score the round's earlier merges created); the rest wait for the next round. All
-classes merge in the same rounds, so far-apart clusters and classes merge together.
+every score the round's earlier merges of its class created); the rest wait for the next
+round. All classes merge in the same rounds, each with its own prefix, so far-apart
+clusters and classes merge together.
 """
 
 from __future__ import annotations
