@@ -59,22 +59,30 @@ class Merged(NamedTuple):
     classes: np.ndarray
 
 
+def _features(boxes: np.ndarray) -> np.ndarray:
+    """Per box [..., 4] -> [..., 8]: ymin, xmin, ymax, xmax, centre y, centre x, area and
+    its square root; computed once per box, then gathered for each pair."""
+    centre = 0.5 * (boxes[..., :2] + boxes[..., 2:])
+    area = (np.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
+            * np.maximum(boxes[..., 3] - boxes[..., 1], 0.0))
+    return np.concatenate([boxes, centre, area[..., None], np.sqrt(area)[..., None]], axis=-1)
+
+
 def _pair_terms(a: np.ndarray, b: np.ndarray):
-    """Centre distance, scale s, intersection and both areas of boxes a and b [..., 4]
-    (broadcast against each other), elementwise: the one formula behind every score, so
-    a score computed for a gathered pair equals its entry in the matrix bit for bit."""
-    delta = 0.5 * (a[..., :2] + a[..., 2:]) - 0.5 * (b[..., :2] + b[..., 2:])
-    distance = np.sqrt(np.sum(delta * delta, axis=-1))
-    area_a = np.maximum(a[..., 2] - a[..., 0], 0.0) * np.maximum(a[..., 3] - a[..., 1], 0.0)
-    area_b = np.maximum(b[..., 2] - b[..., 0], 0.0) * np.maximum(b[..., 3] - b[..., 1], 0.0)
-    scale = np.maximum(0.5 * (np.sqrt(area_a) + np.sqrt(area_b)), 1e-12)
+    """Centre distance, scale s, intersection and both areas of boxes with `_features` a
+    and b [..., 8] (broadcast against each other), elementwise: the one formula behind
+    every score, so a score computed for a gathered pair equals its matrix entry bit for
+    bit."""
+    dy, dx = a[..., 4] - b[..., 4], a[..., 5] - b[..., 5]
+    distance = np.sqrt(dy * dy + dx * dx)
+    scale = np.maximum(0.5 * (a[..., 7] + b[..., 7]), 1e-12)
     inter = (np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0)
              * np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0))
-    return distance, scale, inter, area_a, area_b
+    return distance, scale, inter, a[..., 6], b[..., 6]
 
 
 def _centre_iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Elementwise centre-IoU scores of boxes a and b [..., 4] (broadcast)."""
+    """Elementwise centre-IoU scores of boxes with `_features` a and b (broadcast)."""
     distance, scale, inter, area_a, area_b = _pair_terms(a, b)
     distance = distance / scale
     union = area_a + area_b - inter
@@ -83,7 +91,7 @@ def _centre_iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _literal_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Elementwise literal scores of boxes a and b [..., 4] (broadcast)."""
+    """Elementwise literal scores of boxes with `_features` a and b (broadcast)."""
     distance, scale, inter, _, _ = _pair_terms(a, b)
     return distance / scale + inter / scale**2
 
@@ -91,13 +99,13 @@ def _literal_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def centre_iou_score(a, b) -> np.ndarray:
     """Match scores [p, q]: normalised centre distance / (1 - IoU); 0 when identical."""
     a, b = box_ops.as_boxes(a, "a"), box_ops.as_boxes(b, "b")
-    return _centre_iou_pairs(a[:, None, :], b[None, :, :])
+    return _centre_iou_pairs(_features(a)[:, None, :], _features(b)[None, :, :])
 
 
 def literal_score(a, b) -> np.ndarray:
     """Match scores [p, q]: normalised centre distance + normalised intersection area."""
     a, b = box_ops.as_boxes(a, "a"), box_ops.as_boxes(b, "b")
-    return _literal_pairs(a[:, None, :], b[None, :, :])
+    return _literal_pairs(_features(a)[:, None, :], _features(b)[None, :, :])
 
 
 _SCORES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
@@ -137,22 +145,19 @@ class _Group:
         self.groups = groups
         self.n = n
         self.current, self.sums, self.counts = boxes.copy(), boxes.copy(), np.ones(n)
+        self.features = _features(boxes)
         self.totals, self.labels = scores.copy(), classes.copy()
         self.alive = np.ones(n, bool)
         self.threshold, self.pair_fn = threshold, pair_fn
         self.row_min, self.row_arg = np.full(n, np.inf), np.full(n, n)
 
     def near(self, queries: np.ndarray, query_groups: np.ndarray, candidates: np.ndarray):
-        """Pairs (q, c): q indexes `queries` [k, 4] (of groups `query_groups` [k]), c is a
-        cluster id from `candidates` of the same group, containing every pair whose score
-        can be <= threshold (both scores are at least centre distance / s)."""
-        boxes = self.current[candidates]
-        centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])
-        root = np.sqrt(np.maximum(boxes[:, 2] - boxes[:, 0], 0.0)
-                       * np.maximum(boxes[:, 3] - boxes[:, 1], 0.0))
-        q_centre = 0.5 * (queries[:, :2] + queries[:, 2:])
-        q_root = np.sqrt(np.maximum(queries[:, 2] - queries[:, 0], 0.0)
-                         * np.maximum(queries[:, 3] - queries[:, 1], 0.0))
+        """Pairs (q, c): q indexes `queries` [k, 8] (`_features`, of groups `query_groups`
+        [k]), c is a cluster id from `candidates` of the same group, containing every pair
+        whose score can be <= threshold (both scores are at least centre distance / s)."""
+        features = self.features[candidates]
+        centre, root = features[:, 4:6], features[:, 7]
+        q_centre, q_root = queries[:, 4:6], queries[:, 7]
         largest = max(root.max(initial=0.0), q_root.max(initial=0.0))
         slack = 1 + 1e-9  # covers the rounding of the scores' own arithmetic
         reach = self.threshold * np.maximum(0.5 * (q_root + largest), 1e-12) * slack + 1e-9
@@ -181,11 +186,11 @@ class _Group:
 
     def refresh(self, rows: np.ndarray) -> None:
         """Recomputes the best partner of the live clusters `rows` from scratch."""
-        q, c = self.near(self.current[rows], self.groups[rows], np.flatnonzero(self.alive))
+        q, c = self.near(self.features[rows], self.groups[rows], np.flatnonzero(self.alive))
         q = rows[q]
         other = q != c
         q, c = q[other], c[other]
-        lowest, partner = _best(q, c, self.pair_fn(self.current[q], self.current[c]), self.n)
+        lowest, partner = _best(q, c, self.pair_fn(self.features[q], self.features[c]), self.n)
         self.row_min[rows], self.row_arg[rows] = lowest[rows], partner[rows]
 
     def offer(self, rows: np.ndarray, partners: np.ndarray, scores: np.ndarray) -> None:
@@ -233,18 +238,20 @@ class _Group:
         sums = self.sums[a] + self.sums[b]
         counts = self.counts[a] + self.counts[b]
         merged = sums / counts[:, None]
+        merged_features = _features(merged)
         # Scores of merged box l against: merged box r (both merged), the original a_r and
         # b_r (r not merged yet), and the live clusters outside the round.
         apart = self.groups[a][:, None] != self.groups[a][None, :]
-        among = np.where(apart, np.inf, self.pair_fn(merged[:, None], merged[None, :]))
+        among = np.where(apart, np.inf, self.pair_fn(merged_features[:, None], merged_features[None, :]))
         members = np.concatenate([a, b])
         before_all = np.where(np.concatenate([apart, apart], axis=1), np.inf,
-                              self.pair_fn(merged[:, None], self.current[members][None, :]))
+                              self.pair_fn(merged_features[:, None],
+                                           self.features[members][None, :]))
         before = np.minimum(before_all[:, :k], before_all[:, k:])
         outside = self.alive.copy()
         outside[members] = False
-        q, c = self.near(merged, self.groups[a], np.flatnonzero(outside))
-        out_score = self.pair_fn(merged[q], self.current[c])
+        q, c = self.near(merged_features, self.groups[a], np.flatnonzero(outside))
+        out_score = self.pair_fn(merged_features[q], self.features[c])
         best_out = np.full(k, np.inf)
         np.minimum.at(best_out, q, out_score)
         # Groups never interact, so each group's merges are checked against its own: merge
@@ -264,6 +271,7 @@ class _Group:
         done = len(done_at)
         a, b = a[done_at], b[done_at]
         self.commit(a, b, sums[done_at], counts[done_at], merged[done_at])
+        self.features[a] = merged_features[done_at]
         # The merged clusters' rows, from all three kinds of scores; the rows that pointed
         # at a changed cluster start over; every other row may only gain a merged cluster.
         waiting = np.concatenate([waiting_at, k + waiting_at])
