@@ -23,7 +23,8 @@ import time
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
-from overfeat_tf import dense, runtime
+from overfeat_tf import flags_common, runtime
+from overfeat_tf.evaluation import dense
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -35,7 +36,7 @@ flags.DEFINE_list("scales", None, "HxW scales; default: the model's six (the pap
 flags.DEFINE_integer("repeats", 3, "Timed runs of each way (the median is kept).")
 flags.DEFINE_integer("batch", 64, "Windows per batch in the baseline.")
 flags.DEFINE_enum("xla", "auto", ["auto", "on", "off"], "The dense evaluator's XLA mode.")
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 FLAGS = flags.FLAGS
 
 

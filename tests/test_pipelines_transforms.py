@@ -89,7 +89,7 @@ def _object_image(height, width, box):
 def _train(encoded, boxes, seed, recipe="alexnet", crop=227, jitter=None):
     return transforms.preprocess_for_train(
         encoded, boxes, tf.zeros([tf.shape(boxes)[0]], tf.int32), seed, crop_size=crop,
-        mean=ZERO_MEAN, std=UNIT_STD, recipe=transforms.RECIPES[recipe], eigen=None,
+        mean=ZERO_MEAN, std=UNIT_STD, augmentation=transforms.AUGMENTATIONS[recipe], eigen=None,
         scale_jitter=jitter)
 
 
@@ -164,7 +164,7 @@ def test_batch_half_applies_each_images_own_draws(mean_image):
     eigen = (tf.constant([0.2, 0.02, 0.005]), tf.eye(3))
     seeds = [tf.constant([i, 3], tf.int64) for i in range(8)]
     crops = [transforms.train_crop(encoded, tf.zeros([0, 4]), tf.zeros([0], tf.int32), seed,
-                                   crop_size=99, recipe=transforms.RECIPES["overfeat"],
+                                   crop_size=99, augmentation=transforms.AUGMENTATIONS["overfeat"],
                                    eigen=eigen, scale_jitter=None) for seed in seeds]
     draws = {name: tf.stack([c[3][name] for c in crops]) for name in crops[0][3]}
     assert 0 < int(tf.reduce_sum(tf.cast(draws["flip"], tf.int32))) < 8
@@ -174,5 +174,6 @@ def test_batch_half_applies_each_images_own_draws(mean_image):
     for seed, image in zip(seeds, batch):
         single = transforms.preprocess_for_train(
             encoded, tf.zeros([0, 4]), tf.zeros([0], tf.int32), seed, crop_size=99, mean=mean,
-            std=std, recipe=transforms.RECIPES["overfeat"], eigen=eigen, scale_jitter=None)[0]
+            std=std, augmentation=transforms.AUGMENTATIONS["overfeat"], eigen=eigen,
+            scale_jitter=None)[0]
         np.testing.assert_allclose(tf.cast(image, tf.float32), single, atol=0.02, rtol=0.01)

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import dense, evaluation
+from overfeat_tf import evaluation
+from overfeat_tf.evaluation import dense
 from overfeat_tf.experiments import shared_dense
 
 

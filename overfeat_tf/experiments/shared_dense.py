@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from overfeat_tf import dense
+from overfeat_tf.evaluation import dense
 
 Scale = dense.Scale
 
