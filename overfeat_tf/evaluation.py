@@ -26,6 +26,7 @@ import keras
 import tensorflow as tf
 
 from overfeat_tf import dense
+from overfeat_tf.cli import UserError
 from overfeat_tf.models.registry import model_info
 from overfeat_tf.xla_choice import Calibration, XlaChoice
 
@@ -195,6 +196,10 @@ def make_evaluator(
     raise ValueError(f"Unknown evaluation mode {mode!r}; valid: {', '.join(MODES)}")
 
 
+class NothingToEvaluate(UserError, ValueError):
+    """The evaluation split yielded no image."""
+
+
 def evaluate(
     evaluator: Evaluator,
     batches: Iterable[tuple[tf.Tensor, tf.Tensor]],
@@ -222,7 +227,10 @@ def evaluate(
         if max_examples is not None and count >= max_examples:
             break
     if count == 0:
-        raise ValueError(f"No examples to evaluate {evaluator.name!r} on")
+        raise NothingToEvaluate(
+            f"No image to evaluate {evaluator.name!r} on: the split is empty or every "
+            "image was skipped as unreadable"
+        )
     seconds = time.perf_counter() - start
     return {
         TOP1: 100.0 * (1.0 - float(top1.result())),

@@ -25,11 +25,11 @@ import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtim
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import model_dir as model_dir_lib
-from overfeat_tf import transfer, xla_choice
+from overfeat_tf import run_lock, transfer, xla_choice
 from overfeat_tf.models import towers
 from overfeat_tf.visualization import filters as filter_viz
 from overfeat_tf.training import recipes, strategies
-from overfeat_tf.training.trainer import TrainConfig, Trainer, TrainingDiverged
+from overfeat_tf.training.trainer import NoUsableData, TrainConfig, Trainer, TrainingDiverged
 
 import keras  # noqa: E402  (after overfeat_tf: oneDNN)
 import pipelines  # noqa: E402
@@ -234,10 +234,15 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         raise FlagError(f"--strategy={FLAGS.strategy}: {e}") from e
     strategy = strategy or _tower_strategy()
+    if FLAGS.width is not None and FLAGS.width <= 0:
+        raise FlagError(f"--width must be > 0; received {FLAGS.width}")
     try:
         source = pipelines.open_source(FLAGS.data, FLAGS.data_dir)
     except (ValueError, FileNotFoundError) as e:
         raise FlagError(f"--data={FLAGS.data}: {e}") from e
+    if source.num_classes < 2:
+        raise FlagError(f"--data={FLAGS.data}: {source.num_classes} class(es) "
+                        f"{source.class_names}; a classifier needs at least 2")
     if FLAGS.init_from:
         # Transfer (ZFNet section 5.2): the trained run's architecture and input
         # normalisation, this data set's classes.
@@ -273,10 +278,19 @@ def main(argv: list[str]) -> int:
     keras.utils.set_random_seed(FLAGS.seed)
     steps_per_epoch = _steps_per_epoch(recipe, source, strategy)
 
+    run = dict(name=model_name, build_kwargs=build_kwargs, class_names=source.class_names,
+               data=FLAGS.data)
+    try:
+        new_run = model_dir_lib.check_compatible(model_dir, **run)
+    except ValueError as e:
+        raise FlagError(f"--model_dir={model_dir}: {e}") from e
     if strategies.is_chief(strategy):
-        model_dir_lib.write_config(
-            model_dir, name=model_name, build_kwargs=build_kwargs, class_names=source.class_names
-        )
+        try:
+            run_lock.acquire(model_dir)  # Held until the process exits.
+        except OSError as e:
+            raise FlagError(f"--model_dir={model_dir}: {e.strerror or e}") from e
+        if new_run:
+            model_dir_lib.write_config(model_dir, **run)
     config = TrainConfig(
         model_dir=model_dir,
         recipe=recipe,
@@ -291,7 +305,7 @@ def main(argv: list[str]) -> int:
         # XLA compiles a step for one device: tower placement runs plain.
         xla="off" if FLAGS.tower_devices else FLAGS.xla,
     )
-    bad_records = pipelines.BadRecordCounter()
+    bad_records = {split: pipelines.BadRecordCounter() for split in ("train", "validation")}
     common = dict(crop_size=info.input_size, mean=mean, std=std, strict=FLAGS.strict)
 
     def train_dataset(epoch: int, skip: int, context: tf.distribute.InputContext):
@@ -306,7 +320,7 @@ def main(argv: list[str]) -> int:
             seed=FLAGS.seed * 1000 + epoch,
             deterministic=FLAGS.deterministic,
             repeat=True,
-            bad_records=bad_records,
+            bad_records=bad_records["train"],
             **common,
         )
         # Resuming mid-epoch: the epoch's order is fixed by its seed; skip what was seen.
@@ -319,14 +333,15 @@ def main(argv: list[str]) -> int:
             batch_size=context.get_per_replica_batch_size(recipe.batch_size),
             training=False,
             input_context=context,
-            bad_records=bad_records,
+            bad_records=bad_records["validation"],
             **common,
         )
 
     def report_bad_records(epoch: int, history) -> None:
-        skipped = int(bad_records.value())
-        if skipped:
-            print(f"Epoch {epoch + 1}: skipped {skipped} unreadable images so far.", flush=True)
+        skipped = {split: counter.value() for split, counter in bad_records.items()}
+        if any(skipped.values()):
+            counts = ", ".join(f"{n} in {split}" for split, n in skipped.items())
+            print(f"Epoch {epoch + 1}: unreadable images skipped so far: {counts}.", flush=True)
 
     def model_fn():
         if FLAGS.init_from:
@@ -336,6 +351,8 @@ def main(argv: list[str]) -> int:
     try:
         trainer = Trainer(config, strategy, model_fn)
     except ValueError as e:  # an unknown --freeze_through layer names the valid ones
+        if not FLAGS.freeze_through:
+            raise
         raise FlagError(f"--freeze_through={FLAGS.freeze_through}: {e}") from e
     callbacks = [report_bad_records]
     if FLAGS.filter_grid_every_epoch and strategies.is_chief(strategy):
@@ -366,13 +383,15 @@ def _export(model_dir: str) -> None:
 
     export_base = FLAGS.export_base or os.path.join(model_dir, "export")
     paths = export_model_dir(model_dir, export_base)
+    if paths.existed:
+        print(f"Export version {paths.version} already holds this checkpoint; nothing written.")
     for kind, path in paths.items():
         print(f"{kind + ':':<30}{path}")
 
 
 def run() -> None:
     """Console-script entry point (`overfeat-train`)."""
-    cli.run(main, "overfeat-train", (TrainingDiverged,))
+    cli.run(main, "overfeat-train", (TrainingDiverged, NoUsableData))
 
 
 if __name__ == "__main__":

@@ -158,6 +158,8 @@ class TFRecordSource(Source):
 
 def list_class_folder(root: str) -> dict[str, list[str]]:
     """{class folder name: sorted image paths} for a tree root/<class>/<image>."""
+    if not tf.io.gfile.isdir(root):
+        raise FileNotFoundError(f"No folder {root!r}")
     classes = {}
     for name in sorted(tf.io.gfile.listdir(root)):
         name = name.rstrip("/")
@@ -173,12 +175,20 @@ def list_class_folder(root: str) -> dict[str, list[str]]:
     return classes
 
 
+def split_without_validation(tree: dict[str, list[str]]) -> dict[str, dict[str, list[str]]]:
+    """The train and validation trees of a class-folder tree that has no validation/.
+
+    Both splits are the whole tree (validation is not held out).
+    """
+    return {"train": tree, "validation": tree}
+
+
 class FolderSource(Source):
     """Image files in class sub-folders named by synset (or any class name).
 
     `root/train/<class>/*` and `root/validation/<class>/*` when both sub-folders exist;
-    otherwise `root/<class>/*` is one tree used for BOTH splits (handy for quick runs,
-    but then validation is not held out). Files are recognised by extension
+    `root/train/<class>/*` alone, or `root/<class>/*`, is one tree split by
+    `split_without_validation`. Files are recognised by extension
     (.jpeg .jpg .png .gif .bmp, any case) and decoded by content. Labels follow the
     sorted class names of the train tree. No boxes.
     """
@@ -187,9 +197,13 @@ class FolderSource(Source):
 
     def __init__(self, root: str):
         split_dirs = {s: os.path.join(root, s) for s in ("train", "validation")}
-        if not all(tf.io.gfile.isdir(d) for d in split_dirs.values()):
-            split_dirs = {s: root for s in split_dirs}
-        self._trees = {s: list_class_folder(d) for s, d in split_dirs.items()}
+        if all(tf.io.gfile.isdir(d) for d in split_dirs.values()):
+            self._trees = {s: list_class_folder(d) for s, d in split_dirs.items()}
+        else:
+            # A train/ folder without validation/ holds the classes; never a class "train".
+            tree_dir = split_dirs["train"] if tf.io.gfile.isdir(split_dirs["train"]) else root
+            split_dirs = {s: tree_dir for s in split_dirs}
+            self._trees = split_without_validation(list_class_folder(tree_dir))
         self.class_names = list(self._trees["train"])
         self.num_classes = len(self.class_names)
         unknown = sorted(set(self._trees["validation"]) - set(self.class_names))

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf.training import constraints, schedules, strategies
 from overfeat_tf.training.recipes import Recipe
 from overfeat_tf.xla_choice import Calibration, XlaChoice, check_mode
@@ -39,6 +40,10 @@ XLA_CALIBRATION_MIN_STEPS = 50
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class NoUsableData(RuntimeError):
+    """A split yielded no image to train or evaluate on (every one unreadable)."""
 
 
 @dataclasses.dataclass
@@ -118,6 +123,8 @@ class Trainer:
         directory = config.model_dir if self.is_chief else os.path.join(
             config.model_dir, f".scratch_{strategies.worker_id()}"
         )
+        if self.is_chief:
+            model_dir_lib.remove_partial_checkpoints(directory)
         self.manager = tf.train.CheckpointManager(
             checkpoint, directory, max_to_keep=config.keep_checkpoints
         )
@@ -256,7 +263,9 @@ class Trainer:
         for batch in dataset:
             totals += self._eval_fn(batch).numpy()
         loss_sum, top1, top5, count = totals
-        count = max(count, 1)
+        if not count:
+            raise NoUsableData("No usable image in the evaluation split: every one was "
+                               "skipped as unreadable (see the messages above)")
         return {
             "loss": loss_sum / count,
             "top1_error": 100 * (1 - top1 / count),
@@ -319,8 +328,7 @@ class Trainer:
         if self.xla_choice is not None:
             metrics["xla"] = self.xla_choice.as_dict()
         if self.is_chief:
-            with tf.io.gfile.GFile(metrics_file, "w") as f:
-                json.dump(metrics, f, indent=2)
+            model_dir_lib.write_json(metrics_file, metrics)
         self._cleanup_scratch()
         return metrics
 
@@ -346,7 +354,14 @@ class Trainer:
         for step_in_epoch in range(skip, steps):
             deciding = self.xla_choice is None
             step_start = time.perf_counter()
-            loss, hits, images = self._train_fns[self._calibration.next_xla()](iterator)
+            try:
+                loss, hits, images = self._train_fns[self._calibration.next_xla()](iterator)
+            except tf.errors.OutOfRangeError:
+                raise NoUsableData(
+                    f"The training data ran out at step {self._step()} (epoch {epoch + 1}): "
+                    "no usable image in the training split (every one skipped as unreadable), "
+                    "or a dataset that does not repeat"
+                ) from None
             loss = float(loss)
             if deciding:
                 self._calibration.record(time.perf_counter() - step_start)
