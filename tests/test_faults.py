@@ -87,16 +87,17 @@ def test_one_class_is_refused(tmp_path, subprocess_env):
 
 
 def test_a_train_folder_without_validation_holds_the_classes(tmp_path):
-    _tree(tmp_path / "train", classes=("cat", "dog"), good=2, bad=0)
+    _tree(tmp_path / "train", classes=("cat", "dog"), good=10, bad=0)
     source = pipelines.open_source(f"folder:{tmp_path}")
     assert source.class_names == ["cat", "dog"]
-    assert source.num_examples("train") == 4
+    assert source.num_examples("train") == 18 and source.num_examples("validation") == 2
 
 
 def test_skipped_files_are_counted_once_per_split(tmp_path):
     """3 bad files, read over many passes: 3 (not one per pass)."""
-    source = pipelines.open_source("folder:" + _tree(tmp_path, classes=("a", "b", "c"),
-                                                     good=1, bad=1))
+    for split in ("train", "validation"):
+        _tree(tmp_path / split, classes=("a", "b", "c"), good=1, bad=1)
+    source = pipelines.open_source(f"folder:{tmp_path}")
     counters = {split: pipelines.BadRecordCounter() for split in ("train", "validation")}
     common = dict(crop_size=32, mean=(0, 0, 0), std=(1, 1, 1))
     train = pipelines.build_dataset(source, "train", batch_size=1, training=True, seed=0,
@@ -243,7 +244,7 @@ def test_user_errors_of_training_are_one_line(case, bad_tree, tmp_path, subproce
     good = "folder:" + _tree(tmp_path / "good", good=2, bad=1)
     flags, message = {
         "missing_data": (_train_flags("folder:/missing", tmp_path / "r"),
-                         "--data=folder:/missing: No folder '/missing'"),
+                         "--data=folder:/missing: No such directory: '/missing'"),
         "unwritable": (_train_flags(good, "/sys/no/run"), "--model_dir=/sys/no/run: "),
         "file": (_train_flags(good, a_file), f"--model_dir={a_file}: '{a_file}' is a file"),
         "strict": (_train_flags(good, tmp_path / "r", "--strict"), "Bad image in record "),

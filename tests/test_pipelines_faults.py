@@ -51,7 +51,8 @@ def _folder(root, good: int, bad: int, large: int = 0):
     for i in range(large):
         images["ab"[i % 2]].append((f"large{i}.png", testing.encode(
             testing.smooth_image(120, 100, i), "PNG")))
-    testing.write_class_folder(str(root), images)
+    for split in ("train", "validation"):  # Both given: nothing is held out.
+        testing.write_class_folder(str(root / split), images)
     return pipelines.open_source(f"folder:{root}")
 
 
