@@ -136,10 +136,11 @@ def test_incompatible_flags_leave_an_existing_run_untouched(flag, message, tiny_
                                                             subprocess_env):
     run = tmp_path / "run"
     alexnet = recipes.get_recipe("alexnet")  # The recipe's dropout and init, as training's.
-    build_kwargs = {"num_classes": 10, "width": 0.0625, "dropout": alexnet.dropout,
+    classes = pipelines.open_source(f"tfrecord:{tiny_data}").class_names
+    build_kwargs = {"num_classes": len(classes), "width": 0.0625, "dropout": alexnet.dropout,
                     "init": alexnet.init}
     model_dir_lib.write_config(str(run), name="alexnet", build_kwargs=build_kwargs,
-                               class_names=embedded.CLASS_NAMES, data=f"tfrecord:{tiny_data}")
+                               class_names=classes, data=f"tfrecord:{tiny_data}")
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     result = _run(subprocess_env, "overfeat_tf.train",
                   *_train_flags(f"tfrecord:{tiny_data}", run, flag))
