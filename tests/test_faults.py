@@ -14,7 +14,7 @@ import tensorflow as tf
 import overfeat_tf
 import pipelines
 from export import saved_model, signatures
-from overfeat_tf import cli, evaluation, run_lock
+from overfeat_tf import cli, run_lock
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf.training import recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer
@@ -290,13 +290,6 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch):
 
     with pytest.raises(SystemExit, match="prog: --x=1: why"):
         cli.run(user_error, "prog")
-
-
-def test_empty_evaluation_is_a_user_error():
-    with pytest.raises(evaluation.NothingToEvaluate, match="No image to evaluate"):
-        evaluation.evaluate(evaluation.CenterEvaluator(
-            overfeat_tf.build_model("alexnet", **TINY), xla="off"), [], num_classes=3)
-    assert issubclass(evaluation.NothingToEvaluate, cli.UserError)
 
 
 # ---- small things ---------------------------------------------------------------------
