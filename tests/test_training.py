@@ -218,6 +218,20 @@ def test_sigkill_then_restart_resumes_where_it_stopped(tiny_data, tmp_path, subp
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("recipe", [None, "quick"])
+def test_a_paper_recipe_on_a_small_set_points_to_quick(recipe, tiny_data, tmp_path,
+                                                       subprocess_env):
+    extra = ["--max_steps=1", *([f"--recipe={recipe}"] if recipe else [])]
+    out = subprocess.run(_train_command(tiny_data, tmp_path, *extra), check=True,
+                         env=subprocess_env, capture_output=True, text=True).stdout
+    hints = [line for line in out.splitlines() if "--recipe=quick" in line]
+    if recipe is None:  # the model's paper recipe, on 48 images
+        assert len(hints) == 1 and "alexnet paper recipe" in hints[0] and "48" in hints[0]
+        assert out.index(hints[0]) < out.index("Epoch 1")  # at start
+    else:
+        assert hints == []
+
+
 @pytest.mark.parametrize(
     "flags,message",
     [

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf.models import legacy
 from overfeat_tf.training import constraints, schedules, strategies
 from overfeat_tf.training.recipes import Recipe
 from overfeat_tf.xla_choice import Calibration, XlaChoice, check_mode
@@ -114,19 +115,20 @@ class Trainer:
             and layer.name.startswith("conv")
             and layer.trainable  # frozen filters (transfer) stay as they are
         ]
-        checkpoint = tf.train.Checkpoint(
-            model=self.model,
-            optimizer=self.optimizer,
-            step=self.step,
-            epochs_done=self.epochs_done,
-            plateau=self.plateau,
-        )
         # Every worker saves (saving may run collectives); non-chiefs into a scratch dir.
         directory = config.model_dir if self.is_chief else os.path.join(
             config.model_dir, f".scratch_{strategies.worker_id()}"
         )
         if self.is_chief:
             model_dir_lib.remove_partial_checkpoints(directory)
+        checkpoint = tf.train.Checkpoint(
+            # A run begun before dropout moved keeps its checkpoints' layout.
+            model=legacy.checkpoint_view(self.model, tf.train.latest_checkpoint(directory)),
+            optimizer=self.optimizer,
+            step=self.step,
+            epochs_done=self.epochs_done,
+            plateau=self.plateau,
+        )
         self.manager = tf.train.CheckpointManager(
             checkpoint, directory, max_to_keep=config.keep_checkpoints
         )
