@@ -13,8 +13,9 @@ Serving's C++ loader needs (a plain `tf.saved_model.save` of a Keras 3 model loa
 Python but not there).
 
 Signatures (all batched; b may be 0):
-  serving_default      image_bytes: string [b], encoded JPEG/PNG/GIF/BMP of any size,
-                       grayscale or RGB (images of one batch may differ in size).
+  serving_default      image_bytes: string [b], encoded JPEG/PNG/GIF/BMP of up to
+                       `ServingConfig.max_pixels` pixels (read from the header, before
+                       decoding), grayscale or RGB (images of one batch may differ in size).
   predict_images       images: uint8 [b, h, w, 3], any h, w.
   classify_tf_example  examples: string [b], serialized tf.train.Example protos with
                        `image/encoded` (the ImageNet TFRecord format).
