@@ -35,7 +35,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from export import requests, signatures
-from overfeat_tf import ensemble
+from overfeat_tf.evaluation import ensemble
 from overfeat_tf.models import towers
 from pipelines.constants import MAX_PIXELS
 
@@ -208,7 +208,7 @@ def export_model_dir(model_dir: str, export_base: str, *, version: int | None = 
                      top_k: int = 5, checkpoint: str | None = None,
                      max_pixels: int = MAX_PIXELS,
                      ) -> ExportPaths:
-    """Exports a training run's model (`overfeat_tf.model_dir` layout) with its class names.
+    """Exports a training run's model (`overfeat_tf.run_dir` layout) with its class names.
 
     Args:
       model_dir: the run's directory (model.json and checkpoints).
@@ -233,7 +233,7 @@ def export_model_dirs(model_dirs: Sequence[str], export_base: str, *,
                       ) -> ExportPaths:
     """Exports the ensemble of several runs (one run: its model) as one SavedModel.
 
-    The members must share classes and input size (`overfeat_tf.ensemble`); the served
+    The members must share classes and input size (`overfeat_tf.evaluation.ensemble`); the served
     scores are the mean of their probabilities in every signature.
 
     Args:
@@ -243,7 +243,7 @@ def export_model_dirs(model_dirs: Sequence[str], export_base: str, *,
 
     Raises:
       FileNotFoundError: a run without model.json or checkpoint. ValueError: members
-        that disagree (`overfeat_tf.ensemble.check_compatible`). See `export_model`.
+        that disagree (`overfeat_tf.evaluation.ensemble.check_compatible`). See `export_model`.
     """
     checkpoints = list(checkpoints or [None] * len(model_dirs))
     checkpoints = [c or tf.train.latest_checkpoint(d) for d, c in zip(model_dirs, checkpoints)]

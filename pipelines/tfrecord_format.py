@@ -2,7 +2,7 @@
 
 `make_example` writes it (embedded generator, converter, tests); `parse_record` reads
 it into the record dict every source yields. Labels are stored 1-based (0 unused, as in
-build_imagenet_data) and returned 0-based. See DESIGN.md section 4.
+build_imagenet_data) and returned 0-based.
 """
 
 from collections.abc import Sequence

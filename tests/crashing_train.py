@@ -1,4 +1,4 @@
-"""`overfeat_tf.train` that kills itself with SIGKILL at a named moment.
+"""`overfeat_tf.bin.train` that kills itself with SIGKILL at a named moment.
 
     python tests/crashing_train.py MOMENT COUNT [overfeat-train flags]
 
@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import overfeat_tf  # noqa: E402,F401  (first: oneDNN)
 import tensorflow as tf  # noqa: E402
 from export import saved_model  # noqa: E402
-from overfeat_tf import train  # noqa: E402
+from overfeat_tf.bin import train  # noqa: E402
 from overfeat_tf.training import trainer  # noqa: E402
 
 

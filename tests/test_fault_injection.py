@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from export import saved_model
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir as run_dir_lib
 from pipelines import embedded, testing
 
 CRASHING_TRAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crashing_train.py")
@@ -33,18 +33,18 @@ def _moments(seed: int) -> list[tuple[str, int]]:
 def test_kill_at_five_moments_then_resume_gives_the_same_weights(tmp_path, subprocess_env):
     data = embedded.ensure_embedded_dataset(str(tmp_path / "data"), testing.TINY_EMBEDDED)
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    subprocess.run([sys.executable, "-m", "overfeat_tf.train", *_flags(data, reference)],
+    subprocess.run([sys.executable, "-m", "overfeat_tf.bin.train", *_flags(data, reference)],
                    check=True, env=subprocess_env, capture_output=True)
     for moment, count in _moments(seed=18):
         result = subprocess.run(
             [sys.executable, CRASHING_TRAIN, moment, str(count), *_flags(data, killed)],
             env=subprocess_env, capture_output=True, text=True)
         assert result.returncode == -9, (moment, count, result.stdout[-2000:], result.stderr[-2000:])
-    result = subprocess.run([sys.executable, "-m", "overfeat_tf.train", *_flags(data, killed)],
+    result = subprocess.run([sys.executable, "-m", "overfeat_tf.bin.train", *_flags(data, killed)],
                             env=subprocess_env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Taking over" in result.stdout  # The lock the killed run left behind.
-    weights = [model_dir_lib.restore_model(str(run))[0].get_weights()
+    weights = [run_dir_lib.restore_model(str(run))[0].get_weights()
                for run in (reference, killed)]
     for a, b in zip(*weights):
         assert np.array_equal(a, b)

@@ -15,7 +15,7 @@ import overfeat_tf
 import pipelines
 from export import saved_model, signatures
 from overfeat_tf import cli, run_lock
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir as run_dir_lib
 from overfeat_tf.training import recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer
 from pipelines import embedded, testing
@@ -35,7 +35,7 @@ def saved_run(tmp_path_factory) -> str:
     """A run directory (model.json and a checkpoint) of an untrained tiny AlexNet."""
     path = str(tmp_path_factory.mktemp("saved") / "run")
     model = overfeat_tf.build_model("alexnet", **TINY)
-    model_dir_lib.save_model(path, model, build_kwargs=TINY, class_names=CLASSES)
+    run_dir_lib.save_model(path, model, build_kwargs=TINY, class_names=CLASSES)
     return path
 
 
@@ -72,7 +72,7 @@ def _train_flags(data: str, model_dir, *extra) -> list[str]:
 @pytest.mark.slow
 def test_a_tree_of_only_unreadable_images_stops_with_one_line(tmp_path, subprocess_env):
     data = "folder:" + _tree(tmp_path / "data")
-    result = _run(subprocess_env, "overfeat_tf.train", *_train_flags(data, tmp_path / "run"),
+    result = _run(subprocess_env, "overfeat_tf.bin.train", *_train_flags(data, tmp_path / "run"),
                   timeout=240)
     line = _one_line(result, "overfeat-train")
     assert "no usable image in the training split" in line
@@ -81,7 +81,7 @@ def test_a_tree_of_only_unreadable_images_stops_with_one_line(tmp_path, subproce
 
 def test_one_class_is_refused(tmp_path, subprocess_env):
     data = "folder:" + _tree(tmp_path / "data", classes=("only",), good=2, bad=0)
-    result = _run(subprocess_env, "overfeat_tf.train", *_train_flags(data, tmp_path / "run"))
+    result = _run(subprocess_env, "overfeat_tf.bin.train", *_train_flags(data, tmp_path / "run"))
     assert "a classifier needs at least 2" in _one_line(result, "overfeat-train")
     assert not (tmp_path / "run").exists()
 
@@ -114,9 +114,9 @@ def test_check_compatible_names_the_difference(tmp_path):
     run = str(tmp_path / "run")
     kwargs = dict(name="alexnet", build_kwargs={**TINY, "tower_devices": None},
                   class_names=CLASSES, data="embedded")
-    assert model_dir_lib.check_compatible(run, **kwargs)
-    model_dir_lib.write_config(run, **kwargs)
-    assert not model_dir_lib.check_compatible(
+    assert run_dir_lib.check_compatible(run, **kwargs)
+    run_dir_lib.write_config(run, **kwargs)
+    assert not run_dir_lib.check_compatible(
         run, **{**kwargs, "build_kwargs": {**TINY, "tower_devices": ["/CPU:0"]}})
     changes = [({"name": "zfnet"}, "model 'alexnet', not 'zfnet'"),
                ({"build_kwargs": {**TINY, "width": 0.5}}, "width 0.0625, not 0.5"),
@@ -124,7 +124,7 @@ def test_check_compatible_names_the_difference(tmp_path):
                ({"data": "folder:/x"}, "data 'embedded', not 'folder:/x'")]
     for change, message in changes:
         with pytest.raises(ValueError, match=message):
-            model_dir_lib.check_compatible(run, **{**kwargs, **change})
+            run_dir_lib.check_compatible(run, **{**kwargs, **change})
 
 
 @pytest.mark.parametrize("flag, message", [
@@ -139,10 +139,10 @@ def test_incompatible_flags_leave_an_existing_run_untouched(flag, message, tiny_
     classes = pipelines.open_source(f"tfrecord:{tiny_data}").class_names
     build_kwargs = {"num_classes": len(classes), "width": 0.0625, "dropout": alexnet.dropout,
                     "init": alexnet.init}
-    model_dir_lib.write_config(str(run), name="alexnet", build_kwargs=build_kwargs,
+    run_dir_lib.write_config(str(run), name="alexnet", build_kwargs=build_kwargs,
                                class_names=classes, data=f"tfrecord:{tiny_data}")
     before = {p.name: p.read_bytes() for p in run.iterdir()}
-    result = _run(subprocess_env, "overfeat_tf.train",
+    result = _run(subprocess_env, "overfeat_tf.bin.train",
                   *_train_flags(f"tfrecord:{tiny_data}", run, flag))
     assert message in _one_line(result, "overfeat-train")
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
@@ -151,7 +151,7 @@ def test_incompatible_flags_leave_an_existing_run_untouched(flag, message, tiny_
 def test_a_second_writer_is_refused_naming_the_holder(tiny_data, tmp_path, subprocess_env):
     run = tmp_path / "run"
     with run_lock.acquire(str(run)):
-        result = _run(subprocess_env, "overfeat_tf.train",
+        result = _run(subprocess_env, "overfeat_tf.bin.train",
                       *_train_flags(f"tfrecord:{tiny_data}", run, "--max_steps=1"))
     line = _one_line(result, "overfeat-train")
     assert f"is in use by pid {os.getpid()} on " in line
@@ -250,7 +250,7 @@ def test_user_errors_of_training_are_one_line(case, bad_tree, tmp_path, subproce
         "file": (_train_flags(good, a_file), f"--model_dir={a_file}: '{a_file}' is a file"),
         "strict": (_train_flags(good, tmp_path / "r", "--strict"), "Bad image in record "),
     }[case]
-    line = _one_line(_run(subprocess_env, "overfeat_tf.train", *flags), "overfeat-train")
+    line = _one_line(_run(subprocess_env, "overfeat_tf.bin.train", *flags), "overfeat-train")
     assert message in line
     if case == "strict":
         assert "/bad0.jpg: " in line
@@ -258,7 +258,7 @@ def test_user_errors_of_training_are_one_line(case, bad_tree, tmp_path, subproce
 
 @pytest.mark.slow
 def test_evaluating_no_readable_image_is_one_line(saved_run, bad_tree, subprocess_env):
-    result = _run(subprocess_env, "overfeat_tf.evaluate", f"--model_dir={saved_run}",
+    result = _run(subprocess_env, "overfeat_tf.bin.evaluate", f"--model_dir={saved_run}",
                   f"--data=folder:{bad_tree}", "--split=validation", "--modes=center")
     assert "No image to evaluate" in _one_line(result, "overfeat-evaluate")
 
@@ -271,7 +271,7 @@ def test_verbose_shows_the_traceback(how, tmp_path, subprocess_env):
         flags.append(how)
     else:
         env[cli.TRACEBACK_ENV] = "1"
-    result = _run(env, "overfeat_tf.train", *flags)
+    result = _run(env, "overfeat_tf.bin.train", *flags)
     assert result.returncode != 0 and "Traceback" in result.stderr
     assert "overfeat-train: --data=folder:/missing" in result.stderr
 
@@ -297,7 +297,7 @@ def test_unexpected_errors_keep_their_traceback(monkeypatch):
 def test_loading_a_keras_file_without_the_package_says_what_to_import(saved_run, tmp_path,
                                                                       subprocess_env):
     path = str(tmp_path / "model.keras")
-    model_dir_lib.restore_model(saved_run)[0].save(path)
+    run_dir_lib.restore_model(saved_run)[0].save(path)
     result = subprocess.run(
         [sys.executable, "-c", "import sys, keras; keras.saving.load_model(sys.argv[1])", path],
         env=subprocess_env, capture_output=True, text=True, timeout=120)

@@ -26,9 +26,12 @@ class Recipe:
         the paper gives no patience: 3 epochs ride out validation noise) or "step" (multiply by
         `step_factor` after each epoch in `step_epochs`).
       init, dropout: `build_model` arguments.
+      clip_norm: before every update, scale the gradients down so that their global L2
+        norm is at most this; None: never (the papers do not clip).
       max_filter_rms: after every update, rescale each conv filter whose RMS exceeds
         this to exactly this (ZFNet section 3); None disables.
-      pipeline: the pipeline's augmentation recipe ("alexnet", "zfnet" or "overfeat").
+      pipeline: the input pipeline's augmentation (`pipelines.AUGMENTATION_NAMES`:
+        "alexnet", "zfnet" or "overfeat").
       pca_lighting: AlexNet's PCA colour augmentation (AlexNet section 4.1; ZFNet and
         OverFeat describe none).
       epochs: the paper's training length, epochs.
@@ -46,6 +49,7 @@ class Recipe:
     plateau_max_drops: int = 3
     step_epochs: tuple[int, ...] = ()
     step_factor: float = 0.5
+    clip_norm: float | None = None
     max_filter_rms: float | None = None
     pipeline: str = "alexnet"
     pca_lighting: bool = False
@@ -82,7 +86,7 @@ RECIPES: dict[str, Recipe] = {
     "quick": Recipe(
         learning_rate=0.02, momentum=0.9, weight_decay=5e-4, batch_size=64,
         schedule="step", step_epochs=(10, 14), step_factor=0.1, init="he", dropout=0.0,
-        pca_lighting=True, epochs=16,
+        pca_lighting=True, clip_norm=10.0, epochs=16,
     ),
 }
 
