@@ -7,6 +7,7 @@ an error, never skipped); batch; optionally hand the work to a tf.data service;
 prefetch last. Every parallel stage uses AUTOTUNE.
 """
 
+import re
 import sys
 from collections.abc import Sequence
 
@@ -25,12 +26,23 @@ IMAGE_DTYPES = ("float32", "bfloat16", "float16")
 # Boxes per image in `with_boxes` batches; extra boxes are dropped (ImageNet train
 # images have at most a few dozen, the embedded set at most 4).
 MAX_BOXES = 32
+# How the pipeline's own data assertions begin (a bad image in strict mode, a bad label).
+_DATA_ERROR = re.compile(r"(Bad image in record .*?|Record .*? has label .*?)\]?$", re.MULTILINE)
+
+
+def data_error_line(message: str) -> str | None:
+    """The line of a TensorFlow error message that names a bad record (strict mode's
+    unusable image, a label out of range); None for any other error."""
+    match = _DATA_ERROR.search(message)
+    return match.group(1) if match else None
 
 
 def _skip_bad_images(transform, image_shape: list[int], strict: bool,
-                     counter: BadRecordCounter | None, extra: dict[str, tf.Tensor]):
+                     counter: BadRecordCounter | None, extra: dict[str, tf.Tensor],
+                     max_pixels: int | None):
     """Wraps a record transform so that it runs only on bytes that pass
-    `decode.check_encoded`; adds a bool "ok" to its output for a later filter.
+    `decode.check_encoded` (with the pixel limit); adds a bool "ok" to its output for a
+    later filter.
 
     A failing record gets a zero image of `image_shape` and `extra` (the transform's
     other outputs, ok=False), is logged to stderr
@@ -39,7 +51,7 @@ def _skip_bad_images(transform, image_shape: list[int], strict: bool,
     not a serial stage.
     """
     def wrapped(record: dict[str, tf.Tensor], *args):
-        ok, reason = decode.check_encoded(record["encoded"])
+        ok, reason = decode.check_encoded(record["encoded"], max_pixels)
 
         def bad() -> dict[str, tf.Tensor]:
             message = tf.strings.join(["Bad image in record ", record["filename"], ": ", reason])
@@ -48,7 +60,7 @@ def _skip_bad_images(transform, image_shape: list[int], strict: bool,
             else:
                 ops = [tf.print("Skipping", message, output_stream=sys.stderr)]
                 if counter is not None:
-                    ops.append(counter.add(1))
+                    ops.append(counter.add(record["filename"], record["encoded"]))
             with tf.control_dependencies(ops):
                 return {**record, **extra, "image": tf.zeros(image_shape),
                         "boxes": tf.zeros([0, 4]), "box_labels": tf.zeros([0], tf.int32)}
@@ -185,6 +197,7 @@ def build_dataset(
     strict: bool = False,
     repeat: bool = False,
     bad_records: BadRecordCounter | None = None,
+    max_pixels: int | None = constants.MAX_PIXELS,
     data_service: str | None = None,
     pca_eigen: tuple[np.ndarray, np.ndarray] | None = None,
     shuffle_buffer: int = 10_000,
@@ -215,8 +228,12 @@ def build_dataset(
       seed: seeds file order, shuffling and augmentation.
       deterministic: same elements in the same order for the same seed (slower).
       strict: fail on the first unusable image, naming its file, instead of skipping.
-      repeat: repeat the split forever (training loops with steps per epoch).
-      bad_records: counts skipped records (read `.value()` at the end of an epoch).
+      repeat: repeat the split forever (training loops with steps per epoch); a pass
+        without one usable image ends the dataset instead of looping for ever.
+      bad_records: counts the distinct files skipped (read `.value()` at the end of an
+        epoch); one counter per split.
+      max_pixels: images whose header promises more pixels are skipped and counted
+        (strict: an error); None: no limit.
       data_service: "grpc://host:port" of a tf.data service dispatcher; decoding and
         augmentation then run on its workers.
       pca_eigen: (eigval [3], eigvec [3, 3]) from `pipelines.stats`; default the
@@ -237,11 +254,8 @@ def build_dataset(
     mean = tf.constant(mean, tf.float32)
     std = tf.constant(std, tf.float32)
     dataset = source.records(split, input_context, shuffle_files=training, seed=seed)
-    if repeat:
-        dataset = dataset.repeat()
     # A source whose shuffled file order is already a full permutation needs no record
-    # buffer. After `repeat` the buffer fills once, not at every epoch; without it, the
-    # buffer refills at the start of each epoch (each new iterator).
+    # buffer.
     if training and not source.shuffles_fully:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if training:
@@ -251,7 +265,7 @@ def build_dataset(
             eigen = tuple(tf.constant(e, tf.float32) for e in eigen)
         pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
         # One stateless seed per image: (random int64, input pipeline id).
-        seeds = tf.data.Dataset.random(seed=seed).map(
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(
             lambda r: tf.stack([r, tf.constant(pipeline_id, tf.int64)]))
         dataset = tf.data.Dataset.zip(dataset, seeds)
         transform = _train_transform(crop_size, augmentation, eigen, scale_jitter)
@@ -263,14 +277,19 @@ def build_dataset(
         image_shape = [10, crop_size, crop_size, 3]
     else:  # "full": whole images of any size; the placeholder is never batched.
         image_shape = [constants.RESIZE_SHORTER_SIDE, constants.RESIZE_SHORTER_SIDE, 3]
-    dataset = dataset.map(_skip_bad_images(transform, image_shape, strict, bad_records,
-                                           _DRAWS if training else {}),
-                          num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(
+        _skip_bad_images(transform, image_shape, strict, bad_records,
+                         _DRAWS if training else {}, max_pixels),
+        num_parallel_calls=AUTOTUNE)
     dataset = dataset.filter(lambda element: element["ok"])
     if not strict:
         # Last line of defence against bytes that pass the cheap check yet fail to
         # decode: skipped and logged (not counted), so an epoch never dies on them.
         dataset = dataset.ignore_errors(log_warning=True)
+    if repeat:
+        # After the filter: tf.data ends a repeat whose pass yields nothing, so a split
+        # without one usable image ends (the trainer reports it) instead of looping.
+        dataset = dataset.repeat()
     dataset = dataset.map(_finish(source.num_classes, with_boxes, training),
                           num_parallel_calls=AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)

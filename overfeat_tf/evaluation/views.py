@@ -25,6 +25,7 @@ from typing import Protocol
 import keras
 import tensorflow as tf
 
+from overfeat_tf.cli import UserError
 from overfeat_tf.evaluation import dense
 from overfeat_tf.models.registry import model_info
 from overfeat_tf.xla_choice import Calibration, XlaChoice
@@ -195,6 +196,10 @@ def make_evaluator(
     raise ValueError(f"Unknown evaluation mode {mode!r}; valid: {', '.join(MODES)}")
 
 
+class NothingToEvaluate(UserError, ValueError):
+    """The evaluation split yielded no image."""
+
+
 def evaluate(
     evaluator: Evaluator,
     batches: Iterable[tuple[tf.Tensor, tf.Tensor]],
@@ -239,7 +244,10 @@ def evaluate_many(
             break
     if count == 0:
         names = ", ".join(evaluator.name for evaluator in evaluators.values())
-        raise ValueError(f"No examples to evaluate {names!r} on")
+        raise NothingToEvaluate(
+            f"No image to evaluate {names!r} on: the split is empty or every image was "
+            "skipped as unreadable"
+        )
     seconds = time.perf_counter() - start
     return {
         name: {
