@@ -64,6 +64,10 @@ flags.DEFINE_string(
     "data", "embedded", "Data source: embedded, tfrecord:DIR, tfds:NAME or folder:DIR."
 )
 flags.DEFINE_string("data_dir", None, "Where the embedded data set or TFDS data live.")
+flags.DEFINE_string("split", "train", "Training split (converted detection data: detection_train).")
+flags.DEFINE_string(
+    "eval_split", "validation", "Validation split (converted detection data: detection_tuning)."
+)
 flags.DEFINE_string("model_dir", None, "Checkpoints, summaries, metrics (default runs/<model>).")
 flags.DEFINE_integer("epochs", None, "Epochs (default: the recipe's; 24 on embedded data).")
 flags.DEFINE_integer("max_steps", None, "Stop after this many steps in total.")
@@ -167,8 +171,8 @@ def _steps_per_epoch(recipe: recipes.Recipe, source, strategy) -> int:
         if value is not None and value < 1:
             raise FlagError(f"--{flag} must be >= 1; received {value}")
     try:
-        train_examples = source.num_examples("train")
-        source.num_examples("validation")
+        train_examples = source.num_examples(FLAGS.split)
+        source.num_examples(FLAGS.eval_split)
     except (ValueError, FileNotFoundError) as e:
         raise FlagError(f"--data={FLAGS.data}: {e}") from e
     if FLAGS.steps_per_epoch is None and train_examples is None:
@@ -297,7 +301,7 @@ def main(argv: list[str]) -> int:
     def train_dataset(epoch: int, skip: int, context: tf.distribute.InputContext):
         dataset = pipelines.build_dataset(
             source,
-            "train",
+            FLAGS.split,
             batch_size=context.get_per_replica_batch_size(recipe.batch_size),
             training=True,
             recipe=recipe.pipeline,
@@ -315,7 +319,7 @@ def main(argv: list[str]) -> int:
     def eval_dataset(context: tf.distribute.InputContext):
         return pipelines.build_dataset(
             source,
-            "validation",
+            FLAGS.eval_split,
             batch_size=context.get_per_replica_batch_size(recipe.batch_size),
             training=False,
             input_context=context,

@@ -48,6 +48,9 @@ SPLITS = {
     "localization": ("train", "validation"),
     "detection": ("detection_train", "detection_validation"),
 }
+# Validation during training reads the tuning split when the data has one (converted
+# VOC / ILSVRC DET data, `pipelines.voc`), so the reported split stays unseen.
+TUNING_SPLIT = "detection_tuning"
 # Side of the square training crops: the whole shorter side of the 256 image, so the
 # boxes are rarely cut; each crop is then resized to every training scale.
 CROP_SIZE = 256
@@ -62,7 +65,8 @@ flags.DEFINE_string(
 flags.DEFINE_string("data_dir", None, "Where the embedded data set lives.")
 flags.DEFINE_string("split", None, "Training split (default: train, detection_train).")
 flags.DEFINE_string(
-    "eval_split", None, "Validation split (default: validation, detection_validation)."
+    "eval_split", None,
+    "Validation split (default: validation; detection_tuning, else detection_validation)."
 )
 flags.DEFINE_list(
     "scales", None,
@@ -131,6 +135,8 @@ def main(argv: list[str]) -> int:
     if not source.has_boxes:
         raise FlagError(f"--data={FLAGS.data} has no boxes")
     split, eval_split = SPLITS[FLAGS.task]
+    if FLAGS.task == "detection" and TUNING_SPLIT in getattr(source, "splits", ()):
+        eval_split = TUNING_SPLIT
     split, eval_split = FLAGS.split or split, FLAGS.eval_split or eval_split
     try:
         train_examples = source.num_examples(split)

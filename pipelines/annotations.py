@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ElementTree
 Box = tuple[float, float, float, float]  # (ymin, xmin, ymax, xmax), normalised.
 
 
-class AnnotationError(ValueError):
+class AnnotationError(Exception):
     """A problem in strict mode: one line naming the file and what is wrong."""
 
 
