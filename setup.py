@@ -22,6 +22,7 @@ setup(
         "tensorboard==2.21.0",
         "numpy>=1.26",
         "pillow>=10",
+        "matplotlib>=3.7",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]==2.21.0"],
@@ -35,6 +36,7 @@ setup(
             "overfeat-evaluate=overfeat_tf.evaluate:run",
             "overfeat-experiment=overfeat_tf.experiment:run",
             "overfeat-train-boxes=overfeat_tf.train_boxes:run",
+            "overfeat-detect=overfeat_tf.detect_images:run",
             "overfeat-export=export.export_main:run",
             "overfeat-visualize=overfeat_tf.visualize:run",
             "overfeat-features=overfeat_tf.extract_features:run",
