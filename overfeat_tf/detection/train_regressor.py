@@ -31,8 +31,10 @@ import numpy as np
 import tensorflow as tf
 
 from overfeat_tf import dense
+from overfeat_tf.detection import drawing
 from overfeat_tf.detection import regressor as regressor_lib
 from overfeat_tf.detection import targets as targets_lib
+from overfeat_tf.training import summaries
 
 # (epoch, batches to skip) -> batches of (images [b, s, s, 3], labels dict with boxes).
 TrainDatasetFn = Callable[[int, int], tf.data.Dataset]
@@ -97,12 +99,14 @@ class RegressorTrainer:
         self.restored_from = self.manager.restore_or_initialize()
         self._train_fn = tf.function(self._train_step)
         self._eval_fn = tf.function(self._losses)
-        self._writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "train"))
+        self._writers = summaries.RunWriters(config.model_dir)
 
     # ---- one step -------------------------------------------------------------------
 
-    def _scale_loss(self, images, labels, scale: int):
-        """(loss, sum of IoUs, trained locations) of a batch resized to `scale`."""
+    def _predict_at_scale(self, images, labels, scale: int):
+        """(x, deltas, targets, windows) of a batch resized to `scale` (x [b, s, s, 3]):
+        the head's deltas [b, h, w, 4] for each location's target class (any class where
+        masked), the regression targets and the locations' windows [h, w, 4] (pixels)."""
         x = dense.resize_to_scale(images, (scale, scale))
         pooled = tf.stop_gradient(self._dense.pooled_map(x))  # the trunk stays frozen
         deltas = tf.cast(dense.slide_head(self._head, pooled, self._dense.offsets), tf.float32)
@@ -113,10 +117,15 @@ class RegressorTrainer:
         targets = targets_lib.regression_targets(boxes, labels["box_labels"], windows,
                                                  self.window)
         deltas = tf.reshape(deltas, [shape[0], shape[1], shape[2], self._outputs, 4])
-        if self._outputs > 1:  # the target class's outputs (any class where masked)
+        if self._outputs > 1:
             deltas = tf.gather(deltas, tf.maximum(targets.labels, 0), axis=3, batch_dims=3)
         else:
             deltas = deltas[:, :, :, 0]
+        return x, deltas, targets, windows
+
+    def _scale_loss(self, images, labels, scale: int):
+        """(loss, sum of IoUs, trained locations) of a batch resized to `scale`."""
+        _, deltas, targets, windows = self._predict_at_scale(images, labels, scale)
         mask = tf.cast(targets.mask, tf.float32)
         count = tf.reduce_sum(mask)
         squared = tf.reduce_sum(tf.square(deltas - targets.deltas), axis=-1)
@@ -156,6 +165,28 @@ class RegressorTrainer:
             stats += batch_stats.numpy()
         return {"loss": loss_sum / max(batches, 1), "mean_iou": stats[0] / max(stats[1], 1)}
 
+    def validation_images(self, images, labels, count: int = 3) -> np.ndarray:
+        """The first `count` images of a validation batch at the first scale, uint8
+        [k, s, s, 3] (contrast-stretched), with their true boxes in green and, in red,
+        the box the regressor predicts at each location that trains on one."""
+        images, scale = images[:count], self.config.scales[0]
+        labels = {key: value[:count] for key, value in labels.items()}
+        x, deltas, targets, windows = self._predict_at_scale(images, labels, scale)
+        predicted = targets_lib.decode(deltas, windows, self.window).numpy()
+        drawn = []
+        for i, image in enumerate(x.numpy()):
+            low, high = image.min(), image.max()
+            pixels = (255 * (image - low) / max(high - low, 1e-6)).astype(np.uint8)
+            true = labels["boxes"][i, :int(labels["num_boxes"][i])].numpy() * scale
+            pixels = drawing.draw_boxes(pixels, true, colour=(0, 200, 0))
+            drawn.append(drawing.draw_boxes(pixels, predicted[i][targets.mask[i].numpy()]))
+        return np.stack(drawn)
+
+    def _write_validation_images(self, eval_dataset_fn: EvalDatasetFn, step: int) -> None:
+        for images, labels in eval_dataset_fn().take(1):
+            with self._writers.validation.as_default(step=step):
+                tf.summary.image("boxes", self.validation_images(images, labels), max_outputs=3)
+
     def fit(self, train_dataset_fn: TrainDatasetFn,
             eval_dataset_fn: EvalDatasetFn | None = None) -> dict[str, Any]:
         """Trains to `epochs` (or `max_steps`), evaluating after every epoch.
@@ -176,9 +207,8 @@ class RegressorTrainer:
             history = self._train_epoch(epoch, skip, steps, train_dataset_fn)
             if eval_dataset_fn is not None:
                 history.update({f"val_{k}": v for k, v in self.evaluate(eval_dataset_fn).items()})
-            with self._writer.as_default(step=epoch + 1):
-                for key, value in history.items():
-                    tf.summary.scalar(f"epoch/{key}", value)
+                self._write_validation_images(eval_dataset_fn, epoch + 1)
+            self._writers.write_epoch(epoch + 1, history)
             self._save()
             self._log(f"Epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4g}" for k, v in history.items()))
         metrics = {**history, "step": self._step()}
@@ -209,7 +239,7 @@ class RegressorTrainer:
             speed = images_seen / (time.perf_counter() - start)
             progress.update(step_in_epoch + 1, [
                 ("loss", loss), ("iou", stats[0] / max(stats[1], 1)), ("img/s", speed)])
-            with self._writer.as_default(step=self._step()):
+            with self._writers.train.as_default(step=self._step()):
                 tf.summary.scalar("loss", loss)
             if self._step() % cfg.checkpoint_every == 0 and step_in_epoch + 1 < steps:
                 self._save()
