@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import pipelines
+from overfeat_tf.training import summaries
 from pipelines import annotations, convert, ilsvrc_det, testing, voc
 
 W, H = 80, 60  # every test image
@@ -196,7 +197,8 @@ def test_convert_train_and_evaluate_detection(layout, tmp_path, subprocess_env):
          "--num_workers=2"),
         ("overfeat_tf.train", f"--data=tfrecord:{data}", "--split=detection_train",
          "--eval_split=detection_tuning", f"--model_dir={run}", "--width=0.0625",
-         "--init=he", "--dropout=0", "--batch_size=2", "--epochs=1", "--noexport", "--xla=off", *steps),
+         "--init=he", "--dropout=0", "--batch_size=2", "--epochs=1", "--noexport",
+         "--xla=off", *steps),
         ("overfeat_tf.train_boxes", "--task=detection", f"--classifier_dir={run}",
          f"--data=tfrecord:{data}", "--batch_size=2", "--scales=227,243", *steps),
         ("overfeat_tf.evaluate", f"--model_dir={run}", f"--data=tfrecord:{data}",
@@ -211,3 +213,9 @@ def test_convert_train_and_evaluate_detection(layout, tmp_path, subprocess_env):
     assert detection["split"] == "detection_validation"
     assert detection["examples"] == counts["detection_validation"]
     assert 0.0 <= detection["map"] <= 1.0 and 0.0 <= detection["map_11point"] <= 1.0
+    # TensorBoard: each run's validation scalars overlay its training ones (same tags).
+    for directory in (run, run / "detection", run / "detection" / "classifier"):
+        train, validation = (summaries.read_tags(str(directory / name))
+                             for name in ("train", "validation"))
+        assert "epoch/loss" in train and "epoch/loss" in validation, directory
+    assert "boxes" in summaries.read_tags(str(run / "detection" / "validation"))

@@ -1,9 +1,6 @@
 """TensorBoard layout: train/ and validation/ runs with the same tags, and validation
 images with boxes from the regressor trainer, read back from the event files."""
 
-import glob
-import os
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -14,22 +11,13 @@ from overfeat_tf.detection import train_regressor
 from overfeat_tf.training import summaries
 
 
-def event_tags(directory: str) -> dict[str, list[int]]:
-    """{tag: steps written} of the event files in one run directory."""
-    tags = {}
-    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                tags.setdefault(value.tag, []).append(event.step)
-    return tags
-
-
 def test_validation_keys_go_to_their_own_run_under_the_same_tag(tmp_path):
     writers = summaries.RunWriters(str(tmp_path))
     for epoch in (1, 2):
         writers.write_epoch(epoch, {"loss": 1.0 / epoch, "val_loss": 2.0, "top1_error": 50.0,
                                     "val_top1_error": 60.0, "lr_drops": 3})
-    train, validation = (event_tags(str(tmp_path / run)) for run in ("train", "validation"))
+    train, validation = (summaries.read_tags(str(tmp_path / run))
+                         for run in ("train", "validation"))
     assert train == {"epoch/loss": [1, 2], "epoch/top1_error": [1, 2]}
     assert validation == train  # same tags: TensorBoard overlays the two runs
 
@@ -57,7 +45,8 @@ def test_regressor_runs_log_scalars_per_run_and_validation_images(tmp_path):
         classifier, regressor_lib.build_regressor(config))
     train_batches, eval_batches = _batches(2, 0), _batches(1, 1)
     trainer.fit(lambda epoch, skip: iter(train_batches[skip:]), lambda: _Dataset(eval_batches))
-    train, validation = (event_tags(str(tmp_path / run)) for run in ("train", "validation"))
+    train, validation = (summaries.read_tags(str(tmp_path / run))
+                         for run in ("train", "validation"))
     assert {"epoch/loss", "epoch/mean_iou"} <= set(train) and train["loss"] == [1, 2]
     assert {"epoch/loss", "epoch/mean_iou", "boxes"} == set(validation)
     pictures = trainer.validation_images(*eval_batches[0])

@@ -8,6 +8,7 @@ overlaid curves: a history key `val_<name>` is written to `validation/` as
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -47,3 +48,14 @@ class RunWriters:
     def flush(self) -> None:
         self.train.flush()
         self.validation.flush()
+
+
+def read_tags(run_dir: str) -> dict[str, list[int]]:
+    """{tag: steps written, in file order} of the event files directly in `run_dir`
+    (e.g. `<model_dir>/validation`); empty when there are none."""
+    tags: dict[str, list[int]] = {}
+    for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    return tags
