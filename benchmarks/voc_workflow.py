@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import time
 import numpy as np
 from absl import app, flags
 
+from overfeat_tf import runtime
 from pipelines import embedded, testing
 
 flags.DEFINE_string("work_dir", "/tmp/voc_workflow", "Scratch folder (emptied first).")
@@ -94,17 +94,6 @@ def _read_json(path: str) -> dict:
         return json.load(f)
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def _uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -127,7 +116,7 @@ def main(argv: list[str]) -> None:
     root = FLAGS.work_dir
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
-    print(f"{_cpu_model()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    print(f"{runtime.cpu_model()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print(f"load before: {_uptime()}")
     _voc_from_embedded(root)
     voc, data, run = (os.path.join(root, n) for n in ("VOC2007", "data", "run"))
