@@ -35,9 +35,10 @@ from absl import flags
 from overfeat_tf import cli, runtime
 from overfeat_tf.cli import FlagError
 from overfeat_tf.experiments import report, runner, tables
+from overfeat_tf.training import recipes
 
 # Flags forwarded to every `overfeat-train` run when set (the training budget).
-BUDGET_FLAGS = ("epochs", "max_steps", "steps_per_epoch", "batch_size", "width",
+BUDGET_FLAGS = ("recipe", "epochs", "max_steps", "steps_per_epoch", "batch_size", "width",
                 "learning_rate", "step_epochs", "init", "dropout")
 
 FLAGS = flags.FLAGS
@@ -48,6 +49,8 @@ flags.DEFINE_string(
     "data", "embedded", "Data source: embedded, tfrecord:DIR, tfds:NAME or folder:DIR."
 )
 flags.DEFINE_string("data_dir", None, "Where the embedded data set or TFDS data live.")
+flags.DEFINE_enum("recipe", None, list(recipes.RECIPES),
+                  "Training recipe of every run (default: each model's paper recipe).")
 flags.DEFINE_integer("epochs", None, "Epochs of every run (default: overfeat-train's).",
                      lower_bound=1)
 flags.DEFINE_integer("max_steps", None, "Stop every run after this many steps.", lower_bound=1)

@@ -1,10 +1,10 @@
 r"""Trains a paper model: `overfeat-train` / `python -m overfeat_tf.train`.
 
-With no flags this is the project's main job: it generates the embedded data set if
-absent, trains a reduced-width AlexNet on it, evaluates on its validation split, exports
-a SavedModel and a `.keras` file, and prints where everything went:
+The project's main job generates the embedded data set if absent, trains a 1/8-width
+AlexNet on it with the `quick` recipe for small data sets, evaluates on its validation
+split, exports a SavedModel and a `.keras` file, and prints where everything went:
 
-    overfeat-train
+    overfeat-train --recipe=quick --width=0.125
 
 On ImageNet TFRecords with the paper's recipe, over every local GPU:
 
@@ -35,29 +35,10 @@ import keras  # noqa: E402  (after overfeat_tf: oneDNN)
 import pipelines  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-# The main job's demo configuration, used for each of these flags the user leaves unset
-# while training on the embedded data set.
-# He initialisation, no dropout and lr 0.02 get a from-scratch AlexNet off its plateau
-# in 3-4 epochs of 3000 images (with the paper's N(0, 0.01) init and dropout it stays at
-# chance for longer than the 10-minute budget); the rate / 10 after epoch 16 is AlexNet's
-# plateau rule at a fixed epoch, so the run fits the budget.
-DEMO = {
-    "model": "alexnet",
-    "width": 0.125,
-    "epochs": 24,
-    "batch_size": 64,
-    "init": "he",
-    "dropout": 0.0,
-    "learning_rate": 0.02,
-    "schedule": "step",
-    "step_epochs": ["16"],
-    "step_factor": 0.1,
-}
-
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
-    "model", None,
-    f"Model to train (default alexnet): {', '.join(overfeat_tf.MODEL_NAMES)}, or a variant "
+    "model", "alexnet",
+    f"Model to train: {', '.join(overfeat_tf.MODEL_NAMES)}, or a variant "
     "name (overfeat_tf.models.variants), e.g. alexnet-towers1, zfnet-fc8192.",
 )
 flags.DEFINE_string(
@@ -69,13 +50,15 @@ flags.DEFINE_string(
     "eval_split", "validation", "Validation split (converted detection data: detection_tuning)."
 )
 flags.DEFINE_string("model_dir", None, "Checkpoints, summaries, metrics (default runs/<model>).")
-flags.DEFINE_integer("epochs", None, "Epochs (default: the recipe's; 24 on embedded data).")
+flags.DEFINE_integer("epochs", None, "Epochs (default: the recipe's).")
 flags.DEFINE_integer("max_steps", None, "Stop after this many steps in total.")
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch (default: train size / batch).")
 flags.DEFINE_integer("batch_size", None, "Global batch size (default: the recipe's).")
-flags.DEFINE_float("width", None, "Channel multiplier (default 1.0; 0.125 on embedded data).")
+flags.DEFINE_float("width", 1.0, "Channel multiplier of every layer (1.0: the paper's widths).")
 flags.DEFINE_enum(
-    "recipe", None, list(recipes.RECIPES), "Training recipe (default: the model's paper)."
+    "recipe", None, list(recipes.RECIPES),
+    "Training recipe (default: the model's paper); quick: for data sets of thousands of "
+    "images (He init, no dropout, a higher rate).",
 )
 flags.DEFINE_float("learning_rate", None, "Override the recipe's initial learning rate.")
 flags.DEFINE_float("momentum", None, "Override the recipe's momentum.")
@@ -124,29 +107,21 @@ flags.DEFINE_bool("export", True, "Export a SavedModel and .keras file after tra
 flags.DEFINE_string("export_base", None, "Export directory (default <model_dir>/export).")
 
 
-def _demo_or(flag: str, fallback):
-    """The flag's value; else the demo value on embedded data; else `fallback`."""
-    value = getattr(FLAGS, flag)
-    if value is not None:
-        return value
-    return DEMO[flag] if FLAGS.data == "embedded" else fallback
-
-
 def resolve_recipe(model: str) -> recipes.Recipe:
     """The recipe named by --recipe (or the model's), with every override flag applied."""
     recipe = recipes.get_recipe(FLAGS.recipe or overfeat_tf.model_info(model).recipe)
     overrides = {
-        "learning_rate": _demo_or("learning_rate", None),
+        "learning_rate": FLAGS.learning_rate,
         "momentum": FLAGS.momentum,
         "weight_decay": FLAGS.weight_decay,
-        "schedule": _demo_or("schedule", None),
-        "step_factor": _demo_or("step_factor", None),
-        "dropout": _demo_or("dropout", None),
-        "init": _demo_or("init", None),
-        "batch_size": _demo_or("batch_size", None),
-        "epochs": _demo_or("epochs", None),
+        "schedule": FLAGS.schedule,
+        "step_factor": FLAGS.step_factor,
+        "dropout": FLAGS.dropout,
+        "init": FLAGS.init,
+        "batch_size": FLAGS.batch_size,
+        "epochs": FLAGS.epochs,
     }
-    step_epochs = _demo_or("step_epochs", None)
+    step_epochs = FLAGS.step_epochs
     if step_epochs is not None:
         try:
             overrides["step_epochs"] = tuple(int(e) for e in step_epochs)
@@ -183,6 +158,24 @@ def _steps_per_epoch(recipe: recipes.Recipe, source, strategy) -> int:
             f"--batch_size={recipe.batch_size} exceeds the {train_examples} training examples"
         )
     return steps
+
+
+def _print_data_notes(source, recipe_name: str) -> None:
+    """One line each: how validation was held out, and a paper recipe on a small set."""
+    if source.validation_note:
+        print(f"overfeat-train: {source.validation_note}", flush=True)
+    examples = source.num_examples("train")
+    if (
+        recipes.is_paper_recipe(recipe_name)
+        and examples is not None
+        and examples < recipes.PAPER_RECIPE_MIN_EXAMPLES
+    ):
+        print(
+            f"overfeat-train: the {recipe_name} paper recipe is made for ImageNet's 1.28M "
+            f"images and may stay at chance for many epochs on {examples:,}; "
+            "--recipe=quick suits small data sets.",
+            flush=True,
+        )
 
 
 def _split_host_cpu(devices: list[str]) -> None:
@@ -253,11 +246,11 @@ def main(argv: list[str]) -> int:
             raise FlagError(f"--init_from={FLAGS.init_from}: {e}") from e
         recipe = resolve_recipe(model_name)
     else:
-        model_name = _demo_or("model", "alexnet")
+        model_name = FLAGS.model
         recipe = resolve_recipe(model_name)
         build_kwargs = {
             "num_classes": source.num_classes,
-            "width": _demo_or("width", 1.0),
+            "width": FLAGS.width,
             "dropout": recipe.dropout,
             "init": recipe.init,
         }
@@ -276,6 +269,8 @@ def main(argv: list[str]) -> int:
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
     keras.utils.set_random_seed(FLAGS.seed)
     steps_per_epoch = _steps_per_epoch(recipe, source, strategy)
+    if strategies.is_chief(strategy):
+        _print_data_notes(source, FLAGS.recipe or overfeat_tf.model_info(model_name).recipe)
 
     if strategies.is_chief(strategy):
         model_dir_lib.write_config(

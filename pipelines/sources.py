@@ -7,6 +7,7 @@ Sources shard by file per input pipeline when given a `tf.distribute.InputContex
 """
 
 import abc
+import hashlib
 import json
 import os
 
@@ -18,6 +19,8 @@ AUTOTUNE = tf.data.AUTOTUNE
 LABELS_FILE = "labels.txt"  # One class per line: "synset<TAB>human-readable text".
 COUNTS_FILE = "num_examples.json"  # {"train": 1281167, ...}
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".gif", ".bmp")
+# A class-folder tree without a validation/ folder holds out this fraction of each class.
+HOLDOUT_FRACTION = 0.1
 _NUM_IMAGENET_CLASSES = 1000
 
 
@@ -28,11 +31,14 @@ class Source(abc.ABC):
       num_classes: number of classes; labels are 0 .. num_classes - 1.
       class_names: synsets or names, indexed by 0-based label.
       has_boxes: whether records carry object boxes.
+      validation_note: how the validation split was made, when not given by the data
+        (one line for the binaries to print), else None.
     """
 
     num_classes: int
     class_names: list[str]
     has_boxes: bool
+    validation_note: str | None = None
 
     @abc.abstractmethod
     def records(self, split: str, input_context: tf.distribute.InputContext | None = None,
@@ -175,23 +181,52 @@ def list_class_folder(root: str) -> dict[str, list[str]]:
     return classes
 
 
+def hold_out(paths: list[str], root: str, fraction: float = HOLDOUT_FRACTION
+             ) -> tuple[list[str], list[str]]:
+    """Splits one class's image paths into (train, held out).
+
+    Holds out round(fraction * n) images, at least one when the class has two or more:
+    those whose path relative to `root` has the smallest SHA-1, so the choice is the same
+    on every machine and wherever the tree is mounted. Both lists sorted.
+    """
+    if len(paths) < 2:
+        return sorted(paths), []
+    count = max(1, round(fraction * len(paths)))
+    ranked = sorted(paths, key=lambda p: hashlib.sha1(os.path.relpath(p, root).encode()).digest())
+    return sorted(ranked[count:]), sorted(ranked[:count])
+
+
 class FolderSource(Source):
     """Image files in class sub-folders named by synset (or any class name).
 
-    `root/train/<class>/*` and `root/validation/<class>/*` when both sub-folders exist;
-    otherwise `root/<class>/*` is one tree used for BOTH splits (handy for quick runs,
-    but then validation is not held out). Files are recognised by extension
-    (.jpeg .jpg .png .gif .bmp, any case) and decoded by content. Labels follow the
-    sorted class names of the train tree. No boxes.
+    `root/train/<class>/*` and `root/validation/<class>/*` when both sub-folders exist.
+    Otherwise the tree is `root/train/<class>/*` (when `root/train` exists) or
+    `root/<class>/*`, and its validation split is `HOLDOUT_FRACTION` of each class held
+    out by `hold_out`, never trained on. Files are recognised by extension (.jpeg .jpg
+    .png .gif .bmp, any case) and decoded by content. Labels follow the sorted class
+    names of the train tree. No boxes.
     """
 
     has_boxes = False
 
     def __init__(self, root: str):
+        if not tf.io.gfile.isdir(root):
+            raise FileNotFoundError(f"No such directory: {root!r}")
         split_dirs = {s: os.path.join(root, s) for s in ("train", "validation")}
-        if not all(tf.io.gfile.isdir(d) for d in split_dirs.values()):
-            split_dirs = {s: root for s in split_dirs}
-        self._trees = {s: list_class_folder(d) for s, d in split_dirs.items()}
+        if all(tf.io.gfile.isdir(d) for d in split_dirs.values()):
+            self._trees = {s: list_class_folder(d) for s, d in split_dirs.items()}
+        else:
+            tree_root = split_dirs["train"] if tf.io.gfile.isdir(split_dirs["train"]) else root
+            self._trees = {"train": {}, "validation": {}}
+            for name, paths in list_class_folder(tree_root).items():
+                train, held_out = hold_out(paths, tree_root)
+                self._trees["train"][name] = train
+                self._trees["validation"][name] = held_out
+            self.validation_note = (
+                f"{tree_root} has no validation/ folder: validating on "
+                f"{sum(map(len, self._trees['validation'].values()))} images held out "
+                f"({HOLDOUT_FRACTION:.0%} of each class, chosen by a hash of the file path)"
+            )
         self.class_names = list(self._trees["train"])
         self.num_classes = len(self.class_names)
         unknown = sorted(set(self._trees["validation"]) - set(self.class_names))
@@ -320,8 +355,9 @@ def open_source(spec: str, data_dir: str | None = None) -> Source:
         format, with an optional `labels.txt`.
       `tfds:NAME`: a prepared TFDS data set (e.g. `tfds:imagenet2012`) in `data_dir`
         (TFDS default when None); never downloads.
-      `folder:/path`: `path/train/<class>/*` and `path/validation/<class>/*`, or, if
-        those sub-folders are absent, one class-folder tree used for both splits.
+      `folder:/path`: `path/train/<class>/*` and `path/validation/<class>/*`, or one
+        class-folder tree (`path/train/<class>/*` or `path/<class>/*`) whose validation
+        split is a fixed 10 % of each class held out by a hash of the file path.
 
     Raises:
       ValueError: unknown scheme or missing location, naming the spec and valid schemes.

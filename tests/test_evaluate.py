@@ -18,15 +18,16 @@ PREDICTED = 1  # the untrained model is biased to always answer this class
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    """A folder data set (2 images per class, varied sizes) and a model dir."""
+    """A folder data set (2 validation images per class, varied sizes) and a model dir."""
     root = tmp_path_factory.mktemp("evaluate")
     rng = np.random.default_rng(0)
     for name in CLASSES:
-        os.makedirs(root / "data" / name)
         for i in range(2):
             shape = (int(rng.integers(240, 300)), int(rng.integers(240, 340)), 3)
-            image = rng.integers(0, 256, shape, dtype=np.uint8)
-            tf.io.write_file(str(root / "data" / name / f"{i}.jpg"), tf.io.encode_jpeg(image))
+            image = tf.io.encode_jpeg(rng.integers(0, 256, shape, dtype=np.uint8))
+            for split in ("train", "validation"):
+                os.makedirs(root / "data" / split / name, exist_ok=True)
+                tf.io.write_file(str(root / "data" / split / name / f"{i}.jpg"), image)
     build_kwargs = {"num_classes": len(CLASSES), "width": 0.0625, "init": "he"}
     model = overfeat_tf.build_model("overfeat_fast", **build_kwargs)
     bias = np.zeros(len(CLASSES), np.float32)

@@ -117,8 +117,9 @@ def quirky_source(tmp_path_factory):
     """A class folder holding one file per ImageNet quirk, all named .JPEG."""
     root = tmp_path_factory.mktemp("quirks")
     quirks = testing.quirky_images()
-    testing.write_class_folder(str(root), {"n01": [(f"{stem}.JPEG", data)
-                                                   for stem, (data, _) in quirks.items()]})
+    for split in ("train", "validation"):
+        testing.write_class_folder(str(root / split), {"n01": [
+            (f"{stem}.JPEG", data) for stem, (data, _) in quirks.items()]})
     return pipelines.open_source(f"folder:{root}"), quirks
 
 

@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 import pipelines
 from pipelines import embedded
 from pipelines import shapes
+from pipelines import sources
 from pipelines import testing
 
 CONFIG = testing.TINY_EMBEDDED
@@ -113,20 +114,37 @@ def _tree(root, classes=("n02", "n01")):
                                       for c in classes})
 
 
-@pytest.mark.parametrize("layout", ["splits", "single_tree"])
+@pytest.mark.parametrize("layout", ["splits", "single_tree", "train_only"])
 def test_folder_source(tmp_path, layout):
     if layout == "splits":
         _tree(str(tmp_path / "train"))
         _tree(str(tmp_path / "validation"), classes=("n02",))
-    else:
-        _tree(str(tmp_path))
+    else:  # no validation/: one image of each class's three is held out
+        _tree(str(tmp_path / "train" if layout == "train_only" else tmp_path))
     source = pipelines.open_source(f"folder:{tmp_path}")
     assert source.class_names == ["n01", "n02"] and not source.has_boxes
     val = _records(source, "validation")
-    assert len(val) == source.num_examples("validation") == (3 if layout == "splits" else 6)
-    for r in _records(source, "train"):
+    train = _records(source, "train")
+    assert len(val) == source.num_examples("validation") == (3 if layout == "splits" else 2)
+    assert len(train) == source.num_examples("train") == 6 - (layout != "splits") * 2
+    assert (source.validation_note is None) == (layout == "splits")
+    if layout != "splits":  # held out: never trained on
+        assert not {r["filename"] for r in val} & {r["filename"] for r in train}
+    for r in train:
         assert r["label"] == (0 if b"n01_" in r["filename"] else 1)
         assert r["boxes"].shape == (0, 4)
+
+
+def test_hold_out_is_a_stable_tenth_of_each_class(tmp_path):
+    paths = [str(tmp_path / "cat" / f"{i}.jpg") for i in range(25)]
+    train, held = sources.hold_out(paths, str(tmp_path))
+    assert len(held) == 2 and sorted(train + held) == sorted(paths)  # round(2.5) == 2
+    # The same files under another root: the same choice.
+    moved = [p.replace(str(tmp_path), "/elsewhere") for p in paths]
+    assert sources.hold_out(moved, "/elsewhere")[1] == [
+        p.replace(str(tmp_path), "/elsewhere") for p in held]
+    assert sources.hold_out(paths[:1], str(tmp_path)) == (paths[:1], [])
+    assert len(sources.hold_out(paths[:2], str(tmp_path))[1]) == 1
 
 
 def test_folder_source_rejects_unknown_validation_class(tmp_path):

@@ -54,16 +54,43 @@ def _in_memory(images, labels):
     return dataset_fn
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     images, labels = _arrays(32)
-    images[24:] = np.nan  # step 4 sees NaN pixels
-    trainer = _trainer(tmp_path, strategies.make_strategy("one_device"))
-    with pytest.raises(TrainingDiverged, match=r"Loss is nan at step 4.*ckpt-2"):
-        trainer.fit(_in_memory(images, labels))
-    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-2")
-    restored = _trainer(tmp_path, strategies.make_strategy("one_device"))
-    assert int(restored.step) == 2
+    trainer = _trainer(tmp_path, strategies.make_strategy("one_device"), epochs=2)
+
+    def poison(epoch, history):
+        # NaN in every logit: whatever a kernel does with NaN, the loss cannot be finite.
+        trainer.model.get_layer("fc8").bias.assign(np.full([3], np.nan, np.float32))
+
+    with pytest.raises(TrainingDiverged, match=r"Loss is nan.* at step 5 .*ckpt-4"):
+        trainer.fit(_in_memory(images, labels), on_epoch_end=poison)
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-4")
+    restored = _trainer(tmp_path, strategies.make_strategy("one_device"), epochs=2)
+    assert int(restored.step) == 4
     assert all(np.isfinite(v.numpy()).all() for v in restored.model.weights)
+
+
+@pytest.mark.parametrize("onednn", ["0", "1"])
+def test_divergence_is_caught_with_onednn_off_and_on(onednn, subprocess_env):
+    """oneDNN is decided when TensorFlow loads: each setting runs in its own process."""
+    test = f"{__file__}::test_divergence_stops_and_keeps_the_last_good_checkpoint"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        env={**subprocess_env, "TF_ENABLE_ONEDNN_OPTS": onednn},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_a_log_file_gets_one_line_per_epoch(tmp_path, capsys):
+    images, labels = _arrays(32, seed=2)
+    trainer = _trainer(tmp_path, strategies.make_strategy("one_device"), epochs=3)
+    trainer.config.verbose = True
+    trainer.fit(_in_memory(images, labels))
+    out = capsys.readouterr().out  # captured: not a terminal
+    assert "\r" not in out and "━" not in out  # no progress bar
+    lines = [line for line in out.splitlines() if not line.startswith("Training step:")]
+    assert [line.split(":")[0] for line in lines] == ["Epoch 1", "Epoch 2", "Epoch 3"]
 
 
 def test_epoch_end_evaluation_and_metrics_file(tmp_path):
@@ -189,6 +216,20 @@ def test_sigkill_then_restart_resumes_where_it_stopped(tiny_data, tmp_path, subp
         final[run.name] = model.get_weights()
     for a, b in zip(final["reference"], final["killed"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("recipe", [None, "quick"])
+def test_a_paper_recipe_on_a_small_set_points_to_quick(recipe, tiny_data, tmp_path,
+                                                       subprocess_env):
+    extra = ["--max_steps=1", *([f"--recipe={recipe}"] if recipe else [])]
+    out = subprocess.run(_train_command(tiny_data, tmp_path, *extra), check=True,
+                         env=subprocess_env, capture_output=True, text=True).stdout
+    hints = [line for line in out.splitlines() if "--recipe=quick" in line]
+    if recipe is None:  # the model's paper recipe, on 48 images
+        assert len(hints) == 1 and "alexnet paper recipe" in hints[0] and "48" in hints[0]
+        assert out.index(hints[0]) < out.index("Epoch 1")  # at start
+    else:
+        assert hints == []
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +39,8 @@ XLA_CALIBRATION_MIN_STEPS = 50
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss or the gradient norm became NaN or infinite; the last good checkpoint is
+    kept."""
 
 
 @dataclasses.dataclass
@@ -167,6 +169,15 @@ class Trainer:
         grads = tape.gradient(total, self.model.trainable_variables)
         return loss, grads, self._hits(labels, logits)
 
+    @staticmethod
+    def _squared_norm(grads) -> tf.Tensor:
+        """Sum of squares of every gradient entry, float32 []: NaN or inf when any is.
+
+        Computed with multiplies and sums only, which propagate NaN on every CPU kernel
+        (a max or ReLU may not), so divergence is seen even where the loss stays finite.
+        """
+        return tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float32))) for g in grads])
+
     def _hits(self, labels, logits):
         labels = tf.cast(labels, tf.int32)
         top1 = tf.math.in_top_k(labels, logits, 1)
@@ -179,18 +190,23 @@ class Trainer:
     def _replica_train_step(self, grad_fn, images, labels):
         loss, grads, hits = grad_fn(images, labels)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return loss, hits, images[:4]
+        # Loss-scaled gradients overflow by design; the scaling optimizer skips those steps.
+        scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        squared_norm = tf.constant(0.0) if scaled else self._squared_norm(grads)
+        return loss, squared_norm, hits, images[:4]
 
     def _distributed_train_step(self, grad_fn, iterator):
         images, labels = next(iterator)
-        loss, hits, images = self.strategy.run(
+        loss, squared_norm, hits, images = self.strategy.run(
             self._replica_train_step, args=(grad_fn, images, labels)
         )
         if self.config.recipe.max_filter_rms:
             constraints.renormalize_filters(self._conv_kernels, self.config.recipe.max_filter_rms)
         self.step.assign_add(1)
         reduce = self.strategy.reduce
-        return reduce("SUM", loss, axis=None), reduce("SUM", hits, axis=None), images
+        # Summed, not maxed, over replicas: a sum keeps a replica's NaN.
+        health = tf.stack([reduce("SUM", loss, axis=None), reduce("SUM", squared_norm, axis=None)])
+        return health, reduce("SUM", hits, axis=None), images
 
     def _distributed_eval_step(self, batch):
         def replica_step(images, labels):
@@ -217,8 +233,8 @@ class Trainer:
         """
         if xla is None:
             xla = self.xla_choice.xla if self.xla_choice else False
-        loss, hits, _ = self._train_fns[xla](iterator)
-        return loss, hits
+        health, hits, _ = self._train_fns[xla](iterator)
+        return health[0], hits
 
     @property
     def xla_choice(self) -> XlaChoice | None:
@@ -333,8 +349,10 @@ class Trainer:
             lambda context: train_dataset_fn(epoch, skip, context)
         )
         iterator = iter(dataset)
+        # A progress bar on a terminal; in a log file, only the line per epoch.
         progress = keras.utils.Progbar(
-            steps, stateful_metrics=["loss", "top1", "img/s"], verbose=1 if self._verbose else 0
+            steps, stateful_metrics=["loss", "top1", "img/s"],
+            verbose=1 if self._verbose and sys.stdout.isatty() else 0,
         )
         totals = np.zeros(3)
         loss_sum = 0.0
@@ -343,18 +361,19 @@ class Trainer:
         for step_in_epoch in range(skip, steps):
             deciding = self.xla_choice is None
             step_start = time.perf_counter()
-            loss, hits, images = self._train_fns[self._calibration.next_xla()](iterator)
-            loss = float(loss)
+            health, hits, images = self._train_fns[self._calibration.next_xla()](iterator)
+            loss, squared_norm = (float(x) for x in health.numpy())
             if deciding:
                 self._calibration.record(time.perf_counter() - step_start)
                 if self.xla_choice is not None:
                     self._calibration.choice = self._agree_across_workers(self.xla_choice)
                     self._log(f"\nTraining step: {self.xla_choice.summary()}")
-            if not math.isfinite(loss):
+            if not (math.isfinite(loss) and math.isfinite(squared_norm)):
                 raise TrainingDiverged(
-                    f"Loss is {loss} at step {self._step()} (epoch {epoch + 1}); "
-                    f"last good checkpoint: {self.manager.latest_checkpoint}. "
-                    "Lower --learning_rate or check the input data."
+                    f"Loss is {loss}, gradient norm {math.sqrt(squared_norm)} at step "
+                    f"{self._step()} (epoch {epoch + 1}); last good checkpoint: "
+                    f"{self.manager.latest_checkpoint}. Lower --learning_rate or check the "
+                    "input data."
                 )
             totals += hits.numpy()
             loss_sum += loss
