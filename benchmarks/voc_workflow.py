@@ -8,7 +8,7 @@ image are marked `difficult`, standing in for VOC's hand-set flag. Then, each ti
 
     overfeat-convert --voc=<dir>/VOC2007 --output_dir=<dir>/data
     overfeat-train --data=tfrecord:<dir>/data --split=detection_train \
-        --eval_split=detection_tuning --model_dir=<dir>/run ...
+        --eval_split=detection_tuning --model_dir=<dir>/run --recipe=quick ...
     overfeat-train-boxes --task=detection --classifier_dir=<dir>/run --data=tfrecord:...
     overfeat-evaluate --model_dir=<dir>/run --data=tfrecord:<dir>/data --modes=detection
     overfeat-detect --model_dir=<dir>/run --image_dir=<some test images> --output_dir=...
@@ -132,7 +132,7 @@ def main(argv: list[str]) -> None:
         "overfeat-train": _timed(
             "overfeat-train", "overfeat_tf.train", f"--data=tfrecord:{data}",
             "--split=detection_train", "--eval_split=detection_tuning", f"--model_dir={run}",
-            f"--width={FLAGS.width}", f"--epochs={FLAGS.epochs}",
+            "--recipe=quick", f"--width={FLAGS.width}", f"--epochs={FLAGS.epochs}",
             f"--batch_size={FLAGS.batch_size}", "--noexport", *steps),
         "overfeat-train-boxes": _timed(
             "overfeat-train-boxes", "overfeat_tf.train_boxes", "--task=detection",
