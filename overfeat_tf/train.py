@@ -164,7 +164,7 @@ def _print_data_notes(source, recipe_name: str) -> None:
     """One line each: how validation was held out, and a paper recipe on a small set."""
     if source.validation_note:
         print(f"overfeat-train: {source.validation_note}", flush=True)
-    examples = source.num_examples("train")
+    examples = source.num_examples(FLAGS.split)
     if (
         recipes.is_paper_recipe(recipe_name)
         and examples is not None
