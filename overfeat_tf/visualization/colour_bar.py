@@ -26,8 +26,8 @@ def with_colour_bar(image: np.ndarray, value_range: tuple[float, float], label: 
     mapping `value_range` (low, high) to the overlay's colours, labelled `label`.
 
     Returns:
-      RGB float32 [H, W, 3] in [0, 1], at least as large as `image` (shown at one screen
-      pixel per image pixel).
+      RGB float32 [H, W, 3] in [0, 1], larger than `image` (shown at about its own
+      size, the bar and its ticks to the right).
     """
     height, width = image.shape[:2]
     figure = Figure(figsize=((width + 140) / dpi, (height + 50) / dpi), dpi=dpi)
