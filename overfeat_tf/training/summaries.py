@@ -55,7 +55,8 @@ def read_tags(run_dir: str) -> dict[str, list[int]]:
     (e.g. `<model_dir>/validation`); empty when there are none."""
     tags: dict[str, list[int]] = {}
     for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
+        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            event = tf.compat.v1.Event.FromString(record)
             for value in event.summary.value:
                 tags.setdefault(value.tag, []).append(event.step)
     return tags
