@@ -65,8 +65,7 @@ def main(argv: list[str]) -> None:
         f"devices {', '.join(devices)}\n"
         f"towers: per image {sum(r.forward for r in rows) / 1e3:.1f} kB forward and "
         f"{sum(r.backward for r in rows) / 1e3:.1f} kB backward between devices (images "
-        f"included); per step {tower_traffic.weight_slice_bytes(model) / 1e6:.1f} MB of "
-        "weight slices each way"
+        "included); weights stay on their tower's device"
     )
     placements = {
         "one device": lambda: speed(tf.distribute.OneDeviceStrategy(devices[0])),

@@ -43,7 +43,7 @@ from absl import flags
 
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
-from overfeat_tf import dense, ensemble, evaluation, xla_choice
+from overfeat_tf import dense, ensemble, evaluation, input_stats, stats_flag, xla_choice  # noqa: F401 (--stats)
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf.detection import detector, drawing, loading, localizer, merge
 
@@ -344,6 +344,10 @@ def _restore() -> tuple[list[evaluation.Evaluator], dict, dict | None, str]:
         models, configs = ensemble.restore_ensemble(dirs, [FLAGS.checkpoint] * len(dirs))
     except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
         raise FlagError(f"--model_dir={','.join(dirs)}: {_first_line(e)}") from e
+    try:
+        configs = [input_stats.override(c, FLAGS.stats) if FLAGS.stats else c for c in configs]
+    except (OSError, ValueError) as e:
+        raise FlagError(f"--stats={FLAGS.stats}: {e}") from e
     members = [
         {
             "model_dir": model_dir,

@@ -32,14 +32,14 @@ import sys
 from absl import flags
 
 # overfeat_tf first: it turns oneDNN on before TensorFlow loads (see runtime.py).
-from overfeat_tf import cli, runtime
+from overfeat_tf import cli, runtime, stats_flag  # noqa: F401 (--stats)
 from overfeat_tf.cli import FlagError
 from overfeat_tf.experiments import report, runner, tables
 from overfeat_tf.training import recipes
 
 # Flags forwarded to every `overfeat-train` run when set (the training budget).
 BUDGET_FLAGS = ("recipe", "epochs", "max_steps", "steps_per_epoch", "batch_size", "width",
-                "learning_rate", "step_epochs", "init", "dropout")
+                "learning_rate", "step_epochs", "init", "dropout", "stats")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("table", None, f"The table to run: {', '.join(tables.TABLES)}.")

@@ -73,10 +73,8 @@ class GroupedConv2D(keras.layers.Conv2D):
     see only input group i), so weights load into either. TensorFlow's native grouped
     convolution has no fast CPU kernel; split convolutions train about 6x faster
     (DESIGN.md section 1). `implementation="native"` keeps the slow path for benchmarks
-    and equivalence tests.
-
-    `tower_devices`, when given, places group i's convolution on `tower_devices[i]`
-    (AlexNet's one-tower-per-GPU placement).
+    and equivalence tests. Device placement of the towers is `models.towers`' job; a
+    `tower_devices` entry in the config of an older `.keras` file is ignored.
     """
 
     IMPLEMENTATIONS = ("split", "native")
@@ -85,40 +83,30 @@ class GroupedConv2D(keras.layers.Conv2D):
         self,
         *args: Any,
         implementation: str = "split",
-        tower_devices: tuple[str, ...] | list[str] | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.pop("tower_devices", None)  # older files' configs carry it
         super().__init__(*args, **kwargs)
         if implementation not in self.IMPLEMENTATIONS:
             raise ValueError(
                 f"implementation must be one of {self.IMPLEMENTATIONS}; "
                 f"received: {implementation!r}"
             )
-        if tower_devices is not None and len(tower_devices) != self.groups:
-            raise ValueError(
-                f"tower_devices needs one device per group ({self.groups}); "
-                f"received: {tower_devices!r}"
-            )
         self.implementation = implementation
-        self.tower_devices = tuple(tower_devices) if tower_devices else None
 
     def convolution_op(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         if self.groups == 1 or self.implementation == "native":
             return super().convolution_op(inputs, kernel)
         input_groups = tf.split(inputs, self.groups, axis=-1)
         kernel_groups = tf.split(kernel, self.groups, axis=-1)
-        devices = self.tower_devices or (None,) * self.groups
-        outputs = []
-        for x, k, device in zip(input_groups, kernel_groups, devices):
-            with tf.device(device):
-                outputs.append(super().convolution_op(x, k))
+        outputs = [super(GroupedConv2D, self).convolution_op(x, k)
+                   for x, k in zip(input_groups, kernel_groups)]
         return tf.concat(outputs, axis=-1)
 
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "implementation": self.implementation,
-            "tower_devices": list(self.tower_devices) if self.tower_devices else None,
         }
 
 

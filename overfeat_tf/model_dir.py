@@ -2,7 +2,8 @@
 
 `<model_dir>/model.json` records how to rebuild the model (registry name, `build_model`
 keyword arguments, class names, the input normalisation it was trained with: read
-`mean`/`std` from here, not from the registry, since "he" runs differ); `<model_dir>/ckpt-N*` are
+`mean`/`std` from here, not from the registry, since "he" runs and runs with a data
+set's own statistics differ, `input_stats`); `<model_dir>/ckpt-N*` are
 `tf.train.CheckpointManager` checkpoints of `tf.train.Checkpoint(model=..., ...)`.
 """
 
@@ -15,7 +16,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from overfeat_tf.models import build_model, model_info, normalization
+from overfeat_tf import input_stats
+from overfeat_tf.models import build_model, legacy, model_info
 
 CONFIG_FILE = "model.json"
 
@@ -26,19 +28,21 @@ def write_config(
     name: str,
     build_kwargs: dict[str, Any],
     class_names: list[str],
+    stats: input_stats.InputStats | None = None,
 ) -> dict[str, Any]:
     """Writes `model.json` (atomically); returns the config it wrote.
 
     `build_kwargs` are `build_model`'s arguments besides the name (num_classes, width, ...).
+    `stats`: the input statistics the run uses (default: the published constants);
+    a statistics file is copied into `model_dir` (`input_stats.record`).
     """
-    mean, std = normalization(name, build_kwargs.get("init", "paper"))
+    stats = stats or input_stats.published(name, build_kwargs.get("init", "paper"))
     config = {
         "name": name,
         "build_kwargs": dict(build_kwargs),
         "class_names": list(class_names),
         "input_size": model_info(name).input_size,
-        "mean": list(mean),
-        "std": list(std),
+        **input_stats.record(model_dir, stats),
     }
     tf.io.gfile.makedirs(model_dir)
     write_json(os.path.join(model_dir, CONFIG_FILE), config)
@@ -96,5 +100,6 @@ def restore_model(
     if path is None:
         raise FileNotFoundError(f"No checkpoint in {model_dir!r}")
     model = build_from_config(config)
-    tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+    target = legacy.checkpoint_view(model, path)  # runs saved before dropout moved
+    tf.train.Checkpoint(model=target).restore(path).expect_partial().assert_existing_objects_matched()
     return model, config

@@ -25,7 +25,7 @@ import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtim
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import model_dir as model_dir_lib
-from overfeat_tf import transfer, xla_choice
+from overfeat_tf import input_stats, stats_flag, transfer, xla_choice  # noqa: F401 (--stats)
 from overfeat_tf.models import towers
 from overfeat_tf.visualization import filters as filter_viz
 from overfeat_tf.training import recipes, strategies
@@ -91,7 +91,9 @@ flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlo
 flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.")
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints to keep.")
 flags.DEFINE_bool("strict", False, "Fail on a corrupt image instead of skipping it.")
-flags.DEFINE_bool("pca_lighting", True, "AlexNet's PCA colour augmentation.")
+flags.DEFINE_bool(
+    "pca_lighting", None, "AlexNet's PCA colour augmentation (default: the recipe's, on for AlexNet)."
+)
 flags.DEFINE_string(
     "init_from", None,
     "A trained run's model_dir: start from its weights with a new class layer (transfer).",
@@ -120,6 +122,7 @@ def resolve_recipe(model: str) -> recipes.Recipe:
         "init": FLAGS.init,
         "batch_size": FLAGS.batch_size,
         "epochs": FLAGS.epochs,
+        "pca_lighting": FLAGS.pca_lighting,
     }
     step_epochs = FLAGS.step_epochs
     if step_epochs is not None:
@@ -262,7 +265,13 @@ def main(argv: list[str]) -> int:
                 f"{info.tower_count} tower(s), received {len(FLAGS.tower_devices)} devices"
             )
         build_kwargs["tower_devices"] = FLAGS.tower_devices
-    mean, std = overfeat_tf.models.normalization(model_name, build_kwargs.get("init", "paper"))
+    try:  # transfer keeps the source run's statistics unless --stats is given
+        stats = input_stats.of_run(FLAGS.init_from, model_dir_lib.read_config(FLAGS.init_from)) \
+            if FLAGS.init_from and not FLAGS.stats else \
+            input_stats.resolve(model_name, build_kwargs.get("init", "paper"), FLAGS.stats)
+    except (OSError, ValueError) as e:
+        raise FlagError(f"--stats={FLAGS.stats}: {e}") from e
+    mean, std = stats.mean, stats.std
     width = build_kwargs["width"]
     model_dir = FLAGS.model_dir or os.path.join("runs", model_name)
     if FLAGS.mixed_precision != "none":
@@ -274,7 +283,8 @@ def main(argv: list[str]) -> int:
 
     if strategies.is_chief(strategy):
         model_dir_lib.write_config(
-            model_dir, name=model_name, build_kwargs=build_kwargs, class_names=source.class_names
+            model_dir, name=model_name, build_kwargs=build_kwargs, class_names=source.class_names,
+            stats=stats,
         )
     config = TrainConfig(
         model_dir=model_dir,
@@ -300,7 +310,8 @@ def main(argv: list[str]) -> int:
             batch_size=context.get_per_replica_batch_size(recipe.batch_size),
             training=True,
             recipe=recipe.pipeline,
-            pca_lighting=FLAGS.pca_lighting,
+            pca_lighting=recipe.pca_lighting,
+            pca_eigen=stats.eigen,
             input_context=context,
             seed=FLAGS.seed * 1000 + epoch,
             deterministic=FLAGS.deterministic,

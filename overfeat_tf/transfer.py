@@ -14,7 +14,7 @@ from typing import Any
 import keras
 
 from overfeat_tf import model_dir as model_dir_lib
-from overfeat_tf.models import build_model, layer_names
+from overfeat_tf.models import build_model, layer_names, tower_weights
 
 
 def copy_matching_weights(source: keras.Model, target: keras.Model) -> list[str]:
@@ -25,7 +25,7 @@ def copy_matching_weights(source: keras.Model, target: keras.Model) -> list[str]
     for name in layer_names(target):
         if name not in source_names:
             continue
-        weights = source.get_layer(name).get_weights()
+        weights = tower_weights.whole_weights(source.get_layer(name))  # a tower run too
         target_layer = target.get_layer(name)
         shapes = [w.shape for w in target_layer.get_weights()]
         if weights and [w.shape for w in weights] == shapes:

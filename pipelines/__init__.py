@@ -15,7 +15,7 @@ from pipelines.sources import Source, open_source
 from pipelines.stats import DatasetStatistics, compute_statistics, load_statistics
 from pipelines.transforms import RECIPES, preprocess_for_eval, resize_keep_aspect
 
-RECIPE_NAMES = tuple(RECIPES)  # For flag enums: ("alexnet", "overfeat").
+RECIPE_NAMES = tuple(RECIPES)  # For flag enums: ("alexnet", "zfnet", "overfeat").
 
 __all__ = [
     "BadRecordCounter",

@@ -203,8 +203,8 @@ def build_dataset(
       crop_size: output side in pixels (227 AlexNet, 231/221 OverFeat fast/accurate).
       mean, std: normalisation `(pixel_0_255 - mean) / std`; mean may also be a mean
         image [H, W, 3] (see `transforms`).
-      recipe: "alexnet" (random crop of the central 256x256) or "overfeat" (random
-        crop of the whole 256xN image).
+      recipe: "alexnet" (random crop of the central 256x256), "zfnet" (one of its 4
+        corner and centre crops) or "overfeat" (random crop of the whole 256xN image).
       eval_mode: "center" -> images [b, crop, crop, 3]; "ten_view" -> [b, 10, crop,
         crop, 3]; "full" -> [1, h, w, 3] with min(h, w) == 256 (batch_size must be 1).
       with_boxes: labels become {"label": int32 [b], "boxes": float32
@@ -212,7 +212,7 @@ def build_dataset(
         zero-padded, "box_labels": int32 [b, MAX_BOXES] (-1 padded), "difficult": bool
         [b, MAX_BOXES] (PASCAL VOC's flag, False padded), "num_boxes": int32 [b]}.
         Boxes outside the crop are dropped, the rest clipped to it.
-      pca_lighting: AlexNet's PCA colour noise in training.
+      pca_lighting: AlexNet's PCA colour noise in training (AlexNet's recipe only).
       scale_jitter: (min, max) shorter side per training image instead of 256.
       input_context: shards files per input pipeline.
       seed: seeds file order, shuffling and augmentation.

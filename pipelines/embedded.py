@@ -26,32 +26,37 @@ DEFAULT_DIR = os.path.join("data", "embedded")
 SPLITS = ("train", "validation", "detection_train", "detection_validation")
 CLASS_NAMES = shapes.CLASS_NAMES
 _MARKER = "COMPLETE"
-_VERSION = 2  # Bump when the drawing changes, so stale copies are regenerated.
+_VERSION = 3  # Bump when the drawing or default sizes change, so stale copies regenerate.
 
 
 @dataclasses.dataclass(frozen=True)
 class EmbeddedConfig:
-    """Sizes of the embedded data set (images per split) and its seed."""
+    """Sizes of the embedded data set (images per split), its classes and its seed.
 
-    train: int = 3000
+    `num_classes` keeps the first classes of `CLASS_NAMES` only (the default: all 12).
+    """
+
+    train: int = 9000
     validation: int = 500
     detection_train: int = 1000
     detection_validation: int = 300
     seed: int = 0
     images_per_shard: int = 400
+    num_classes: int = len(CLASS_NAMES)
 
     def split_sizes(self) -> dict[str, int]:
         return {split: getattr(self, split) for split in SPLITS}
 
 
-def _make_record(task: tuple[int, int, str, int]) -> bytes:
+def _make_record(task: tuple[int, int, str, int, int]) -> bytes:
     """Draws image `index` of split number `split_id`; runs in a worker process."""
-    seed, split_id, split, index = task
+    seed, split_id, split, index, num_classes = task
     rng = np.random.default_rng([seed, split_id, index])
     detection = split.startswith("detection")
     num_objects = int(rng.integers(1, 5)) if detection else 1
     size_range = (0.25, 0.5) if detection else (0.45, 0.8)
-    encoded, height, width, boxes, labels = shapes.render(rng, num_objects, size_range)
+    encoded, height, width, boxes, labels = shapes.render(rng, num_objects, size_range,
+                                                          num_classes)
     name = CLASS_NAMES[labels[0]]
     return tfrecord_format.make_example(
         encoded=encoded, filename=f"{split}_{index:06d}.JPEG", label=labels[0],
@@ -66,10 +71,10 @@ def generate(directory: str, config: EmbeddedConfig = EmbeddedConfig(),
     tf.io.gfile.makedirs(directory)
     for split_id, (split, count) in enumerate(config.split_sizes().items()):
         num_shards = max(1, -(-count // config.images_per_shard))
-        tasks = [(config.seed, split_id, split, i) for i in range(count)]
+        tasks = [(config.seed, split_id, split, i, config.num_classes) for i in range(count)]
         shard_writer.write_shards(shard_writer.shard_paths(directory, split, num_shards),
                                   tasks, _make_record, num_workers)
-    sources.write_labels_file(directory, [(n, n) for n in CLASS_NAMES])
+    sources.write_labels_file(directory, [(n, n) for n in CLASS_NAMES[:config.num_classes]])
     sources.write_counts_file(directory, config.split_sizes())
 
 

@@ -114,13 +114,15 @@ def _object_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarr
     return 255 - background.astype(np.int64)
 
 
-def render(rng: np.random.Generator, num_objects: int, size_range: tuple[float, float]
+def render(rng: np.random.Generator, num_objects: int, size_range: tuple[float, float],
+           num_classes: int = len(CLASS_NAMES)
            ) -> tuple[bytes, int, int, list[tuple[float, float, float, float]], list[int]]:
     """Draws one image.
 
     Args:
       num_objects: objects to place without overlapping boxes (fewer if no room).
       size_range: object size as a fraction of the image's shorter side.
+      num_classes: objects are drawn from the first `num_classes` of `CLASS_NAMES`.
 
     Returns:
       (JPEG bytes at quality 90, height, width, tight normalised boxes, 0-based labels).
@@ -131,7 +133,7 @@ def render(rng: np.random.Generator, num_objects: int, size_range: tuple[float, 
     occupied = np.zeros((height, width), bool)
     boxes, labels = [], []
     for _ in range(num_objects):
-        label = int(rng.integers(len(CLASS_NAMES)))
+        label = int(rng.integers(num_classes))
         for _ in range(50):
             side = rng.uniform(*size_range) * min(height, width)
             aspect = math.exp(rng.uniform(-0.3, 0.3))

@@ -32,14 +32,19 @@ class TrainRecipe:
     crop_from_center_square: AlexNet (section 4.1) crops at random inside the central
       256x256 square of the image resized to shorter side 256; OverFeat (Sermanet et
       al. 2014, section 3.1) crops anywhere in the 256xN image.
+    corners_and_center: ZFNet (Zeiler & Fergus 2013, section 3) takes one of the 10
+      sub-crops of the central 256x256 square (4 corners and the centre, each with and
+      without a horizontal flip), chosen at random per image, instead of any position.
     """
 
     name: str
     crop_from_center_square: bool
+    corners_and_center: bool = False
 
 
 RECIPES = {
     "alexnet": TrainRecipe("alexnet", crop_from_center_square=True),
+    "zfnet": TrainRecipe("zfnet", crop_from_center_square=True, corners_and_center=True),
     "overfeat": TrainRecipe("overfeat", crop_from_center_square=False),
 }
 
@@ -212,6 +217,13 @@ def random_crop_window(size: tf.Tensor, seed: tf.Tensor, *, crop_size: int,
         region = _center_square(size)
     else:
         region = tf.stack([0, 0, size[0], size[1]])
+    if recipe.corners_and_center:
+        # Top-left, top-right, bottom-left, bottom-right, centre (as `ten_views`).
+        choice = tf.random.stateless_uniform([], seed, maxval=5, dtype=tf.int32)
+        room = region[2:] - side
+        offset = region[:2] + tf.gather([[0, 0], [0, 1], [1, 0], [1, 1], [0, 0]], choice) * room
+        offset += tf.cast(tf.equal(choice, 4), tf.int32) * (room // 2)
+        return tf.stack([offset[0], offset[1], side, side])
     u = tf.random.stateless_uniform([2], seed)
     room = tf.cast(region[2:] - side + 1, tf.float32)
     offset = region[:2] + tf.minimum(tf.cast(u * room, tf.int32), region[2:] - side)

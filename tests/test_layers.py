@@ -40,8 +40,14 @@ def test_split_grouped_conv_equals_native_groups(padding, strides):
 def test_grouped_conv_rejects_bad_arguments():
     with pytest.raises(ValueError, match="implementation"):
         layers.GroupedConv2D(4, 3, groups=2, implementation="fast")
-    with pytest.raises(ValueError, match="one device per group"):
-        layers.GroupedConv2D(4, 3, groups=2, tower_devices=["/CPU:0"])
+
+
+def test_grouped_conv_ignores_tower_devices_of_older_configs():
+    # Older `.keras` files store the placement in the layer's config; towers.py places now.
+    layer = layers.GroupedConv2D.from_config(
+        {**layers.GroupedConv2D(4, 3, groups=2).get_config(), "tower_devices": ["/GPU:0", "/GPU:1"]}
+    )
+    assert "tower_devices" not in layer.get_config() and layer.groups == 2
 
 
 def _ceil_pool_numpy(x, k, s):

@@ -22,7 +22,7 @@ import tensorflow as tf
 import overfeat_tf
 from overfeat_tf import model_dir as model_dir_lib
 from overfeat_tf import transfer
-from overfeat_tf.models import tower_traffic, towers
+from overfeat_tf.models import tower_traffic, tower_weights, towers
 from overfeat_tf.training import recipes
 from overfeat_tf.training.trainer import TrainConfig, Trainer
 from pipelines import embedded, testing
@@ -93,7 +93,13 @@ def _train(model_dir: str, model_fn, images, labels) -> list[np.ndarray]:
         return tf.data.Dataset.from_tensor_slices((images, labels)).batch(8).skip(skip)
 
     trainer.fit(dataset_fn)
-    return [v.numpy() for v in trainer.model.weights], trainer
+    whole = [w for layer in trainer.model.layers for w in tower_weights.whole_weights(layer)]
+    return whole, trainer
+
+
+def _variable_devices(variables) -> dict[str, str]:
+    """{variable path: device type and index}."""
+    return {v.path: v.value.device.rsplit("/", 1)[-1] for v in variables}
 
 
 def two_device_report(out_dir: str) -> None:
@@ -105,7 +111,10 @@ def two_device_report(out_dir: str) -> None:
     default = overfeat_tf.build_model("alexnet", **TINY)
     placed = overfeat_tf.build_model("alexnet", **TINY, tower_devices=TWO)
     report["placed_type"] = type(placed).__name__
-    placed.set_weights(default.get_weights())
+    report["variable_devices"] = _variable_devices(placed.weights)
+    # A checkpoint of either placement restores into the other.
+    path = tf.train.Checkpoint(model=default).save(str(out / "default" / "ckpt"))
+    tf.train.Checkpoint(model=placed).restore(path).assert_existing_objects_matched()
     images = _images(BATCH) * 50
     expected = default(images).numpy()
     report["output_scale"] = float(np.abs(expected).max())
@@ -113,11 +122,11 @@ def two_device_report(out_dir: str) -> None:
     dropped = overfeat_tf.build_model("alexnet", **{**TINY, "dropout": 0.5}, tower_devices=TWO)
     report["dropout_finite"] = bool(np.isfinite(dropped(images, training=True).numpy()).all())
 
-    # A checkpoint of either placement restores into the other.
-    path = tf.train.Checkpoint(model=default).save(str(out / "default" / "ckpt"))
-    fresh = overfeat_tf.build_model("alexnet", **TINY, tower_devices=TWO)
+    fresh = overfeat_tf.build_model("alexnet", **TINY)
+    path = tf.train.Checkpoint(model=placed).save(str(out / "placed" / "ckpt"))
     tf.train.Checkpoint(model=fresh).restore(path).assert_existing_objects_matched()
     report["checkpoint_diff"] = float(np.abs(fresh(images).numpy() - expected).max())
+    fresh = overfeat_tf.build_model("alexnet", **TINY, tower_devices=TWO)
     # And .keras weights files, both ways.
     placed.save_weights(out / "placed.weights.h5")
     plain = overfeat_tf.build_model("alexnet", **TINY)
@@ -166,6 +175,7 @@ def two_device_report(out_dir: str) -> None:
         tf.TensorSpec([8, 227, 227, 3]), labels_spec
     ).graph
     report["op_devices"] = _op_devices(grad_graph)
+    report["optimizer_devices"] = _variable_devices(trainer.optimizer.variables)
 
     placed.save(out / "towers.keras")
     np.save(out / "towers_outputs.npy", placed(images).numpy())
@@ -201,6 +211,22 @@ def test_each_towers_ops_run_on_its_device(two_devices):
         assert devices[kind] == {"device:CPU:0": 2, "device:CPU:1": 2}, kind
     for kind in ("MaxPool", "MaxPoolGrad"):
         assert devices[kind] == {"device:CPU:0": 3, "device:CPU:1": 3}, kind
+
+
+def test_each_towers_weights_and_momenta_live_on_its_device(two_devices):
+    # AlexNet section 3.2: "puts half of the kernels (or neurons) on each GPU".
+    report, _ = two_devices
+    devices = report["variable_devices"]
+    split = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+    expected = {f"{layer}/{weight}_tower{i}": f"device:CPU:{i}"
+                for layer in split for weight in ("kernel", "bias") for i in (0, 1)}
+    expected.update({"fc8/kernel_tower0": "device:CPU:0", "fc8/bias_tower0": "device:CPU:0"})
+    assert devices == expected  # every variable of the model
+    momenta = {path: device for path, device in report["optimizer_devices"].items()
+               if "momentum" in path}
+    assert len(momenta) == len(expected)
+    for path, device in momenta.items():
+        assert device == expected[path.split("/")[-1].replace("_", "/", 1)[: -len("_momentum")]]
 
 
 def test_outputs_and_checkpoints_equal_the_default_placement(two_devices):
@@ -264,11 +290,6 @@ def test_activation_traffic_per_image_full_width():
         "fc7": (4096 * 4,) * 2,  # each tower's 2048 fc6 outputs to the other
         "fc8": (2048 * 4,) * 2,  # the second tower's 2048 fc7 outputs to the first
     }
-    # Per step, the second tower reads half of every split layer's weights.
-    halves = (11 * 11 * 3 * 48 + 48) + (5 * 5 * 48 * 128 + 128) + (3 * 3 * 256 * 192 + 192) \
-        + (3 * 3 * 192 * 192 + 192) + (3 * 3 * 192 * 128 + 128) \
-        + (6 * 6 * 256 * 2048 + 2048) + (4096 * 2048 + 2048)
-    assert tower_traffic.weight_slice_bytes(model) == 4 * halves
 
 
 def test_tower_count_and_bad_tower_devices():

@@ -3,7 +3,8 @@
 Input 227 for AlexNet: the paper's "224" does not give its 55x55 conv1 map, 227 does.
 Conv2, conv4 and conv5 are the paper's two towers (groups=2); conv3 and the FC layers
 connect across towers. AlexNet biases are 1 in conv2, conv4, conv5, fc6, fc7
-(AlexNet section 5). Dropout 0.5 on the inputs of fc6 and fc7.
+(AlexNet section 5). Dropout 0.5 on the outputs of fc6 and fc7
+(section 4.2), so fc7 and fc8 are fed from dropout and pool5 is never dropped.
 ZFNet: 7x7 / 2 conv1, 5x5 / 2 conv2, no towers, pools round up (110 -> 55, 26 -> 13,
 13 -> 6), LRN after the pool, biases 0 (ZFNet section 3).
 """

@@ -1,7 +1,8 @@
 """OverFeat fast (Sermanet et al. 2013, Table 1) and accurate (Table 3) models.
 
-No LRN; pooling does not overlap. Dropout 0.5 on the inputs of the first two FC layers
-(fc6, fc7 for fast; fc7, fc8 for accurate; section 3.1).
+No LRN; pooling does not overlap. Dropout 0.5 on the outputs of the first two FC layers
+(fc6, fc7 for fast; fc7, fc8 for accurate; section 3.1), so the layers after them are
+fed from dropout.
 """
 
 from overfeat_tf.models.spec import FC, ArchSpec, Conv, Pool

@@ -162,15 +162,16 @@ def build_model(
       name: one of `MODEL_NAMES`, or a variant name (module docstring).
       num_classes: size of the last layer.
       width: multiplies every channel count (not the geometry); 1.0 is the paper.
-      dropout: rate on the inputs of the first two FC layers (0.5 in the papers).
+      dropout: rate on the outputs of the first two FC layers (0.5 in the papers).
       init: "paper" (weights N(0, 0.01), the papers' biases) or "he" (He et al. 2015,
         zero biases, the class layer N(0, 0.01); for unit-variance inputs, see
         `normalization`: trains from scratch in hundreds of steps where N(0, 0.01)
         needs thousands).
       grouped_conv: "split" (fast) or "native" (`Conv2D(groups=2)`, for comparison).
       tower_devices: one device per tower (AlexNet: two, e.g. ("/GPU:0", "/GPU:1")): run
-        each tower on its device as the paper did (`towers.TowerModel`: same layers,
-        weights and outputs). Where a device is missing: default placement, one warning.
+        each tower on its device as the paper did, its weights there too
+        (`towers.TowerModel`: same layers, saved weights and outputs). Where a device is
+        missing: default placement, one warning.
       **variant: the papers' ablations (`overfeat_tf.models.variants`): `towers` (2, 1),
         `lrn` (True, False), `pooling` ("overlapping", "non_overlapping") for AlexNet;
         `without` (layers among conv3, conv4, fc6, fc7), `conv_maps` ((c3, c4, c5)),

@@ -52,7 +52,8 @@ class FC:
     """Fully connected layer as a valid `kernel` x `kernel` convolution.
 
     `units=None` is the class layer (num_classes, no ReLU); `dropout` puts dropout 0.5
-    on this layer's input.
+    on this layer's output, so it zeroes the layer's neurons (AlexNet section 4.2,
+    OverFeat section 3.1: "dropout in the first two fully-connected layers").
     """
 
     name: str
@@ -133,10 +134,7 @@ def _trunk_layers(row: TrunkLayer, width: float, init: str, grouped_conv: str):
 def _head_layers(row: FC, width: float, num_classes: int, dropout: float, init: str):
     is_class_layer = row.units is None
     kernel_init, bias_init = _initializers(init, row.bias)
-    layers = []
-    if row.dropout and dropout > 0:
-        layers.append(keras.layers.Dropout(dropout, name=f"{row.name}_dropout"))
-    layers.append(
+    layers = [
         keras.layers.Conv2D(
             num_classes if is_class_layer else scaled(row.units, width),
             row.kernel,
@@ -145,7 +143,9 @@ def _head_layers(row: FC, width: float, num_classes: int, dropout: float, init: 
             bias_initializer=bias_init,
             name=row.name,
         )
-    )
+    ]
+    if row.dropout and dropout > 0:
+        layers.append(keras.layers.Dropout(dropout, name=f"{row.name}_dropout"))
     return layers
 
 

@@ -2,7 +2,8 @@
 
 Computed from the layer sizes of a built model and the placement rules of
 `towers.layer_roles` (the rules `TowerModel` runs), so the figures describe what
-`TowerModel` does. Activations are per image; weights per training step.
+`TowerModel` does, per image. Weights never cross: each tower's slices live on its
+device (`tower_weights`).
 """
 
 from __future__ import annotations
@@ -69,16 +70,3 @@ def activation_exchanges(model: keras.Model, bytes_per_value: int = 4) -> list[E
             rows.append(Exchange(layer.name, "halo channels to the neighbour towers", size, size))
     return rows
 
-
-def weight_slice_bytes(model: keras.Model, bytes_per_value: int = 4) -> int:
-    """Weight bytes the towers other than the first read from the variables per step
-    (and return as gradients): each layer is one variable, on the first device."""
-    count = towers.tower_count(model)
-    total = 0
-    for layer, role in towers.layer_roles(model):
-        if role in ("split", "grouped"):
-            for weight in layer.weights:
-                columns = weight.shape[-1]
-                others = columns - towers.split_sizes(columns, count)[0]
-                total += others * math.prod(weight.shape[:-1]) * bytes_per_value
-    return total

@@ -17,9 +17,12 @@ tower's channels:
   so each tower borrows `depth_radius` boundary channels (a halo) from its neighbour:
   the output equals the single-device model's. The paper's per-tower LRN needs none.
 
-Each layer's kernel stays one variable (so checkpoints load both ways), on the device the
-model was built on; each tower reads its slice of it. The split therefore divides the
-activations and the compute, not the weights.
+The weights are split too: each layer's kernel and bias are one variable per tower, the
+tower's slice on the tower's device (the class layer's on the first device;
+`tower_weights`), so gradients, momenta and updates stay on their tower. Checkpoints and
+weight files still hold each kernel whole, so they load both ways between this placement
+and the default one (a Trainer checkpoint's optimizer state, one slot per variable,
+resumes only under the placement that wrote it).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import keras
 import tensorflow as tf
 
 from overfeat_tf import layers as of_layers
+from overfeat_tf.models import tower_weights
 
 _LOG = logging.getLogger("overfeat_tf")
 
@@ -148,8 +152,9 @@ class TowerModel(keras.Model):
     """A `build_model` chain whose towers run on `tower_devices` (module docstring).
 
     `[b, s, s, 3]` images -> `[b, num_classes]` logits, equal to the single-device model's
-    up to float32 rounding. Construct with `TowerModel.wrap(model, devices)`; `layers`,
-    weights, checkpoints and `.keras` weights are those of `model`. `.keras` files store
+    up to float32 rounding. Construct with `TowerModel.wrap(model, devices)`: `model`'s
+    layers, whose kernels and biases become one variable per tower on its device;
+    checkpoints and `.keras` weights are those of `model` (whole). `.keras` files store
     `tower_devices`; loading one where those devices are missing returns the plain model
     (default placement) with one warning.
     """
@@ -169,6 +174,17 @@ class TowerModel(keras.Model):
             )
         # Role names only: a list holding layers would be tracked as a second path to them.
         self._roles = tuple(role for _, role in layer_roles(self))
+        if not missing_devices(self.tower_devices):
+            self._place_weights()
+
+    def _place_weights(self) -> None:
+        """Each convolution's kernel and bias as one variable per tower, on its device."""
+        for layer, role in zip(_chain(self), self._roles):
+            if isinstance(layer, keras.layers.Conv2D) and not isinstance(
+                layer._kernel, tower_weights.TowerWeight
+            ):
+                devices = self.tower_devices[:1] if role == "gather" else self.tower_devices
+                tower_weights.split_weights(layer, devices, split_sizes(layer.filters, len(devices)))
 
     @classmethod
     def wrap(cls, model: keras.Model, tower_devices: Sequence[str]) -> TowerModel:
@@ -226,8 +242,12 @@ class TowerModel(keras.Model):
         devices = self.tower_devices[:1] if role == "gather" else self.tower_devices
         sizes = split_sizes(layer.filters, len(devices))
         weights = [layer.kernel] + ([layer.bias] if layer.use_bias else [])
-        # Sliced where the variables live, so each tower receives only its slice.
-        slices = [tf.split(tf.cast(w, dtype), sizes, axis=-1) for w in weights]
+        # Each tower reads only its own slice, on its own device.
+        slices = [
+            [p.value for p in w.parts] if isinstance(w, tower_weights.TowerWeight)
+            else tf.split(w, sizes, axis=-1)
+            for w in weights
+        ]
         if role == "grouped":
             inputs = [[part] for part in parts]
         elif len(parts) > 1 and len(devices) > 1:  # conv3, fc6, fc7: every tower reads all
@@ -240,7 +260,8 @@ class TowerModel(keras.Model):
             inputs = [parts] * len(devices)
 
         def conv(*tensors):
-            kernel, bias = tensors[0], tensors[1] if layer.use_bias else None
+            kernel = tf.cast(tensors[0], dtype)
+            bias = tf.cast(tensors[1], dtype) if layer.use_bias else None
             y = keras.ops.conv(
                 tf.cast(_concat(tensors[len(weights) :]), dtype),
                 kernel,
@@ -291,8 +312,14 @@ def place_towers(model: keras.Model, tower_devices: Sequence[str] | None) -> ker
 
 
 def default_placement(model: keras.Model) -> keras.Model:
-    """The same layers and weights as `model`, run without tower placement (for export:
-    a SavedModel should not pin devices of the machine that trained it)."""
-    if isinstance(model, TowerModel):
-        return keras.Model(model.input, model.output, name=model.name)
-    return model
+    """A model with `model`'s weights, run without tower placement, its variables
+    whole (for export: a SavedModel should not pin devices of the machine that trained
+    it). `model` itself when it is not a `TowerModel`."""
+    if not isinstance(model, TowerModel):
+        return model
+    plain = keras.Model.from_config(
+        keras.Model(model.input, model.output, name=model.name).get_config()
+    )
+    for layer in plain.layers:
+        layer.set_weights(tower_weights.whole_weights(model.get_layer(layer.name)))
+    return plain

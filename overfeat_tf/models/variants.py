@@ -27,7 +27,7 @@ default model keeps its plain name (`build_model("alexnet", towers=2).name == "a
   window), ZFNet 110 -> 55, 26 -> 13, 13 -> 6 (ceil rounding would give 7 there).
 - `without`: ZFNet section 5.1 / Table 3's removals. The first remaining FC layer takes
   the removed first FC's kernel (6x6 on the pool5 map); the rest keep their rows (the
-  dropout on fc6's and fc7's inputs goes with them: without fc6 and fc7, none is left).
+  dropout on fc6's and fc7's outputs goes with them: without fc6 and fc7, none is left).
 - `conv_maps`: the maps of conv3, conv4, conv5 (ZFNet Table 3: 512, 1024, 512).
 - `fc_units`: the units of fc6 and fc7 (ZFNet Table 3: 2048, 8192).
 - `conv1="11x11/4"`: ZFNet with AlexNet's first layer, the aliasing comparison of ZFNet

@@ -26,9 +26,13 @@ class Recipe:
         the paper gives no patience: 3 epochs ride out validation noise) or "step" (multiply by
         `step_factor` after each epoch in `step_epochs`).
       init, dropout: `build_model` arguments.
+      clip_norm: before every update, scale the gradients down so that their global L2
+        norm is at most this; None: never (the papers do not clip).
       max_filter_rms: after every update, rescale each conv filter whose RMS exceeds
         this to exactly this (ZFNet section 3); None disables.
-      pipeline: the pipeline's augmentation recipe ("alexnet" or "overfeat").
+      pipeline: the pipeline's augmentation recipe ("alexnet", "zfnet" or "overfeat").
+      pca_lighting: AlexNet's PCA colour augmentation (AlexNet section 4.1; ZFNet and
+        OverFeat describe none).
       epochs: the paper's training length, epochs.
     """
 
@@ -44,23 +48,27 @@ class Recipe:
     plateau_max_drops: int = 3
     step_epochs: tuple[int, ...] = ()
     step_factor: float = 0.5
+    clip_norm: float | None = None
     max_filter_rms: float | None = None
     pipeline: str = "alexnet"
+    pca_lighting: bool = False
     epochs: int = 90
 
 
 RECIPES: dict[str, Recipe] = {
     # AlexNet section 5: batch 128, momentum 0.9, weight decay 5e-4, lr 0.01 divided by
     # 10 when the validation error stopped improving, three times in ~90 epochs.
+    # Section 4.1: random crops of the central square, flips and PCA lighting.
     "alexnet": Recipe(
         learning_rate=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128,
-        schedule="plateau", epochs=90,
+        schedule="plateau", pca_lighting=True, epochs=90,
     ),
     # ZFNet section 3: AlexNet's optimiser (lr 0.01, momentum 0.9, batch 128) with
-    # filter RMS renormalisation to 0.1; weight decay as AlexNet's; 70 epochs.
+    # filter RMS renormalisation to 0.1; weight decay as AlexNet's; 70 epochs; the
+    # 10 corner and centre sub-crops (with flips) of the central square, no lighting.
     "zfnet": Recipe(
         learning_rate=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128,
-        schedule="plateau", max_filter_rms=0.1, epochs=70,
+        schedule="plateau", max_filter_rms=0.1, pipeline="zfnet", epochs=70,
     ),
     # OverFeat section 3.1: batch 128, momentum 0.6, L2 weight decay 1e-5, lr 0.05
     # halved after epochs 30, 50, 60, 70, 80.
@@ -72,12 +80,12 @@ RECIPES: dict[str, Recipe] = {
     # Not from a paper: for data sets of thousands of images (the embedded set, a user's
     # own photographs), where the papers' N(0, 0.01) init with dropout can sit at chance
     # for tens of epochs. He init and no dropout leave the plateau within a few epochs;
-    # the rate and its drop epochs were chosen on a held-out part of the embedded
-    # training split (docs/training.md), never on the validation split.
+    # the length and drop epochs were chosen on a held-out part of the embedded training
+    # split (docs/training.md), never on the validation split.
     "quick": Recipe(
         learning_rate=0.02, momentum=0.9, weight_decay=5e-4, batch_size=64,
-        schedule="step", step_epochs=(16,), step_factor=0.1, init="he", dropout=0.0,
-        epochs=24,
+        schedule="step", step_epochs=(10, 14), step_factor=0.1, init="he", dropout=0.0,
+        pca_lighting=True, clip_norm=10.0, epochs=16,
     ),
 }
 

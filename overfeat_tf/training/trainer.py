@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from overfeat_tf.models import legacy
 from overfeat_tf.training import constraints, schedules, strategies, summaries
 from overfeat_tf.training.recipes import Recipe
 from overfeat_tf.xla_choice import Calibration, XlaChoice, check_mode
@@ -109,16 +110,17 @@ class Trainer:
             and layer.name.startswith("conv")
             and layer.trainable  # frozen filters (transfer) stay as they are
         ]
+        # Every worker saves (saving may run collectives); non-chiefs into a scratch dir.
+        directory = config.model_dir if self.is_chief else os.path.join(
+            config.model_dir, f".scratch_{strategies.worker_id()}"
+        )
         checkpoint = tf.train.Checkpoint(
-            model=self.model,
+            # A run begun before dropout moved keeps its checkpoints' layout.
+            model=legacy.checkpoint_view(self.model, tf.train.latest_checkpoint(directory)),
             optimizer=self.optimizer,
             step=self.step,
             epochs_done=self.epochs_done,
             plateau=self.plateau,
-        )
-        # Every worker saves (saving may run collectives); non-chiefs into a scratch dir.
-        directory = config.model_dir if self.is_chief else os.path.join(
-            config.model_dir, f".scratch_{strategies.worker_id()}"
         )
         self.manager = tf.train.CheckpointManager(
             checkpoint, directory, max_to_keep=config.keep_checkpoints
@@ -140,7 +142,10 @@ class Trainer:
 
     def _default_optimizer(self) -> keras.optimizers.Optimizer:
         recipe = self.config.recipe
-        return keras.optimizers.SGD(learning_rate=recipe.learning_rate, momentum=recipe.momentum)
+        return keras.optimizers.SGD(
+            learning_rate=recipe.learning_rate, momentum=recipe.momentum,
+            global_clipnorm=recipe.clip_norm,
+        )
 
     # ---- one step -------------------------------------------------------------------
 
