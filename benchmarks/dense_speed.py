@@ -18,7 +18,8 @@ import time
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
-from overfeat_tf import dense
+from overfeat_tf import flags_common
+from overfeat_tf.evaluation import dense
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -28,7 +29,7 @@ flags.DEFINE_float("width", 0.25, "Channel multiplier (1.0 is the paper's networ
 flags.DEFINE_string("image_size", "461x569", "HxW of the test image.")
 flags.DEFINE_list("scales", None, "HxW scales; default: the model's six (the paper's).")
 flags.DEFINE_integer("repeats", 3, "Timed runs of the dense evaluator (best is kept).")
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 FLAGS = flags.FLAGS
 
 

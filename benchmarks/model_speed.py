@@ -2,7 +2,7 @@ r"""AlexNet training and inference speed: split towers versus `Conv2D(groups=2)`
 
 The paper AlexNet (two towers, LRN, 1000 classes) at batch 64, timed side by side in one
 run: the project's grouped convolution (one convolution per channel group) against
-TensorFlow's native `Conv2D(groups=2)` with the same weights (DESIGN.md section 1).
+TensorFlow's native `Conv2D(groups=2)` with the same weights.
 Prints images/s and the ratio; the goal is >= 5x for training.
 
     PYTHONPATH=. python benchmarks/model_speed.py
@@ -16,6 +16,7 @@ import time
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
+from overfeat_tf import flags_common
 from overfeat_tf import runtime
 
 import keras  # noqa: E402
@@ -26,7 +27,7 @@ flags.DEFINE_float("width", 1.0, "Channel multiplier (1.0 is the paper's network
 flags.DEFINE_integer("batch_size", 64, "Images per step.")
 flags.DEFINE_integer("steps", 3, "Timed steps per configuration (after 1 warm-up step).")
 flags.DEFINE_bool("xla", False, "Compile the steps with XLA.")
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 FLAGS = flags.FLAGS
 
 

@@ -11,7 +11,7 @@ the SavedModel, and times, side by side in one run on the same synthetic JPEGs:
   keras       the Keras model called directly on those tensors: eagerly, through
               `predict_on_batch`, and inside a `tf.function`; the fastest is the baseline.
 
-Two estimates of what the signature adds besides decoding and preprocessing (issue 7's
+Two estimates of what the signature adds besides decoding and preprocessing (the
 goal: at most 10 %): head / keras - 1, measured directly, and (signature - preprocess) /
 keras - 1, end to end but the difference of two larger, noisier times. Reported at
 batch 1 from p50 latencies (p99 printed too), and at batch 32 from throughput. Rounds

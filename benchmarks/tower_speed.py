@@ -22,6 +22,7 @@ import statistics
 
 # isort: off
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
+from overfeat_tf import flags_common
 import tensorflow as tf
 from absl import app, flags
 
@@ -39,7 +40,7 @@ flags.DEFINE_integer("steps", 4, "Timed steps (one epoch) after a warm-up epoch.
 flags.DEFINE_integer(
     "repeats", 3, "Rounds over the three placements, in turn (the load drifts); medians."
 )
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 FLAGS = flags.FLAGS
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
+from overfeat_tf import flags_common
 from overfeat_tf.training import strategies
 
 import tensorflow as tf  # noqa: E402
@@ -29,7 +30,7 @@ flags.DEFINE_float("width", 0.25, "Channel multiplier (1.0 is the paper's networ
 flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 flags.DEFINE_integer("steps", 4, "Timed steps (one epoch) after a warm-up epoch.")
 flags.DEFINE_enum("xla", "off", ["auto", "on", "off"], "XLA for the training step.")
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 FLAGS = flags.FLAGS
 
 

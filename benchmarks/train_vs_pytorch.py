@@ -1,7 +1,7 @@
 r"""The project's AlexNet training step and inference against PyTorch on the same CPU.
 
 The paper AlexNet (two towers, LRN, 227 input, 1000 classes) at batch 64, timed back to
-back in one process with the same thread count (issue 11, DESIGN.md section 1):
+back in one process with the same thread count:
 
 - training: the project's real step (`Trainer.train_step` on one device: SGD momentum
   0.9, coupled weight decay 5e-4; XLA off and on, and which one `--xla=auto` picks)
@@ -33,6 +33,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
+from overfeat_tf import flags_common
 from overfeat_tf import runtime, xla_choice
 
 import keras  # noqa: E402
@@ -41,8 +42,9 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.python.util import _pywrap_util_port  # noqa: E402
 
 from overfeat_tf.evaluation import CenterEvaluator  # noqa: E402
+from overfeat_tf.training import launch  # noqa: E402
 from overfeat_tf.training.recipes import get_recipe  # noqa: E402
-from overfeat_tf.training.trainer import TrainConfig, Trainer  # noqa: E402
+from overfeat_tf.training.trainer import Trainer  # noqa: E402
 
 try:
     import torch  # noqa: E402
@@ -56,14 +58,14 @@ flags.DEFINE_integer("threads", 0, "Threads for both frameworks; 0: every core."
 flags.DEFINE_integer("steps", 2, "Timed steps per configuration and round.")
 flags.DEFINE_integer("rounds", 2, "Interleaved timing rounds; the best is kept.")
 flags.DEFINE_bool("torch_compile", True, "Also time torch.compile.")
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 FLAGS = flags.FLAGS
 
 MODEL = "alexnet"
 NUM_CLASSES = 1000
 MATMUL_SIZE = 2048
 
-# (name, goal) per comparison of the project's training step, issue 11.
+# (name, goal) per comparison of the project's training step.
 GOALS = {"PyTorch eager": 1.25, "torch.compile": 1.0}
 PEAK_GOAL = 0.75
 
@@ -155,12 +157,13 @@ def training_gflop_per_image(model: keras.Model) -> float:
 
 def project_train_steps(images: tf.Tensor, labels: tf.Tensor) -> tuple[keras.Model, dict[str, Step]]:
     """The training binary's step (one-device `Trainer.train_step`), XLA off and on."""
-    recipe = get_recipe(overfeat_tf.model_info(MODEL).recipe)
+    # The training binary's run, on images made here (so no demo defaults apply).
+    spec = launch.TrainSpec(data="synthetic", model=MODEL, batch_size=FLAGS.batch_size,
+                            epochs=1, verbose=False)
+    recipe = launch.resolve_recipe(spec, MODEL)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    config = TrainConfig(
-        model_dir=tempfile.mkdtemp(prefix="train_vs_pytorch_"), recipe=recipe,
-        steps_per_epoch=10**9, epochs=1, batch_size=FLAGS.batch_size, verbose=False,
-    )
+    config = launch.train_config(spec, recipe, tempfile.mkdtemp(prefix="train_vs_pytorch_"),
+                                 10**9)
     trainer = Trainer(config, strategy, lambda: overfeat_tf.build_model(MODEL, NUM_CLASSES, FLAGS.width))
     iterator = iter(strategy.distribute_datasets_from_function(
         lambda context: tf.data.Dataset.from_tensors((images, labels)).repeat()

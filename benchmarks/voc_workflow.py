@@ -130,19 +130,19 @@ def main(argv: list[str]) -> None:
                                    f"--output_dir={data}", "--train_shards=4",
                                    "--validation_shards=2"),
         "overfeat-train": _timed(
-            "overfeat-train", "overfeat_tf.train", f"--data=tfrecord:{data}",
+            "overfeat-train", "overfeat_tf.bin.train", f"--data=tfrecord:{data}",
             "--split=detection_train", "--eval_split=detection_tuning", f"--model_dir={run}",
             "--recipe=quick", f"--width={FLAGS.width}", f"--epochs={FLAGS.epochs}",
             f"--batch_size={FLAGS.batch_size}", "--noexport", *steps),
         "overfeat-train-boxes": _timed(
-            "overfeat-train-boxes", "overfeat_tf.train_boxes", "--task=detection",
+            "overfeat-train-boxes", "overfeat_tf.bin.train_boxes", "--task=detection",
             f"--classifier_dir={run}", f"--data=tfrecord:{data}",
             f"--batch_size={FLAGS.batch_size}", f"--epochs={FLAGS.box_epochs}", *steps),
         "overfeat-evaluate": _timed(
-            "overfeat-evaluate", "overfeat_tf.evaluate", f"--model_dir={run}",
+            "overfeat-evaluate", "overfeat_tf.bin.evaluate", f"--model_dir={run}",
             f"--data=tfrecord:{data}", "--modes=detection"),
         "overfeat-detect": _timed(
-            "overfeat-detect", "overfeat_tf.detect_images", f"--model_dir={run}",
+            "overfeat-detect", "overfeat_tf.bin.detect", f"--model_dir={run}",
             f"--image_dir={photos}", f"--output_dir={os.path.join(root, 'detected')}"),
     }
     result = _read_json(os.path.join(run, "eval.json"))["results"]["detection"]

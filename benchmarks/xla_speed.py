@@ -1,6 +1,6 @@
 r"""XLA against the plain graph on each path the project runs, and what `auto` picks.
 
-For one model and width, in one run (issue 11):
+For one model and width, in one run:
 
 - training, batch `--batch_size`: `Trainer.train_step` plain and XLA-compiled; plain
   Keras (`compile` + `train_on_batch`, the step `fit` runs) with `jit_compile=False`,
@@ -26,14 +26,16 @@ from collections.abc import Callable
 from absl import app, flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads
-from overfeat_tf import dense, evaluation, runtime, xla_choice
+from overfeat_tf import flags_common
+from overfeat_tf import evaluation, runtime, xla_choice
+from overfeat_tf.evaluation import dense
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from overfeat_tf.training.recipes import get_recipe  # noqa: E402
-from overfeat_tf.training.trainer import TrainConfig, Trainer  # noqa: E402
+from overfeat_tf.training import launch  # noqa: E402
+from overfeat_tf.training.trainer import Trainer  # noqa: E402
 
 flags.DEFINE_enum("model", "alexnet", list(overfeat_tf.MODEL_NAMES), "Model to time.")
 flags.DEFINE_float("width", 1.0, "Channel multiplier (1.0 is the paper's network).")
@@ -41,7 +43,7 @@ flags.DEFINE_integer("batch_size", 64, "Images per training / centre-crop step."
 flags.DEFINE_list("dense_sizes", ["256x341", "341x256"], "HxW of the dense evaluator's images.")
 flags.DEFINE_integer("steps", 2, "Timed calls per configuration and round.")
 flags.DEFINE_integer("rounds", 2, "Interleaved rounds; the best is kept.")
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 FLAGS = flags.FLAGS
 
 Call = Callable[[], object]
@@ -69,12 +71,12 @@ def report(title: str, rates: dict[str, float], plain: str, compiled: str, unit:
 
 
 def training(images: tf.Tensor, labels: tf.Tensor, num_classes: int) -> None:
-    recipe = get_recipe(overfeat_tf.model_info(FLAGS.model).recipe)
+    # The training binary's run, on images made here (so no demo defaults apply).
+    spec = launch.TrainSpec(data="synthetic", model=FLAGS.model, batch_size=FLAGS.batch_size,
+                            epochs=1, verbose=False)
+    recipe = launch.resolve_recipe(spec, FLAGS.model)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    config = TrainConfig(
-        model_dir=tempfile.mkdtemp(prefix="xla_speed_"), recipe=recipe, steps_per_epoch=10**9,
-        epochs=1, batch_size=FLAGS.batch_size, verbose=False,
-    )
+    config = launch.train_config(spec, recipe, tempfile.mkdtemp(prefix="xla_speed_"), 10**9)
     build = lambda: overfeat_tf.build_model(FLAGS.model, num_classes, FLAGS.width)  # noqa: E731
     trainer = Trainer(config, strategy, build)
     iterator = iter(strategy.distribute_datasets_from_function(

@@ -1,4 +1,4 @@
-"""Export for TF Serving and Keras users (issue 7; layout in `export.saved_model`).
+"""Export for TF Serving and Keras users (layout in `export.saved_model`).
 
     paths = export.export_model_dir("runs/alexnet", "exports/alexnet")
 
@@ -6,7 +6,7 @@
 writes `exports/alexnet/<version>/` (SavedModel with the `export.signatures`, class-name
 asset, warm-up requests) and `exports/alexnet/<version>.keras`. `export.requests` turns
 TF Serving gRPC/REST requests into signature inputs. The binary is `overfeat-export`
-(`python -m export`, `export/export_main.py`). Only binaries import this package
+(`python -m export`, `export/bin/export_main.py`). Only binaries import this package
 (`overfeat-train` exports after training); libraries never do.
 """
 

@@ -1,5 +1,5 @@
 """`python -m export`: the same binary as `overfeat-export`."""
 
-from export import export_main
+from export.bin import export_main
 
 export_main.run()

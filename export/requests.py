@@ -4,7 +4,7 @@ What a TF Serving client sends, turned into the tensors the SavedModel's signatu
 (as the server does before running it), and the reverse for writing requests (warm-up
 records, clients, tests). REST follows TF Serving's predict API: row format
 `{"instances": [...]}` or columnar `{"inputs": ...}`, an optional `"signature_name"`, and
-binary strings as `{"b64": "<base64>"}` (DESIGN.md section 5).
+binary strings as `{"b64": "<base64>"}`.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from export import requests, signatures
-from overfeat_tf import ensemble
+from overfeat_tf.evaluation import ensemble
 from overfeat_tf.models import towers
 
 CLASS_NAMES_ASSET = "class_names.txt"
@@ -162,7 +162,7 @@ def export_model(model: keras.Model | Sequence[keras.Model], config: signatures.
 
 def export_model_dir(model_dir: str, export_base: str, *, version: int | None = None,
                      top_k: int = 5, checkpoint: str | None = None) -> ExportPaths:
-    """Exports a training run's model (`overfeat_tf.model_dir` layout) with its class names.
+    """Exports a training run's model (`overfeat_tf.run_dir` layout) with its class names.
 
     Args:
       model_dir: the run's directory (model.json and checkpoints).
@@ -183,7 +183,7 @@ def export_model_dirs(model_dirs: Sequence[str], export_base: str, *,
                       checkpoints: Sequence[str | None] | None = None) -> ExportPaths:
     """Exports the ensemble of several runs (one run: its model) as one SavedModel.
 
-    The members must share classes and input size (`overfeat_tf.ensemble`); the served
+    The members must share classes and input size (`overfeat_tf.evaluation.ensemble`); the served
     scores are the mean of their probabilities in every signature.
 
     Args:
@@ -193,7 +193,7 @@ def export_model_dirs(model_dirs: Sequence[str], export_base: str, *,
 
     Raises:
       FileNotFoundError: a run without model.json or checkpoint. ValueError: members
-        that disagree (`overfeat_tf.ensemble.check_compatible`). See `export_model`.
+        that disagree (`overfeat_tf.evaluation.ensemble.check_compatible`). See `export_model`.
     """
     models, configs = ensemble.restore_ensemble(model_dirs, checkpoints)
     # No device pins of the training machine (`towers`) in a SavedModel.

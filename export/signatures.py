@@ -7,7 +7,7 @@ evaluation's prediction; `dense_classify` takes the whole image
 (`pipelines.transforms.preprocess_full`, the "full" eval mode) into
 `overfeat_tf.DenseEvaluator`, OverFeat's dense multi-scale evaluation (section 3.3). The
 functions are plain TF ops (no
-`py_function`: TF Serving cannot run it, DESIGN.md section 5) and are written into a
+`py_function`: TF Serving cannot run it) and are written into a
 `keras.export.ExportArchive`, which tracks the Keras 3 model's variables the way TF
 Serving's C++ loader needs (a plain `tf.saved_model.save` of a Keras 3 model loads in
 Python but not there).
@@ -21,7 +21,7 @@ Signatures (all batched; b may be 0):
   dense_classify       image_bytes: as serving_default; every scale and flip of the
                        dense evaluator (default: its six paper-pattern scales, flips).
 An ensemble (several models, `build_archive(models, ...)`) exports the same signatures;
-its scores are the mean of the members' probabilities (`overfeat_tf.ensemble`): one
+its scores are the mean of the members' probabilities (`overfeat_tf.evaluation.ensemble`): one
 preprocessing with the first member's normalisation, renormalised for each other member.
 
 Outputs of each:
@@ -44,7 +44,8 @@ import tensorflow as tf
 
 import overfeat_tf
 import pipelines
-from overfeat_tf import ensemble, evaluation
+from overfeat_tf import evaluation
+from overfeat_tf.evaluation import ensemble
 from pipelines import decode as pipelines_decode
 from pipelines import tfrecord_format
 from pipelines import transforms as pipelines_transforms
@@ -103,7 +104,7 @@ class ServingConfig:
 
     @classmethod
     def from_model_dir_config(cls, config: Mapping[str, Any], top_k: int = 5) -> ServingConfig:
-        """From the dict `overfeat_tf.model_dir.read_config` returns."""
+        """From the dict `overfeat_tf.run_dir.read_config` returns."""
         return cls(
             class_names=tuple(config["class_names"]),
             crop_size=int(config["input_size"]),

@@ -16,6 +16,6 @@ from overfeat_tf.models import (  # noqa: E402  (must follow the oneDNN set-up)
     model_info,
     native_input_size,
 )
-from overfeat_tf.dense import DenseEvaluator  # noqa: E402
+from overfeat_tf.evaluation.dense import DenseEvaluator  # noqa: E402
 
 __all__ = ["DenseEvaluator", "MODEL_NAMES", "ModelInfo", "build_model", "model_info", "native_input_size"]

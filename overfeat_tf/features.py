@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from overfeat_tf.visualization.deconvnet import feature_layer_names
+from overfeat_tf.models import feature_layer_names
 
 FILENAMES_FILE = "filenames.txt"
 LABELS_FILE = "labels.npy"

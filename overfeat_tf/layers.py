@@ -2,7 +2,7 @@
 
 - `LocalResponseNormalization`: AlexNet section 3.3 (also ZFNet).
 - `GroupedConv2D`: AlexNet's two towers, computed as one convolution per channel group
-  (DESIGN.md section 1: `Conv2D(groups=2)` trains 4-6x slower on CPU).
+  (`Conv2D(groups=2)` trains 4-6x slower on CPU: benchmarks/model_speed.py).
 - `CeilMaxPool2D`: max pooling that rounds the output size up (Caffe's ceil mode, ZFNet).
 """
 
@@ -72,7 +72,7 @@ class GroupedConv2D(keras.layers.Conv2D):
     `[kh, kw, in / g, filters]`; output channels `[i * filters / g, (i + 1) * filters / g)`
     see only input group i), so weights load into either. TensorFlow's native grouped
     convolution has no fast CPU kernel; split convolutions train about 6x faster
-    (DESIGN.md section 1). `implementation="native"` keeps the slow path for benchmarks
+    (benchmarks/model_speed.py). `implementation="native"` keeps the slow path for benchmarks
     and equivalence tests. Device placement of the towers is `models.towers`' job; a
     `tower_devices` entry in the config of an older `.keras` file is ignored.
     """

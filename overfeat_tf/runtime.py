@@ -2,9 +2,10 @@
 
 TensorFlow turns its oneDNN kernels on by default only on CPUs with AVX-512 VNNI-class
 features; elsewhere (AMD EPYC, older Xeons) convolutions fall back to Eigen kernels about
-4x slower (DESIGN.md section 1). `import overfeat_tf` turns oneDNN on when TensorFlow is not
-yet imported, unless the user opted out with `OVERFEAT_TF_ONEDNN=0` or a binary's
-`--noonednn` flag, or set `TF_ENABLE_ONEDNN_OPTS` themselves.
+4x slower (compare benchmarks/train_speed.py with and without --noonednn). `import
+overfeat_tf` turns oneDNN on when TensorFlow is not yet imported, unless the user opted
+out with `OVERFEAT_TF_ONEDNN=0` or a binary's `--noonednn` flag, or set
+`TF_ENABLE_ONEDNN_OPTS` themselves.
 """
 
 from __future__ import annotations

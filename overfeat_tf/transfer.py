@@ -13,7 +13,7 @@ from typing import Any
 
 import keras
 
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.models import build_model, layer_names, tower_weights
 
 
@@ -48,7 +48,7 @@ def freeze_through(model: keras.Model, layer: str) -> list[str]:
 def transfer_build_kwargs(model_dir: str, num_classes: int) -> tuple[str, dict[str, Any]]:
     """(model name, `build_model` keyword arguments) of the run at `model_dir` with a
     new class count: what the new run's `model.json` records."""
-    config = model_dir_lib.read_config(model_dir)
+    config = run_dir.read_config(model_dir)
     # Tower placement belongs to the source run's devices, not to the architecture.
     kwargs = {k: v for k, v in config["build_kwargs"].items() if k != "tower_devices"}
     return config["name"], {**kwargs, "num_classes": num_classes}
@@ -67,7 +67,7 @@ def transfer_model(
     "pool5" to retrain the whole classifier), that layer and all below it are frozen.
     Call it inside `strategy.scope()` (a `Trainer` model_fn does).
     """
-    source, _ = model_dir_lib.restore_model(model_dir, checkpoint)
+    source, _ = run_dir.restore_model(model_dir, checkpoint)
     name, build_kwargs = transfer_build_kwargs(model_dir, num_classes)
     target = build_model(name, **build_kwargs)
     copy_matching_weights(source, target)

@@ -13,9 +13,9 @@ from pipelines.embedded import CLASS_NAMES as EMBEDDED_CLASS_NAMES
 from pipelines.embedded import EmbeddedConfig, ensure_embedded_dataset
 from pipelines.sources import Source, open_source
 from pipelines.stats import DatasetStatistics, compute_statistics, load_statistics
-from pipelines.transforms import RECIPES, preprocess_for_eval, resize_keep_aspect
+from pipelines.transforms import AUGMENTATIONS, preprocess_for_eval, resize_keep_aspect
 
-RECIPE_NAMES = tuple(RECIPES)  # For flag enums: ("alexnet", "zfnet", "overfeat").
+AUGMENTATION_NAMES = tuple(AUGMENTATIONS)  # For flag enums: ("alexnet", "zfnet", "overfeat").
 
 __all__ = [
     "BadRecordCounter",
@@ -24,10 +24,10 @@ __all__ = [
     "EMBEDDED_CLASS_NAMES",
     "EmbeddedConfig",
     "IMAGENET_MEAN_RGB",
+    "AUGMENTATION_NAMES",
     "MAX_BOXES",
     "PCA_EIGVAL",
     "PCA_EIGVEC",
-    "RECIPE_NAMES",
     "Source",
     "build_dataset",
     "compute_statistics",

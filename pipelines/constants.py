@@ -1,6 +1,6 @@
 """Published ImageNet statistics used by the AlexNet and OverFeat recipes.
 
-Values from DESIGN.md section 4. Pixel statistics are on the 0-255 scale unless the
+Pixel statistics are on the 0-255 scale unless the
 name says otherwise; the pipeline accepts replacements computed by `pipelines.stats`.
 """
 
@@ -8,6 +8,8 @@ import numpy as np
 
 # Per-channel RGB mean on the 0-255 scale (the "Inception"/VGG constants).
 IMAGENET_MEAN_RGB: tuple[float, float, float] = (123.68, 116.78, 103.94)
+# Per-channel std of ImageNet pixels, 0-255 scale (torchvision's constants x 255).
+IMAGENET_STD_RGB: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
 # PCA of the RGB pixel covariance on the 0-1 scale (fb.resnet.torch). Multiply by 255
 # for 0-255 pixels. Krizhevsky et al. 2012, section 4.1.

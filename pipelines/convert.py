@@ -2,7 +2,7 @@
 (`pipelines.voc`, `pipelines.ilsvrc_det`) into sharded TFRecords.
 
 Output: `<out>/train-NNNNN-of-NNNNN`, `validation-...` in the build_imagenet_data
-format (DESIGN.md section 4) with `labels.txt` and `num_examples.json`. Work runs in
+format (`pipelines.tfrecord_format`) with `labels.txt` and `num_examples.json`. Work runs in
 parallel worker processes (Pillow, no TensorFlow); CMYK, grayscale, palette and PNG
 bytes named .JPEG become RGB JPEGs, and the shorter side can be resized once (e.g. to
 256) so that training decodes small files. Unreadable images are skipped and named on

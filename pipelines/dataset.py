@@ -1,6 +1,6 @@
 """`build_dataset`: records of a `Source` -> batches for training or evaluation.
 
-Stage order (DESIGN.md section 4): shuffle serialized records, not decoded images;
+Stage order: shuffle serialized records, not decoded images;
 check the bytes (skip-and-count, or fail in strict mode); decode and transform in
 parallel; skip any image that still fails to decode (non-strict); check labels (always
 an error, never skipped); batch; optionally hand the work to a tf.data service;
@@ -122,19 +122,19 @@ def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Ten
     return transform
 
 
-def _train_transform(crop_size: int, mean: tf.Tensor, std: tf.Tensor, recipe: str,
+def _train_transform(crop_size: int, mean: tf.Tensor, std: tf.Tensor, augmentation: str,
                      eigen, scale_jitter):
     def transform(record: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
         image, boxes, values = transforms.preprocess_for_train(
             record["encoded"], record["boxes"], _box_values(record), seed,
-            crop_size=crop_size, mean=mean, std=std, recipe=transforms.RECIPES[recipe],
+            crop_size=crop_size, mean=mean, std=std, augmentation=transforms.AUGMENTATIONS[augmentation],
             eigen=eigen, scale_jitter=scale_jitter)
         return {**record, "image": image, "boxes": boxes, **_from_box_values(values)}
 
     return transform
 
 
-def _validate(source: Source, *, batch_size, training, crop_size, mean, std, recipe,
+def _validate(source: Source, *, batch_size, training, crop_size, mean, std, augmentation,
               eval_mode, with_boxes, scale_jitter, seed, deterministic, bad_records,
               data_service) -> None:
     """Raises ValueError naming the bad argument, its value and what is valid."""
@@ -145,8 +145,8 @@ def _validate(source: Source, *, batch_size, training, crop_size, mean, std, rec
         fail("batch_size", batch_size, "must be >= 1")
     if not 1 <= crop_size <= constants.RESIZE_SHORTER_SIDE:
         fail("crop_size", crop_size, f"must be in 1..{constants.RESIZE_SHORTER_SIDE}")
-    if recipe not in transforms.RECIPES:
-        fail("recipe", recipe, f"valid: {sorted(transforms.RECIPES)}")
+    if augmentation not in transforms.AUGMENTATIONS:
+        fail("augmentation", augmentation, f"valid: {sorted(transforms.AUGMENTATIONS)}")
     if eval_mode not in EVAL_MODES:
         fail("eval_mode", eval_mode, f"valid: {list(EVAL_MODES)}")
     if np.shape(mean) != (3,) and np.ndim(mean) != 3:
@@ -177,7 +177,7 @@ def build_dataset(
     crop_size: int,
     mean: Sequence[float] | np.ndarray,
     std: Sequence[float],
-    recipe: str = "alexnet",
+    augmentation: str = "alexnet",
     eval_mode: str = "center",
     with_boxes: bool = False,
     pca_lighting: bool = True,
@@ -199,12 +199,12 @@ def build_dataset(
       split: e.g. "train", "validation".
       batch_size: per input pipeline (= per replica under
         `strategy.distribute_datasets_from_function`). Training drops the remainder.
-      training: random crops (`recipe`) and flips; otherwise `eval_mode` views.
+      training: random crops (`augmentation`) and flips; otherwise `eval_mode` views.
       crop_size: output side in pixels (227 AlexNet, 231/221 OverFeat fast/accurate).
       mean, std: normalisation `(pixel_0_255 - mean) / std`; mean may also be a mean
         image [H, W, 3] (see `transforms`).
-      recipe: "alexnet" (random crop of the central 256x256), "zfnet" (one of its 4
-        corner and centre crops) or "overfeat" (random crop of the whole 256xN image).
+      augmentation: "alexnet" (random crop of the central 256x256), "zfnet" (one of its
+        4 corner and centre crops) or "overfeat" (random crop of the whole 256xN image).
       eval_mode: "center" -> images [b, crop, crop, 3]; "ten_view" -> [b, 10, crop,
         crop, 3]; "full" -> [1, h, w, 3] with min(h, w) == 256 (batch_size must be 1).
       with_boxes: labels become {"label": int32 [b], "boxes": float32
@@ -230,7 +230,7 @@ def build_dataset(
       A dataset of `(images float32, labels)` batches as described above.
     """
     _validate(source, batch_size=batch_size, training=training, crop_size=crop_size,
-              mean=mean, std=std, recipe=recipe, eval_mode=eval_mode,
+              mean=mean, std=std, augmentation=augmentation, eval_mode=eval_mode,
               with_boxes=with_boxes, scale_jitter=scale_jitter, seed=seed,
               deterministic=deterministic, bad_records=bad_records,
               data_service=data_service)
@@ -251,7 +251,7 @@ def build_dataset(
         seeds = tf.data.Dataset.random(seed=seed).map(
             lambda r: tf.stack([r, tf.constant(pipeline_id, tf.int64)]))
         dataset = tf.data.Dataset.zip(dataset, seeds)
-        transform = _train_transform(crop_size, mean, std, recipe, eigen, scale_jitter)
+        transform = _train_transform(crop_size, mean, std, augmentation, eigen, scale_jitter)
     else:
         transform = _eval_transform(eval_mode, crop_size, mean, std)
     if training or eval_mode == "center":

@@ -2,7 +2,7 @@
 
 Everything here is pure TensorFlow (no py_function) so that `export/` can put
 `decode_image` into a serving graph, and so that it runs inside `Dataset.map`.
-ImageNet quirks handled (DESIGN.md section 4): CMYK and grayscale JPEGs decode to RGB
+ImageNet quirks handled: CMYK and grayscale JPEGs decode to RGB
 with `channels=3`; PNG bytes in a `.JPEG` file are recognised by their magic number,
 not their name, so the fused JPEG crop is only used on real JPEGs.
 """

@@ -2,7 +2,7 @@
 
 `make_example` writes it (embedded generator, converter, tests); `parse_record` reads
 it into the record dict every source yields. Labels are stored 1-based (0 unused, as in
-build_imagenet_data) and returned 0-based. See DESIGN.md section 4.
+build_imagenet_data) and returned 0-based.
 
 One feature is added to the format: `image/object/difficult` (int64, one per box, 1 for
 objects PASCAL VOC marks `difficult`), which detection evaluation ignores. Files without

@@ -26,7 +26,7 @@ Window = tf.Tensor  # float32 [4] (ymin, xmin, ymax, xmax), normalised.
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainRecipe:
+class Augmentation:
     """Where random training crops are taken from.
 
     crop_from_center_square: AlexNet (section 4.1) crops at random inside the central
@@ -42,10 +42,10 @@ class TrainRecipe:
     corners_and_center: bool = False
 
 
-RECIPES = {
-    "alexnet": TrainRecipe("alexnet", crop_from_center_square=True),
-    "zfnet": TrainRecipe("zfnet", crop_from_center_square=True, corners_and_center=True),
-    "overfeat": TrainRecipe("overfeat", crop_from_center_square=False),
+AUGMENTATIONS = {
+    "alexnet": Augmentation("alexnet", crop_from_center_square=True),
+    "zfnet": Augmentation("zfnet", crop_from_center_square=True, corners_and_center=True),
+    "overfeat": Augmentation("overfeat", crop_from_center_square=False),
 }
 
 _SHORTER = constants.RESIZE_SHORTER_SIDE
@@ -191,7 +191,7 @@ def _relative_to(window: Window, outer: Window) -> Window:
 
 
 def random_crop_window(size: tf.Tensor, seed: tf.Tensor, *, crop_size: int,
-                       shorter_side: tf.Tensor, recipe: TrainRecipe) -> tf.Tensor:
+                       shorter_side: tf.Tensor, augmentation: Augmentation) -> tf.Tensor:
     """Random training crop window in the pixels of the original image.
 
     The crop is `crop_size` pixels of the image resized to `shorter_side`; computing it
@@ -213,11 +213,11 @@ def random_crop_window(size: tf.Tensor, seed: tf.Tensor, *, crop_size: int,
         tf.int32,
     )
     side = tf.clip_by_value(side, 1, short)
-    if recipe.crop_from_center_square:
+    if augmentation.crop_from_center_square:
         region = _center_square(size)
     else:
         region = tf.stack([0, 0, size[0], size[1]])
-    if recipe.corners_and_center:
+    if augmentation.corners_and_center:
         # Top-left, top-right, bottom-left, bottom-right, centre (as `ten_views`).
         choice = tf.random.stateless_uniform([], seed, maxval=5, dtype=tf.int32)
         room = region[2:] - side
@@ -239,7 +239,7 @@ def preprocess_for_train(
     crop_size: int,
     mean: tf.Tensor,
     std: tf.Tensor,
-    recipe: TrainRecipe,
+    augmentation: Augmentation,
     eigen: tuple[tf.Tensor, tf.Tensor] | None,
     scale_jitter: tuple[int, int] | None,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -268,7 +268,7 @@ def preprocess_for_train(
         )
     size = decode.image_size(encoded)
     window = random_crop_window(size, seeds[1], crop_size=crop_size,
-                                shorter_side=shorter, recipe=recipe)
+                                shorter_side=shorter, augmentation=augmentation)
     flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
     # Flip the uint8 crop before resizing: a quarter of the bytes of the float output,
     # and the same pixels since bilinear resizing is mirror-symmetric.

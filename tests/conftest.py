@@ -1,4 +1,5 @@
-"""Shared test set-up: quiet TensorFlow logs, and the repository root for subprocesses."""
+"""Shared test set-up: quiet TensorFlow logs, the repository root for subprocesses, the tiny
+data set and the tiny model settings."""
 
 import os
 import pathlib
@@ -8,6 +9,11 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# `build_model` arguments of the tests' models: a sixteenth of the paper's widths, three
+# classes, no dropout (deterministic training steps), He initialisation (learns fast).
+# Tests import it (`from tests.conftest import TINY_MODEL`) and copy it to change it.
+TINY_MODEL = {"num_classes": 3, "width": 0.0625, "init": "he", "dropout": 0.0}
 
 
 @pytest.fixture
@@ -19,8 +25,9 @@ def subprocess_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def tiny_embedded_dir(tmp_path_factory) -> str:
-    """A directory holding `pipelines.testing.TINY_EMBEDDED`, generated once per session."""
+def tiny_data(tmp_path_factory) -> str:
+    """A directory holding `pipelines.testing.TINY_EMBEDDED` (48 train / 16 validation
+    images of 10 classes, with boxes), generated once per session."""
     from pipelines import embedded, testing
 
     directory = str(tmp_path_factory.mktemp("tiny_embedded") / "set")

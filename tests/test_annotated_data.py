@@ -195,13 +195,13 @@ def test_convert_train_and_evaluate_detection(layout, tmp_path, subprocess_env):
     commands = [
         ("pipelines.bin.convert", f"--{layout}={tmp_path / 'raw'}", f"--output_dir={data}",
          "--num_workers=2"),
-        ("overfeat_tf.train", f"--data=tfrecord:{data}", "--split=detection_train",
+        ("overfeat_tf.bin.train", f"--data=tfrecord:{data}", "--split=detection_train",
          "--eval_split=detection_tuning", f"--model_dir={run}", "--width=0.0625",
          "--init=he", "--dropout=0", "--batch_size=2", "--epochs=1", "--noexport",
          "--xla=off", *steps),
-        ("overfeat_tf.train_boxes", "--task=detection", f"--classifier_dir={run}",
+        ("overfeat_tf.bin.train_boxes", "--task=detection", f"--classifier_dir={run}",
          f"--data=tfrecord:{data}", "--batch_size=2", "--scales=227,243", *steps),
-        ("overfeat_tf.evaluate", f"--model_dir={run}", f"--data=tfrecord:{data}",
+        ("overfeat_tf.bin.evaluate", f"--model_dir={run}", f"--data=tfrecord:{data}",
          "--modes=detection", "--noflips", "--score_threshold=0.0"),
     ]
     for module, *flags in commands:

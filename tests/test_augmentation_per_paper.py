@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from overfeat_tf import input_stats
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.training import recipes
 from pipelines import constants, sources, stats, testing, transforms
 
@@ -38,7 +38,7 @@ def test_zfnet_trains_on_the_ten_sub_crops_of_the_centre_square():
         crop, _, _ = transforms.preprocess_for_train(
             encoded, tf.zeros([0, 4]), tf.zeros([0], tf.int32), tf.constant([i, 3], tf.int64),
             crop_size=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-            recipe=transforms.RECIPES["zfnet"], eigen=None, scale_jitter=None)
+            augmentation=transforms.AUGMENTATIONS["zfnet"], eigen=None, scale_jitter=None)
         distances = np.abs(views - crop.numpy().reshape(1, -1)).max(axis=1)
         assert distances.min() == 0, i  # exactly one of the ten views
         seen.add(int(distances.argmin()))
@@ -80,16 +80,16 @@ def test_a_run_records_its_statistics_for_evaluation_and_export(tmp_path):
     _write_stats(path, [90.0, 100.0, 110.0], [40.0, 50.0, 60.0])
     run = tmp_path / "run"
     used = input_stats.resolve("alexnet", "he", path)
-    config = model_dir_lib.write_config(
+    config = run_dir.write_config(
         str(run), name="alexnet", build_kwargs={"num_classes": 3, "init": "he"},
         class_names=["a", "b", "c"], stats=used)
     assert (config["mean"], config["std"]) == ([90.0, 100.0, 110.0], [40.0, 50.0, 60.0])
     assert config["stats"] == input_stats.RUN_FILE and (run / input_stats.RUN_FILE).exists()
-    again = input_stats.of_run(str(run), model_dir_lib.read_config(str(run)))
+    again = input_stats.of_run(str(run), run_dir.read_config(str(run)))
     assert (again.mean, again.std) == (used.mean, used.std)
     np.testing.assert_array_equal(again.eigvec, used.eigvec)
     # Without a file: the published constants, named as such.
-    plain = model_dir_lib.write_config(str(tmp_path / "plain"), name="overfeat_fast",
+    plain = run_dir.write_config(str(tmp_path / "plain"), name="overfeat_fast",
                                        build_kwargs={"num_classes": 3}, class_names=["a"] * 3)
     assert plain["stats"] == input_stats.PUBLISHED
     assert input_stats.of_run(str(tmp_path / "plain"), plain).source == input_stats.PUBLISHED
@@ -101,18 +101,18 @@ def _binary(module, *args, env):
 
 
 @pytest.mark.slow
-def test_train_and_evaluate_binaries_take_stats(tiny_embedded_dir, tmp_path, subprocess_env):
-    data = f"--data=tfrecord:{tiny_embedded_dir}"
+def test_train_and_evaluate_binaries_take_stats(tiny_data, tmp_path, subprocess_env):
+    data = f"--data=tfrecord:{tiny_data}"
     path = str(tmp_path / "stats.npz")
     computed = stats.compute_statistics(sources.open_source(data[7:]), max_images=12)
     stats.save_statistics(computed, path)
     run = tmp_path / "run"
-    bad = _binary("overfeat_tf.train", data, f"--model_dir={run}", "--stats=/no/such.npz",
+    bad = _binary("overfeat_tf.bin.train", data, f"--model_dir={run}", "--stats=/no/such.npz",
                   env=subprocess_env)
     assert bad.returncode != 0 and "--stats=/no/such.npz" in bad.stderr
     assert not run.exists()  # nothing written before the flags are checked
     result = _binary(
-        "overfeat_tf.train", data, f"--model_dir={run}", f"--stats={path}", "--model=alexnet",
+        "overfeat_tf.bin.train", data, f"--model_dir={run}", f"--stats={path}", "--model=alexnet",
         "--width=0.0625", "--batch_size=8", "--init=he", "--epochs=1", "--max_steps=1",
         "--noexport", "--xla=off", env=subprocess_env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -120,6 +120,6 @@ def test_train_and_evaluate_binaries_take_stats(tiny_embedded_dir, tmp_path, sub
     np.testing.assert_allclose(config["mean"], computed.mean_rgb, rtol=1e-6)
     np.testing.assert_allclose(config["std"], computed.std_rgb, rtol=1e-6)
     assert config["stats"] == input_stats.RUN_FILE
-    bad = _binary("overfeat_tf.evaluate", data, f"--model_dir={run}", "--stats=/no/such.npz",
+    bad = _binary("overfeat_tf.bin.evaluate", data, f"--model_dir={run}", "--stats=/no/such.npz",
                   env=subprocess_env)
     assert bad.returncode != 0 and "--stats=/no/such.npz" in bad.stderr

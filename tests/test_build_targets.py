@@ -1,4 +1,5 @@
-"""The Bazel BUILD files cover every Python module, and name only files that exist.
+"""The Bazel BUILD files cover every Python module, name only files that exist, and each
+target's dependencies provide the project modules its sources import.
 
 BUILD files are Starlark, whose syntax is Python's: each is executed here with the rule
 functions replaced by recorders, so the check needs no Bazel and takes milliseconds.
@@ -8,6 +9,7 @@ target by hand; these tests name the modules that are not.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import pathlib
 import re
@@ -36,6 +38,7 @@ class Target:
     label: str
     srcs: tuple[str, ...]
     main: str | None
+    deps: tuple[str, ...] = ()
 
 
 def label_to_path(package: str, label: str) -> str:
@@ -45,6 +48,15 @@ def label_to_path(package: str, label: str) -> str:
     else:
         name = label.removeprefix(":")
     return f"{package}/{name}" if package else name
+
+
+def normalize_label(package: str, label: str) -> str:
+    """`:lib` (in `package`), `//pkg` or `//pkg:lib` -> `//pkg:lib`."""
+    if label.startswith(":"):
+        return f"//{package}{label}"
+    if ":" not in label:
+        return f"{label}:{label.rsplit('/', 1)[-1]}"
+    return label
 
 
 def _no_glob(*args, **kwargs):
@@ -57,7 +69,7 @@ def read_build_file(root: pathlib.Path, build_file: pathlib.Path) -> list[Target
     targets: list[Target] = []
 
     def py_rule(kind: str):
-        def record(*, name: str, srcs=(), main=None, **other_attributes):
+        def record(*, name: str, srcs=(), main=None, deps=(), **other_attributes):
             if main is None and kind != "py_library":
                 main = name + ".py"  # Bazel's default main.
             targets.append(Target(
@@ -65,6 +77,7 @@ def read_build_file(root: pathlib.Path, build_file: pathlib.Path) -> list[Target
                 label=f"//{package}:{name}",
                 srcs=tuple(label_to_path(package, src) for src in srcs),
                 main=None if main is None else label_to_path(package, main),
+                deps=tuple(normalize_label(package, dep) for dep in deps),
             ))
 
         return record
@@ -122,6 +135,67 @@ def programs_without_binary(root: pathlib.Path, targets: list[Target]) -> list[s
         for module in python_modules(root)
         if module not in mains and _PROGRAM.search((root / module).read_text())
     ]
+
+
+# Top-level packages of the project; imports of anything else are third-party.
+PROJECT_PACKAGES = ("overfeat_tf", "pipelines", "export", "benchmarks", "tests")
+
+
+def imported_modules(root: pathlib.Path, source: str) -> set[str]:
+    """Project modules (paths relative to `root`) that a source file imports, at any
+    depth (imports inside functions count: the target must provide them too)."""
+
+    def module_file(dotted: str) -> str | None:
+        base = root / dotted.replace(".", "/")
+        for path in (base.with_suffix(".py"), base / "__init__.py"):
+            if path.is_file():
+                return path.relative_to(root).as_posix()
+        return None
+
+    names: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            # `from pkg import name`: a submodule when pkg/name.py exists, else pkg's name.
+            names += [f"{node.module}.{alias.name}" for alias in node.names]
+            names.append(node.module)
+    found = set()
+    for name in names:
+        if name.split(".")[0] in PROJECT_PACKAGES:
+            path = module_file(name)
+            if path is not None:
+                found.add(path)
+    return found
+
+
+def missing_deps(root: pathlib.Path, targets: list[Target]) -> list[str]:
+    """`label: module` for each project module a target imports but neither holds nor
+    reaches through its (transitive) deps."""
+    by_label = {t.label: t for t in targets}
+    owners: dict[str, set[str]] = {}
+    for t in targets:
+        for src in t.srcs:
+            owners.setdefault(src, set()).add(t.label)
+
+    def reachable(label: str) -> set[str]:
+        seen, stack = set(), [label]
+        while stack:
+            current = stack.pop()
+            if current not in seen and current in by_label:
+                seen.add(current)
+                stack.extend(by_label[current].deps)
+        return seen
+
+    problems = []
+    for t in targets:
+        provided = set().union(*(by_label[label].srcs for label in reachable(t.label)))
+        for src in t.srcs:
+            for module in sorted(imported_modules(root, (root / src).read_text())):
+                if module not in provided and module in owners:
+                    problems.append(f"{t.label}: {src} imports {module} "
+                                    f"(in {', '.join(sorted(owners[module]))})")
+    return problems
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +271,35 @@ def test_the_check_names_what_is_wrong(tmp_path):
         'py_library(name = "lib", srcs = ["listed.py", "unlisted.py", "tool.py"])\n'
     )
     assert programs_without_binary(tmp_path, build_targets(tmp_path)) == ["benchmarks/tool.py"]
+
+
+def test_deps_cover_the_imports(targets):
+    missing = missing_deps(REPO_ROOT, targets)
+    assert not missing, "BUILD deps miss imported modules:\n" + "\n".join(missing)
+
+
+def test_a_missing_dep_is_named(tmp_path):
+    (tmp_path / "WORKSPACE").touch()
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "__init__.py").write_text("")
+    (tmp_path / "pipelines" / "lib.py").write_text("import os\n")
+    (tmp_path / "pipelines" / "tool.py").write_text(
+        "def main():\n    from pipelines import lib\n")
+    (tmp_path / "pipelines" / "BUILD").write_text(
+        'py_library(name = "pipelines", srcs = ["__init__.py", "lib.py"])\n'
+        'py_binary(name = "tool", srcs = ["tool.py"])\n'
+    )
+    targets = build_targets(tmp_path)
+    assert missing_deps(tmp_path, targets) == [
+        "//pipelines:tool: pipelines/tool.py imports pipelines/__init__.py "
+        "(in //pipelines:pipelines)",
+        "//pipelines:tool: pipelines/tool.py imports pipelines/lib.py (in //pipelines:pipelines)",
+    ]
+    (tmp_path / "pipelines" / "BUILD").write_text(
+        'py_library(name = "pipelines", srcs = ["__init__.py", "lib.py"])\n'
+        'py_binary(name = "tool", srcs = ["tool.py"], deps = ["//pipelines"])\n'
+    )
+    assert missing_deps(tmp_path, build_targets(tmp_path)) == []
 
 
 def test_glob_is_refused(tmp_path):

@@ -10,12 +10,12 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir as run_dir_lib
 from overfeat_tf.visualization import correspondence as cc
 from overfeat_tf.visualization import deconvnet
 from pipelines import testing
+from tests.conftest import TINY_MODEL as TINY
 
-TINY = {"num_classes": 3, "width": 0.0625, "init": "he"}
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_random_boxes_keep_sizes_inside_the_image_and_follow_the_seed():
 def run_dir(tmp_path_factory, model):
     """A tiny ZFNet run directory and three image files."""
     root = tmp_path_factory.mktemp("correspondence")
-    model_dir_lib.save_model(str(root / "run"), model, build_kwargs=TINY,
+    run_dir_lib.save_model(str(root / "run"), model, build_kwargs=TINY,
                              class_names=["a", "b", "c"])
     for k in range(3):
         (root / f"dog{k}.png").write_bytes(testing.encode(testing.smooth_image(256, 256, k), "PNG"))
@@ -145,7 +145,7 @@ def run_dir(tmp_path_factory, model):
 def _visualize(env, run_dir, *args):
     images = ",".join(f"{run_dir}/dog{k}.png" for k in range(3))
     return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.visualize", "--mode=correspondence",
+        [sys.executable, "-m", "overfeat_tf.bin.visualize", "--mode=correspondence",
          f"--model_dir={run_dir}/run", f"--image={images}", *args],
         check=False, env=env, capture_output=True, text=True, timeout=300,
     )

@@ -1,11 +1,11 @@
-"""Dense multi-scale evaluation (OverFeat section 3.3; DESIGN.md section 2)."""
+"""Dense multi-scale evaluation (OverFeat section 3.3)."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import dense
+from overfeat_tf.evaluation import dense
 from overfeat_tf.models import classifier, trunk
 
 NUM_CLASSES = 4
@@ -35,13 +35,13 @@ def test_native_size_score_is_the_classifier_softmax(name):
 
 
 def test_default_scales_are_the_papers_six():
-    # OverFeat Table 5 (DESIGN.md section 2).
+    # OverFeat Table 5.
     assert dense.default_scales("overfeat_accurate") == (
         (245, 245), (281, 317), (317, 389), (389, 461), (425, 497), (461, 569)
     )
 
 
-# OverFeat Table 5 (DESIGN.md section 2): input -> layer-5 pre-pool -> fine map. The
+# OverFeat Table 5: input -> layer-5 pre-pool -> fine map. The
 # paper prints 32x35 for scale 5, a misprint: its own 18x24 needs 32x38.
 PAPER_MAPS = [
     ((245, 245), (17, 17), (3, 3)),
@@ -94,7 +94,7 @@ def test_fine_map_offset_is_coarse_map_of_shifted_layer5(name):
             offset = fine[:, dy::s, dx::s]
             if info.last_pool.ceil:
                 # ZFNet's ceil pool may add one partial window per axis; dense keeps
-                # whole windows only (documented in overfeat_tf.dense).
+                # whole windows only (documented in overfeat_tf.evaluation.dense).
                 assert 0 <= expected.shape[1] - offset.shape[1] <= 1
                 assert 0 <= expected.shape[2] - offset.shape[2] <= 1
                 expected = expected[:, : offset.shape[1], : offset.shape[2]]

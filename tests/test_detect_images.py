@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir as run_dir_lib
 from overfeat_tf.detection import regressor
 from pipelines import testing
 
@@ -35,14 +35,14 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("detect_images")
     keras.utils.set_random_seed(0)
     run = root / "run"
-    model_dir_lib.save_model(str(run), overfeat_tf.build_model("alexnet", len(NAMES), **KWARGS),
+    run_dir_lib.save_model(str(run), overfeat_tf.build_model("alexnet", len(NAMES), **KWARGS),
                              build_kwargs={"num_classes": len(NAMES), **KWARGS},
                              class_names=NAMES)
     detection = overfeat_tf.build_model("alexnet", len(NAMES) + 1, **KWARGS)
     bias = np.zeros(len(NAMES) + 1, np.float32)
     bias[1] = 50.0
     detection.get_layer("fc8").bias.assign(bias)
-    model_dir_lib.save_model(str(run / "detection" / "classifier"), detection,
+    run_dir_lib.save_model(str(run / "detection" / "classifier"), detection,
                              build_kwargs={"num_classes": len(NAMES) + 1, **KWARGS},
                              class_names=NAMES + ["background"])
     _save_regressor(run / "detection", "detection")
@@ -57,7 +57,7 @@ def workspace(tmp_path_factory):
 
 
 def _detect(env, *flags):
-    return subprocess.run([sys.executable, "-m", "overfeat_tf.detect_images", *flags],
+    return subprocess.run([sys.executable, "-m", "overfeat_tf.bin.detect", *flags],
                           check=False, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -69,8 +69,8 @@ def test_sampling_rejects_bad_ranges():
 
 
 @pytest.fixture(scope="module")
-def source(tiny_embedded_dir):
-    return pipelines.open_source("embedded", tiny_embedded_dir)
+def source(tiny_data):
+    return pipelines.open_source("embedded", tiny_data)
 
 
 def test_crop_dataset(source):

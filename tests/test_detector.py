@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import overfeat_tf
 import pipelines
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.detection import (
     detection_data,
     detector,
@@ -19,8 +19,8 @@ from overfeat_tf.detection import (
     regressor,
     train_detector,
 )
+from tests.conftest import TINY_MODEL as TINY
 
-TINY = {"num_classes": 3, "width": 0.0625, "init": "he", "dropout": 0.0}
 
 
 def test_scales_for_objects():
@@ -92,8 +92,8 @@ def test_detector_rejects_a_regressor_of_other_classes():
 
 
 @pytest.fixture(scope="module")
-def source(tiny_embedded_dir):
-    return pipelines.open_source("embedded", tiny_embedded_dir)
+def source(tiny_data):
+    return pipelines.open_source("embedded", tiny_data)
 
 
 def test_fine_tune_with_background_trains_and_resumes(source, tmp_path):
@@ -101,7 +101,7 @@ def test_fine_tune_with_background_trains_and_resumes(source, tmp_path):
     keras.utils.set_random_seed(3)
     kwargs = {**TINY, "num_classes": source.num_classes}
     classifier = overfeat_tf.build_model("alexnet", **kwargs)
-    model_dir_lib.save_model(classifier_dir, classifier, build_kwargs=kwargs,
+    run_dir.save_model(classifier_dir, classifier, build_kwargs=kwargs,
                              class_names=list(source.class_names))
     settings = train_detector.BackgroundFineTuning(
         epochs=1, batch_size=8, verbose=False,
@@ -110,10 +110,10 @@ def test_fine_tune_with_background_trains_and_resumes(source, tmp_path):
                                                        settings)
     steps = metrics["step"]
     assert steps >= 5 and metrics["epochs"] == 1 and np.isfinite(metrics["val_loss"])
-    config = model_dir_lib.read_config(model_dir)
+    config = run_dir.read_config(model_dir)
     assert config["build_kwargs"]["num_classes"] == source.num_classes + 1
     assert config["class_names"][-1] == "background"
-    model, _ = model_dir_lib.restore_model(model_dir)
+    model, _ = run_dir.restore_model(model_dir)
     # The trunk was frozen: identical to the classifier's; the classifier was trained.
     np.testing.assert_array_equal(model.get_layer("conv5").get_weights()[0],
                                   classifier.get_layer("conv5").get_weights()[0])
@@ -128,7 +128,7 @@ def test_fine_tune_with_background_trains_and_resumes(source, tmp_path):
 
 def test_fine_tune_refuses_a_classifier_of_other_classes(source, tmp_path):
     kwargs = {**TINY, "num_classes": 5}
-    model_dir_lib.save_model(str(tmp_path), overfeat_tf.build_model("alexnet", **kwargs),
+    run_dir.save_model(str(tmp_path), overfeat_tf.build_model("alexnet", **kwargs),
                              build_kwargs=kwargs, class_names=list("abcde"))
     with pytest.raises(ValueError, match="classifies 5 classes; the data has 12"):
         train_detector.fine_tune_with_background(str(tmp_path), str(tmp_path / "d"), source)

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.models import fully_conv, legacy
 from overfeat_tf.training import recipes
 from overfeat_tf.training.trainer import TrainConfig, Trainer
@@ -98,11 +98,11 @@ def test_keras_file_with_the_old_placement_and_tower_devices_loads(tmp_path):
 def test_run_checkpoint_with_the_old_placement_restores_into_the_new(tmp_path):
     model = overfeat_tf.build_model("alexnet", **TINY)
     old = legacy.old_dropout_order(model)
-    model_dir_lib.write_config(
+    run_dir.write_config(
         str(tmp_path), name="alexnet", build_kwargs=TINY, class_names=["a", "b", "c"]
     )
     tf.train.CheckpointManager(tf.train.Checkpoint(model=old), str(tmp_path), 1).save()
-    restored, _ = model_dir_lib.restore_model(str(tmp_path))
+    restored, _ = run_dir.restore_model(str(tmp_path))
     names = fully_conv.layer_names(restored)
     assert names.index("fc6_dropout") == names.index("fc6") + 1  # the new placement
     images = _images(227)

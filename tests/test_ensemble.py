@@ -1,12 +1,13 @@
-"""Ensembles (`overfeat_tf.ensemble`): the mean of the members' probabilities."""
+"""Ensembles (`overfeat_tf.evaluation.ensemble`): the mean of the members' probabilities."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import ensemble, evaluation
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import evaluation
+from overfeat_tf.evaluation import ensemble
+from overfeat_tf import run_dir
 
 CLASSES = ["a", "b", "c"]
 # Plain graphs: an "auto" evaluator may switch to XLA between two calls (float round-off).
@@ -90,7 +91,7 @@ def test_members_must_read_the_same_input():
 
 def _save(path, model, init="he", classes=CLASSES):
     kwargs = {"num_classes": len(classes), "width": 0.0625, "init": init}
-    model_dir_lib.save_model(str(path), model, build_kwargs=kwargs, class_names=classes)
+    run_dir.save_model(str(path), model, build_kwargs=kwargs, class_names=classes)
     return str(path)
 
 

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 
 CLASSES = ["disc", "square", "star"]
 PREDICTED = 1  # the untrained model is biased to always answer this class
@@ -34,13 +34,13 @@ def workspace(tmp_path_factory):
     bias[PREDICTED] = 50.0
     model.get_layer("fc8").bias.assign(bias)
     run = str(root / "run")
-    model_dir_lib.save_model(run, model, build_kwargs=build_kwargs, class_names=CLASSES)
+    run_dir.save_model(run, model, build_kwargs=build_kwargs, class_names=CLASSES)
     return root
 
 
 def _evaluate(env, *flags):
     return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.evaluate", *flags],
+        [sys.executable, "-m", "overfeat_tf.bin.evaluate", *flags],
         env=env, capture_output=True, text=True, timeout=300,
     )
 
@@ -110,7 +110,7 @@ def _second_run(workspace, name, init, classes=CLASSES):
         build_kwargs = {"num_classes": len(classes), "width": 0.0625, "init": init}
         model = overfeat_tf.build_model("overfeat_fast", **build_kwargs)
         model.get_layer("fc8").bias.assign(50.0 * (np.arange(len(classes)) == PREDICTED))
-        model_dir_lib.save_model(str(run), model, build_kwargs=build_kwargs, class_names=classes)
+        run_dir.save_model(str(run), model, build_kwargs=build_kwargs, class_names=classes)
     return run
 
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.detection import regressor
 from pipelines import embedded
 
@@ -20,20 +20,20 @@ NAMES = list(embedded.CLASS_NAMES)
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, tiny_embedded_dir):
+def workspace(tmp_path_factory, tiny_data):
     """Tiny embedded data, a classifier run, and its detection classifier (always class 2)
     and regressor where overfeat-train-boxes --task=detection puts them."""
     root = tmp_path_factory.mktemp("evaluate_detection")
     keras.utils.set_random_seed(0)
     run = root / "run"
     classes = len(NAMES)
-    model_dir_lib.save_model(str(run), overfeat_tf.build_model("alexnet", classes, **KWARGS),
+    run_dir.save_model(str(run), overfeat_tf.build_model("alexnet", classes, **KWARGS),
                              build_kwargs={"num_classes": classes, **KWARGS}, class_names=NAMES)
     detection = overfeat_tf.build_model("alexnet", classes + 1, **KWARGS)
     bias = np.zeros(classes + 1, np.float32)
     bias[2] = 50.0
     detection.get_layer("fc8").bias.assign(bias)
-    model_dir_lib.save_model(str(run / "detection" / "classifier"), detection,
+    run_dir.save_model(str(run / "detection" / "classifier"), detection,
                              build_kwargs={"num_classes": classes + 1, **KWARGS},
                              class_names=NAMES + ["background"])
     config = regressor.RegressorConfig("alexnet", classes, width=0.0625, scales=(227, 260),
@@ -45,15 +45,15 @@ def workspace(tmp_path_factory, tiny_embedded_dir):
 
 
 def _evaluate(env, *flags):
-    return subprocess.run([sys.executable, "-m", "overfeat_tf.evaluate", *flags],
+    return subprocess.run([sys.executable, "-m", "overfeat_tf.bin.evaluate", *flags],
                           check=False, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, subprocess_env,
-                                                             tiny_embedded_dir):
+                                                             tiny_data):
     run, draw_dir = workspace / "run", workspace / "pngs"
     result = _evaluate(subprocess_env, f"--model_dir={run}", "--data=embedded",
-                       f"--data_dir={tiny_embedded_dir}", "--modes=detection", "--noflips",
+                       f"--data_dir={tiny_data}", "--modes=detection", "--noflips",
                        "--max_examples=3", f"--draw_dir={draw_dir}", "--draw_max=2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(detection_validation)" in result.stdout and "mean (mAP@0.5)" in result.stdout
@@ -69,9 +69,9 @@ def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, subproce
 
 
 def test_detection_mode_names_a_missing_detector(workspace, subprocess_env, tmp_path,
-                                                 tiny_embedded_dir):
+                                                 tiny_data):
     result = _evaluate(subprocess_env, f"--model_dir={workspace / 'run'}", "--data=embedded",
-                       f"--data_dir={tiny_embedded_dir}", "--modes=detection",
+                       f"--data_dir={tiny_data}", "--modes=detection",
                        f"--detector_dir={tmp_path}")
     assert result.returncode != 0
     assert f"--detector_dir={tmp_path}" in result.stderr.strip().splitlines()[-1]

@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import dense, evaluation
+from overfeat_tf import evaluation
+from overfeat_tf.evaluation import dense
 
 
 class _Fixed:

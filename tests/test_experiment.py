@@ -1,6 +1,7 @@
 """Experiment tables: definitions, the markdown / JSON report, and the binary end to end
 (a finished row is not run again; bad flags are one line)."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,10 +10,10 @@ import sys
 import pytest
 
 import overfeat_tf
-from overfeat_tf import dense
+from overfeat_tf.evaluation import dense
 from overfeat_tf.experiments import report, tables
 from overfeat_tf.experiments.runner import Settings, TableRunner
-from pipelines import embedded, testing
+from overfeat_tf.training import launch
 
 
 def _all_rows():
@@ -38,8 +39,7 @@ def test_rows_are_well_formed(table, row):
         assert row.paper.source
         if row.paper.delta:
             assert row.reference is not None, "a difference needs the row it is taken from"
-    for flag in row.run.train_flags:
-        assert flag.startswith("--")
+    assert set(row.run.train) <= set(launch.TrainSpec.__dataclass_fields__)
 
 
 def test_a_bad_table_definition_is_an_error():
@@ -85,17 +85,9 @@ def test_markdown_sets_measured_beside_the_paper():
     assert "paper's top-1 / top-5 err %" in text and "Command: `x`" in text
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """A tiny embedded data set (48 train / 16 validation images), as TFRecords."""
-    return embedded.ensure_embedded_dataset(
-        str(tmp_path_factory.mktemp("data") / "embedded"), testing.TINY_EMBEDDED
-    )
-
-
 def _experiment(env, *flags):
     return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.experiment", *flags],
+        [sys.executable, "-m", "overfeat_tf.bin.experiment", *flags],
         check=False, env=env, capture_output=True, text=True, timeout=600,
     )
 
@@ -148,16 +140,16 @@ def test_two_rows_end_to_end_then_a_rerun_skips_them(tiny_data, tmp_path, subpro
 
 def test_an_interrupted_run_is_trained_again(tiny_data, tmp_path):
     # A run whose training did not finish (no seconds recorded) is handed back to
-    # overfeat-train, which resumes from its checkpoint; a finished one is not.
+    # training, which resumes from its checkpoint; a finished one is not.
     table = tables.Table("t", "T", (tables.Row("a", "a", tables.Run("a", "alexnet")),))
     settings = Settings(data=f"tfrecord:{tiny_data}",
-                        train_args=("--width=0.0625", "--batch_size=8", "--max_steps=1"))
+                        train={"width": 0.0625, "batch_size": 8, "max_steps": 1})
     runner = TableRunner(table, settings, str(tmp_path), log=lambda _: None)
     run_dir = str(tmp_path / "runs" / "a")
     os.makedirs(run_dir)
-    command = runner.train_command(table.rows[0].run, 0, os.path.join("runs", "a"))
+    spec = runner.train_spec(table.rows[0].run, 0, os.path.join("runs", "a"))
     with open(os.path.join(run_dir, "experiment.json"), "w") as f:
-        json.dump({"command": command, "seconds": None}, f)
+        json.dump({"spec": dataclasses.asdict(spec), "seconds": None}, f)
     [result] = runner.run()
     with open(os.path.join(run_dir, "experiment.json")) as f:
         assert json.load(f)["seconds"] == pytest.approx(result["train_seconds"])
@@ -171,6 +163,9 @@ def test_an_interrupted_run_is_trained_again(tiny_data, tmp_path):
         ([], "--table is required"),
         (["--table=zfnet_variants", "--rows=zfnet,nope"], "--rows=zfnet,nope: Unknown rows nope"),
         (["--table=zfnet_variants", "--data=tfrecord:/nonexistent"], "--data=tfrecord:"),
+        # --train_args are parsed with overfeat-train's own flags.
+        (["--table=zfnet_variants", "--train_args=--nope=1"],
+         "--train_args=--nope=1: Unknown command line flag 'nope'"),
     ],
 )
 def test_bad_flags_are_one_line_errors(flags, message, tmp_path, subprocess_env):

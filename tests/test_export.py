@@ -1,4 +1,4 @@
-"""Export for TF Serving and Keras (issue 7): signatures, requests, bad bytes, fresh loads.
+"""Export for TF Serving and Keras: signatures, requests, bad bytes, fresh loads.
 
 One tiny untrained AlexNet (3 classes, width 1/16) is restored from a model dir and
 exported once per module; the tests query that export in process, through
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 
 import keras  # noqa: E402  (after overfeat_tf: oneDNN)
 import pipelines  # noqa: E402
@@ -56,7 +56,7 @@ def model_dir(tmp_path_factory) -> str:
     path = str(tmp_path_factory.mktemp("run"))
     build_kwargs = {"num_classes": 3, "width": 0.0625}
     model = overfeat_tf.build_model("alexnet", **build_kwargs)
-    model_dir_lib.save_model(path, model, build_kwargs=build_kwargs, class_names=CLASS_NAMES)
+    run_dir.save_model(path, model, build_kwargs=build_kwargs, class_names=CLASS_NAMES)
     return path
 
 
@@ -69,7 +69,7 @@ def export_base(model_dir, tmp_path_factory) -> str:
 def exported(model_dir, export_base):
     """(model, config, ExportPaths) of version 1 of `export_base`."""
     paths = saved_model.export_model_dir(model_dir, export_base, top_k=TOP_K)
-    model, config = model_dir_lib.restore_model(model_dir)
+    model, config = run_dir.restore_model(model_dir)
     return model, config, paths
 
 
@@ -296,7 +296,7 @@ def test_serving_config_is_checked(exported):
 
 
 def test_saved_model_cli_show_and_run(exported, tmp_path, subprocess_env):
-    """TF1-session loading, as TF Serving's C++ loader does (DESIGN.md section 5)."""
+    """TF1-session loading, as TF Serving's C++ loader does."""
     model, config, paths = exported
     cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
     shown = subprocess.run([*cli, "show", "--dir", paths.saved_model_dir, "--all"],

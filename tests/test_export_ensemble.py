@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 import overfeat_tf
-from overfeat_tf import ensemble, evaluation
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import evaluation
+from overfeat_tf.evaluation import ensemble
+from overfeat_tf import run_dir
 
 import pipelines
 import tensorflow as tf
@@ -48,8 +49,8 @@ def members(tmp_path_factory):
         kwargs = {"num_classes": 3, "width": 0.0625, "init": init, **variant}
         model = overfeat_tf.build_model("alexnet", **kwargs)
         path = str(tmp_path_factory.mktemp(f"run{seed}"))
-        model_dir_lib.save_model(path, model, build_kwargs=kwargs, class_names=CLASS_NAMES)
-        runs.append((model, model_dir_lib.read_config(path), path))
+        run_dir.save_model(path, model, build_kwargs=kwargs, class_names=CLASS_NAMES)
+        runs.append((model, run_dir.read_config(path), path))
     return runs
 
 
@@ -117,7 +118,7 @@ def test_saved_model_cli_runs_the_ensemble(members, exported, tmp_path, subproce
 def test_mismatched_members_are_a_one_line_error(members, tmp_path, subprocess_env):
     model, _, path = members[0]
     other = str(tmp_path / "other")
-    model_dir_lib.save_model(other, model, build_kwargs={"num_classes": 3, "width": 0.0625},
+    run_dir.save_model(other, model, build_kwargs={"num_classes": 3, "width": 0.0625},
                              class_names=["a", "b", "c"])
     result = _run(subprocess_env, "export", f"--model_dir={path},{other}",
                   f"--export_base={tmp_path / 'exports'}")

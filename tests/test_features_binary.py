@@ -1,4 +1,4 @@
-"""`python -m overfeat_tf.extract_features` end to end in a subprocess."""
+"""`python -m overfeat_tf.bin.extract_features` end to end in a subprocess."""
 
 import subprocess
 import sys
@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from pipelines import testing
 
 import keras  # noqa: E402
+from tests.conftest import TINY_MODEL as TINY
 
-TINY = {"num_classes": 3, "width": 0.0625, "init": "he"}
 
 
 @pytest.mark.slow
 def test_image_folder_to_npy(tmp_path, subprocess_env):
     keras.utils.set_random_seed(0)
     model = overfeat_tf.build_model("alexnet", **TINY)
-    model_dir_lib.save_model(str(tmp_path / "run"), model, build_kwargs=TINY,
+    run_dir.save_model(str(tmp_path / "run"), model, build_kwargs=TINY,
                              class_names=["a", "b", "c"])
     (tmp_path / "images").mkdir()
     for i in range(3):
@@ -27,7 +27,7 @@ def test_image_folder_to_npy(tmp_path, subprocess_env):
             testing.encode(testing.smooth_image(260 + 10 * i, 300, i)))
     (tmp_path / "images" / "notes.txt").write_text("not an image")
     out = subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.extract_features", f"--model_dir={tmp_path}/run",
+        [sys.executable, "-m", "overfeat_tf.bin.extract_features", f"--model_dir={tmp_path}/run",
          f"--image_dir={tmp_path}/images", "--layers=pool5,fc7", f"--output_dir={tmp_path}/out",
          "--batch_size=2"],
         env=subprocess_env, capture_output=True, text=True, timeout=300,
@@ -40,7 +40,7 @@ def test_image_folder_to_npy(tmp_path, subprocess_env):
     assert [n.rsplit("/", 1)[-1] for n in names] == ["img0.jpg", "img1.jpg", "img2.jpg"]
 
     bad = subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.extract_features", f"--model_dir={tmp_path}/run",
+        [sys.executable, "-m", "overfeat_tf.bin.extract_features", f"--model_dir={tmp_path}/run",
          f"--image_dir={tmp_path}/images", "--layers=fc9", f"--output_dir={tmp_path}/out"],
         env=subprocess_env, capture_output=True, text=True, timeout=300,
     )

@@ -1,5 +1,8 @@
 """Custom layers against direct evaluations of their definitions."""
 
+import json
+import zipfile
+
 import numpy as np
 import keras
 import pytest
@@ -40,6 +43,29 @@ def test_split_grouped_conv_equals_native_groups(padding, strides):
 def test_grouped_conv_rejects_bad_arguments():
     with pytest.raises(ValueError, match="implementation"):
         layers.GroupedConv2D(4, 3, groups=2, implementation="fast")
+
+
+def test_a_keras_file_with_the_old_tower_devices_entry_still_loads(tmp_path):
+    # Files saved when GroupedConv2D placed its own groups carry `tower_devices` in the
+    # layer's config; they load, with the same weights and results.
+    inputs = keras.Input((9, 9, 4))
+    model = keras.Model(inputs, layers.GroupedConv2D(6, 3, groups=2, name="conv")(inputs))
+    path = tmp_path / "new.keras"
+    model.save(path)
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                [conv] = [c for c in config["config"]["layers"] if c["config"]["name"] == "conv"]
+                conv["config"]["tower_devices"] = ["/CPU:0", "/CPU:1"]
+                data = json.dumps(config).encode()
+            dst.writestr(item, data)
+    loaded = keras.saving.load_model(old)
+    x = np.random.default_rng(3).normal(size=(1, 9, 9, 4)).astype("float32")
+    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-6, atol=1e-6)
+    assert "tower_devices" not in loaded.get_layer("conv").get_config()
 
 
 def test_grouped_conv_ignores_tower_devices_of_older_configs():

@@ -1,4 +1,4 @@
-"""The model zoo against the papers' tables (DESIGN.md section 1)."""
+"""The model zoo against the papers' tables."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import overfeat_tf
 from overfeat_tf import models
 
 # Parameter counts for 1000 classes, from the papers' layer tables (AlexNet Fig. 2,
-# ZFNet Fig. 3, OverFeat Tables 1 and 3), as DESIGN.md section 1 states them.
+# ZFNet Fig. 3, OverFeat Tables 1 and 3).
 PAPER_PARAMETERS = {
     "alexnet": 60_965_224,
     "zfnet": 62_357_608,

@@ -35,7 +35,7 @@ def test_train_batches(source):
 
 def test_overfeat_train_with_boxes(source):
     ds = pipelines.build_dataset(source, "detection_train", batch_size=4, training=True,
-                                 recipe="overfeat", with_boxes=True, scale_jitter=(221, 288),
+                                 augmentation="overfeat", with_boxes=True, scale_jitter=(221, 288),
                                  seed=2, **{**COMMON, "crop_size": 221})
     images, target = _first(ds)
     assert images.shape == (4, 221, 221, 3)
@@ -100,7 +100,7 @@ def test_deterministic_mode_repeats_exactly(source):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(recipe="vgg"), r"recipe='vgg'.*alexnet"),
+    (dict(augmentation="vgg"), r"augmentation='vgg'.*alexnet"),
     (dict(eval_mode="five"), "eval_mode='five'"),
     (dict(crop_size=300), "crop_size=300"),
     (dict(scale_jitter=(200, 300)), "scale_jitter"),

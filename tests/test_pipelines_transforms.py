@@ -89,7 +89,7 @@ def _object_image(height, width, box):
 def _train(encoded, boxes, seed, recipe="alexnet", crop=227, jitter=None):
     return transforms.preprocess_for_train(
         encoded, boxes, tf.zeros([tf.shape(boxes)[0]], tf.int32), seed, crop_size=crop,
-        mean=ZERO_MEAN, std=UNIT_STD, recipe=transforms.RECIPES[recipe], eigen=None,
+        mean=ZERO_MEAN, std=UNIT_STD, augmentation=transforms.AUGMENTATIONS[recipe], eigen=None,
         scale_jitter=jitter)
 
 

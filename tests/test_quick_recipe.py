@@ -27,7 +27,7 @@ def test_quick_learns_three_shapes_in_a_test_sized_run(tmp_path, subprocess_env)
     data = embedded.ensure_embedded_dataset(str(tmp_path / "data"), THREE_SHAPES)
     run = tmp_path / "run"
     subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.train", f"--data=tfrecord:{data}",
+        [sys.executable, "-m", "overfeat_tf.bin.train", f"--data=tfrecord:{data}",
          f"--model_dir={run}", "--recipe=quick", "--width=0.125", "--epochs=12",
          "--step_epochs=8,11", "--noexport", "--xla=off"],
         check=True, env=subprocess_env, capture_output=True,

@@ -1,6 +1,6 @@
 """The CPU speed settings: oneDNN on at import (with its opt-outs), XLA steps equal plain ones.
 
-oneDNN must be switched on before TensorFlow is first imported (DESIGN.md section 1), so
+oneDNN must be switched on before TensorFlow is first imported, so
 those cases run `import overfeat_tf` in a fresh Python process and ask TensorFlow itself
 whether its oneDNN kernels are on.
 """

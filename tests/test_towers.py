@@ -20,16 +20,15 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf import transfer
 from overfeat_tf.models import tower_traffic, tower_weights, towers
 from overfeat_tf.training import recipes
 from overfeat_tf.training.trainer import TrainConfig, Trainer
-from pipelines import embedded, testing
+from tests.conftest import TINY_MODEL as TINY
 
 TWO = ("/CPU:0", "/CPU:1")
 # Tiny AlexNet: the paper's geometry (227 input), 1/16 of its channels.
-TINY = {"num_classes": 3, "width": 0.0625, "dropout": 0.0, "init": "he"}
 BATCH = 7  # no AlexNet kernel is 7 wide, so [7, ...] tensors are activations
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -309,19 +308,11 @@ def test_missing_device_falls_back_with_one_warning(caplog):
     assert len(warnings) == 1 and "no /GPU:7" in warnings[0]
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """A tiny embedded data set (48 train / 16 validation images)."""
-    return embedded.ensure_embedded_dataset(
-        str(tmp_path_factory.mktemp("data") / "embedded"), testing.TINY_EMBEDDED
-    )
-
-
 def _train_binary(tiny_data, model_dir, *flags):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     command = [
-        sys.executable, "-m", "overfeat_tf.train", f"--data=tfrecord:{tiny_data}",
+        sys.executable, "-m", "overfeat_tf.bin.train", f"--data=tfrecord:{tiny_data}",
         f"--model_dir={model_dir}", "--width=0.0625", "--batch_size=8", "--init=he",
         "--epochs=1", "--max_steps=2", "--noexport", "--dropout=0", *flags,
     ]
@@ -356,7 +347,7 @@ def test_bad_tower_flags_are_one_line_errors(tiny_data, tmp_path, flags, message
 
 
 def test_transfer_from_a_tower_run_starts_with_default_placement(tmp_path):
-    model_dir_lib.write_config(str(tmp_path), name="alexnet",
+    run_dir.write_config(str(tmp_path), name="alexnet",
                                build_kwargs={**TINY, "tower_devices": list(TWO)},
                                class_names=["a", "b", "c"])
     name, kwargs = transfer.transfer_build_kwargs(str(tmp_path), 5)

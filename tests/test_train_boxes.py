@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.detection import regressor as regressor_lib
 from pipelines import embedded, testing
 
@@ -23,7 +23,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_boxes")
     embedded.ensure_embedded_dataset(str(root / "data"), testing.TINY_EMBEDDED)
     model = overfeat_tf.build_model("alexnet", **BUILD_KWARGS)
-    model_dir_lib.save_model(str(root / "classifier"), model, build_kwargs=BUILD_KWARGS,
+    run_dir.save_model(str(root / "classifier"), model, build_kwargs=BUILD_KWARGS,
                              class_names=list(embedded.CLASS_NAMES))
     return root
 
@@ -35,7 +35,7 @@ def _run(module, env, *flags):
 
 def _train(workspace, env, model_dir, *flags):
     # 48 training images / batch 8 = 6 steps per epoch; two small scales keep it quick.
-    return _run("overfeat_tf.train_boxes", env, f"--classifier_dir={workspace / 'classifier'}",
+    return _run("overfeat_tf.bin.train_boxes", env, f"--classifier_dir={workspace / 'classifier'}",
                 f"--data_dir={workspace / 'data'}", f"--model_dir={model_dir}",
                 "--batch_size=8", "--scales=227,243", "--checkpoint_every=1",
                 "--deterministic", *flags)
@@ -65,7 +65,7 @@ def test_train_resume_and_evaluate_localization(workspace, tmp_path, subprocess_
     # The evaluator reads the regressor, prints the localization row and writes JSON
     # and PNGs.
     output, draw_dir = tmp_path / "eval.json", tmp_path / "draw"
-    result = _run("overfeat_tf.evaluate", subprocess_env,
+    result = _run("overfeat_tf.bin.evaluate", subprocess_env,
                   f"--model_dir={workspace / 'classifier'}", f"--regressor_dir={straight}",
                   f"--data_dir={workspace / 'data'}", "--modes=localization",
                   "--max_examples=3", f"--draw_dir={draw_dir}", "--draw_max=2",
@@ -88,7 +88,7 @@ def test_detection_task_trains_the_regressor_then_the_background_classifier(
     config = regressor_lib.read_config(str(run))
     assert config.task == "detection"
     assert json.loads((run / "metrics.json").read_text())["step"] == 2
-    classifier = model_dir_lib.read_config(str(run / "classifier"))
+    classifier = run_dir.read_config(str(run / "classifier"))
     assert classifier["class_names"][-1] == "background"
     assert json.loads((run / "classifier" / "metrics.json").read_text())["step"] == 2
 
@@ -104,7 +104,7 @@ def test_detection_task_trains_the_regressor_then_the_background_classifier(
 )
 def test_bad_flags_are_one_line_errors(workspace, subprocess_env, tmp_path, flags, message):
     flags = [f.format(classifier=workspace / "classifier") for f in flags]
-    result = _run("overfeat_tf.train_boxes", subprocess_env, f"--data_dir={workspace / 'data'}",
+    result = _run("overfeat_tf.bin.train_boxes", subprocess_env, f"--data_dir={workspace / 'data'}",
                   f"--model_dir={tmp_path / 'run'}", *flags)
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]

@@ -13,21 +13,12 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.training import recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer, TrainingDiverged
-from pipelines import embedded, testing
+from tests.conftest import TINY_MODEL as TINY
 
 # Tiny AlexNet: geometry of the paper, 1/16 of its channels.
-TINY = {"num_classes": 3, "width": 0.0625, "dropout": 0.0, "init": "he"}
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """A tiny embedded data set (48 train / 16 validation images of 10 classes)."""
-    return embedded.ensure_embedded_dataset(
-        str(tmp_path_factory.mktemp("data") / "embedded"), testing.TINY_EMBEDDED
-    )
 
 
 def _arrays(num, seed=0, size=227):
@@ -180,7 +171,7 @@ def _repo_root():
 
 def _train_command(data, model_dir, *extra):
     return [
-        sys.executable, "-m", "overfeat_tf.train", f"--data=tfrecord:{data}",
+        sys.executable, "-m", "overfeat_tf.bin.train", f"--data=tfrecord:{data}",
         f"--model_dir={model_dir}", "--model=alexnet", "--width=0.0625", "--batch_size=8",
         "--init=he", "--epochs=2", "--checkpoint_every=1", "--noexport", "--deterministic",
         "--dropout=0", *extra,
@@ -212,7 +203,7 @@ def test_sigkill_then_restart_resumes_where_it_stopped(tiny_data, tmp_path, subp
     # Same step counter, optimizer state and data position: the same final weights.
     final = {}
     for run in (reference, killed):
-        model, _ = model_dir_lib.restore_model(str(run))
+        model, _ = run_dir.restore_model(str(run))
         final[run.name] = model.get_weights()
     for a, b in zip(final["reference"], final["killed"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -243,7 +234,7 @@ def test_a_paper_recipe_on_a_small_set_points_to_quick(recipe, tiny_data, tmp_pa
 )
 def test_bad_flags_are_one_line_errors(flags, message, tmp_path, subprocess_env):
     result = subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.train", f"--model_dir={tmp_path}", *flags],
+        [sys.executable, "-m", "overfeat_tf.bin.train", f"--model_dir={tmp_path}", *flags],
         env=subprocess_env, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode != 0
@@ -304,7 +295,7 @@ def test_two_workers_train_identically_and_only_the_chief_writes(tmp_path, subpr
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
     outputs = [p.communicate(timeout=300) for p in processes]
-    for process, (out, err) in zip(processes, outputs):
+    for process, (_, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
     assert outputs[0][0].split()[-2:] == ["chief", "2"]
     assert outputs[1][0].split()[-2:] == ["worker", "2"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf import transfer
 from overfeat_tf.training import recipes
 from overfeat_tf.training.trainer import TrainConfig, Trainer
@@ -21,7 +21,7 @@ def trained_dir(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("source"))
     keras.utils.set_random_seed(7)
     model = overfeat_tf.build_model("zfnet", **TINY)
-    model_dir_lib.save_model(directory, model, build_kwargs=TINY,
+    run_dir.save_model(directory, model, build_kwargs=TINY,
                              class_names=[f"c{i}" for i in range(5)])
     return directory, model
 

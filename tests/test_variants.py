@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.models import variants
 
 
@@ -61,7 +61,7 @@ HAND_COUNTS = {
 
 
 def test_the_hand_arithmetic_agrees_with_the_paper_counts():
-    assert ZFNET_CONV1 + ZFNET_CONV2 + ZFNET_CONV345 + ZFNET_FC == 62_357_608  # DESIGN.md 1
+    assert ZFNET_CONV1 + ZFNET_CONV2 + ZFNET_CONV345 + ZFNET_FC == 62_357_608  # ZFNet Fig. 3
     assert HAND_COUNTS["alexnet-towers1"] == 17_472 + 153_728 + 221_376 + 331_968 + 442_624 + (
         37_752_832 + 16_781_312 + 4_097_000
     )
@@ -180,8 +180,8 @@ def test_keras_file_rebuilds_the_variant(tmp_path):
 def test_model_dir_rebuilds_the_variant(tmp_path):
     kwargs = {"num_classes": 4, "width": 0.0625, "towers": 1, "without": ["fc7"]}
     model = overfeat_tf.build_model("alexnet", **kwargs)
-    model_dir_lib.save_model(str(tmp_path), model, build_kwargs=kwargs, class_names=list("abcd"))
-    restored, config = model_dir_lib.restore_model(str(tmp_path))
+    run_dir.save_model(str(tmp_path), model, build_kwargs=kwargs, class_names=list("abcd"))
+    restored, config = run_dir.restore_model(str(tmp_path))
     assert restored.name == model.name == "alexnet-nofc7-towers1"
     assert config["input_size"] == 227
     np.testing.assert_array_equal(restored(_images(227)), model(_images(227)))

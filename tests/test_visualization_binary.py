@@ -1,4 +1,4 @@
-"""`python -m overfeat_tf.visualize` end to end, each run in its own process (absl flags)."""
+"""`python -m overfeat_tf.bin.visualize` end to end, each run in its own process (absl flags)."""
 
 import subprocess
 import sys
@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 import overfeat_tf
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir as run_dir_lib
 from pipelines import testing
 
 import keras  # noqa: E402
+from tests.conftest import TINY_MODEL as TINY
 
-TINY = {"num_classes": 3, "width": 0.0625, "init": "he"}
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("visualize")
     keras.utils.set_random_seed(0)
     model = overfeat_tf.build_model("zfnet", **TINY)
-    model_dir_lib.save_model(str(root / "run"), model, build_kwargs=TINY,
+    run_dir_lib.save_model(str(root / "run"), model, build_kwargs=TINY,
                              class_names=["a", "b", "c"])
     for name, shape, seed in (("wide", (240, 320), 1), ("square", (256, 256), 2)):
         (root / f"{name}.png").write_bytes(testing.encode(testing.smooth_image(*shape, seed), "PNG"))
@@ -30,7 +30,7 @@ def run_dir(tmp_path_factory):
 
 def _visualize(env, *args):
     return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.visualize", *args],
+        [sys.executable, "-m", "overfeat_tf.bin.visualize", *args],
         env=env, capture_output=True, text=True, timeout=300,
     )
 

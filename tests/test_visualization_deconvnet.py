@@ -40,7 +40,7 @@ def _explicit_deconvnet(layers, images, feature, position):
         if isinstance(layer, keras.layers.ZeroPadding2D):
             (top, _), (left, _) = layer.padding
             x = layer(x)
-            undo.append(lambda r, s=shape, t=top, l=left: r[:, t:t + s[1], l:l + s[2]])
+            undo.append(lambda r, s=shape, t=top, lf=left: r[:, t:t + s[1], lf:lf + s[2]])
         elif isinstance(layer, keras.layers.Conv2D):
             assert layer.groups == 1
             kernel = tf.constant(layer.kernel.numpy())

@@ -12,8 +12,9 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import dense, evaluation
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import evaluation
+from overfeat_tf.evaluation import dense
+from overfeat_tf import run_dir
 from pipelines import embedded, testing
 
 CLASSES = 5
@@ -114,7 +115,7 @@ def test_ten_view_compiled_equals_plain_and_pads_a_smaller_batch_to_one_compile(
 # ---- the binaries' flags -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", ["overfeat_tf.train", "overfeat_tf.evaluate"])
+@pytest.mark.parametrize("module", ["overfeat_tf.bin.train", "overfeat_tf.bin.evaluate"])
 def test_a_bad_xla_flag_is_an_error_naming_it(module, subprocess_env):
     result = subprocess.run(
         [sys.executable, "-m", module, "--xla=fast"],
@@ -130,12 +131,12 @@ def test_evaluate_records_the_choice_per_mode(tmp_path, subprocess_env):
     build_kwargs = {"num_classes": 12, "width": 0.0625, "init": "he"}
     model = overfeat_tf.build_model("alexnet", **build_kwargs)
     run = str(tmp_path / "run")
-    model_dir_lib.save_model(run, model, build_kwargs=build_kwargs,
+    run_dir.save_model(run, model, build_kwargs=build_kwargs,
                              class_names=[str(i) for i in range(12)])
     data_dir = str(tmp_path / "data")
     embedded.ensure_embedded_dataset(data_dir, testing.TINY_EMBEDDED)
     result = subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.evaluate", f"--model_dir={run}", "--modes=center",
+        [sys.executable, "-m", "overfeat_tf.bin.evaluate", f"--model_dir={run}", "--modes=center",
          "--xla=off", "--max_examples=8", "--batch_size=4", f"--data_dir={data_dir}"],
         check=False, env=subprocess_env, capture_output=True, text=True, timeout=300,
     )

@@ -3,7 +3,7 @@
 - `regressor`: the box-regression head on the trunk's offset-pooled maps, its run dir.
 - `targets`: regression targets relative to each location's window.
 - `box_maps`: `BoxPredictor`, class maps and regressed boxes at every scale and flip.
-- `train_regressor`: trains the head on a frozen classifier over several scales.
+- `train_regressor`: the head as a `Trainer` task on a frozen classifier, over several scales.
 - `localizer`: ranked (class, box) guesses per image (ILSVRC localization).
 - `boxes`, `merge`, `metrics`, `drawing`: box arithmetic, the greedy merge, ILSVRC
   localization error and VOC mean average precision, PNGs of boxes.

@@ -10,10 +10,10 @@ several scales, and every location contributes a (class score, box) pair.
         view.boxes    # [H, W, R, 4]     (R = C per-class, 1 shared regressor)
         view.windows  # [H, W, 4]        each location's input window
 
-Geometry. Each scale resizes the image as `overfeat_tf.dense.resize_to_scale` does
+Geometry. Each scale resizes the image as `overfeat_tf.evaluation.dense.resize_to_scale` does
 (shorter side to min(scale), aspect kept). The trunk runs once per scale (and once on
 the mirrored image), the last pool is taken at every offset and both heads slide over it
-(`overfeat_tf.dense.slide_head`): cell (i, j) sees the S x S window (S: the model's
+(`overfeat_tf.evaluation.dense.slide_head`): cell (i, j) sees the S x S window (S: the model's
 native input) at `cell_stride * (i, j)` px of the scaled image. Boxes and windows are
 returned as float (ymin, xmin, ymax, xmax) in pixels of the image given (the scale's
 resize undone per axis); a flipped view's boxes and windows are mirrored back into the
@@ -33,7 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from overfeat_tf import dense
+from overfeat_tf.evaluation import dense
 from overfeat_tf.detection import regressor as regressor_lib
 from overfeat_tf.detection import targets
 
@@ -73,7 +73,7 @@ class BoxPredictor:
       model: the classifier, from `build_model` (its trunk and FC layers are used).
       regressor: its box head, from `regressor.build_regressor` (trained on the same
         trunk).
-      scales: (height, width) pairs or ints; None: `overfeat_tf.dense.default_scales`.
+      scales: (height, width) pairs or ints; None: `overfeat_tf.evaluation.dense.default_scales`.
       flips: also run the mirrored image at every scale.
 
     Attributes: views ((scale, flipped) per returned map, in order), cell_stride,

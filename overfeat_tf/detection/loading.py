@@ -13,7 +13,7 @@ import os
 import keras
 import tensorflow as tf
 
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir as run_dir_lib
 from overfeat_tf.detection import box_maps, detector, localizer
 from overfeat_tf.detection import regressor as regressor_lib
 
@@ -46,7 +46,7 @@ def restore_regressor(directory: str) -> tuple[keras.Model, regressor_lib.Regres
 def restore_detection_classifier(directory: str) -> keras.Model:
     """The background-class classifier of an `overfeat-train-boxes --task=detection` run."""
     try:
-        return model_dir_lib.restore_model(directory)[0]
+        return run_dir_lib.restore_model(directory)[0]
     except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
         raise RunError("detector_dir", directory, _first_line(e)) from e
 

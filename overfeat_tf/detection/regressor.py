@@ -7,7 +7,7 @@ convolution of 4 box edges per class (`per_class=True`, the paper's class-specif
 layer) or 4 in all (`per_class=False`, one box for any class, the single-class regressor
 of OverFeat's winning ILSVRC-2013 entry). Hidden widths scale with the classifier's
 `width`. Being convolutions, the head slides over any map exactly as the classifier does
-(`overfeat_tf.dense.slide_head`, dilated by the pool stride for all offsets).
+(`overfeat_tf.evaluation.dense.slide_head`, dilated by the pool stride for all offsets).
 
 Run directory: `<dir>/regressor.json` (`RegressorConfig`: how to rebuild the head, the
 classifier run it reads, the scales it was trained at) and `tf.train.CheckpointManager`
@@ -25,7 +25,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from overfeat_tf import model_dir
+from overfeat_tf import run_dir
 from overfeat_tf.models import model_info
 from overfeat_tf.models import spec as spec_lib
 
@@ -95,14 +95,14 @@ def build_regressor(config: RegressorConfig) -> keras.Model:
 
 
 def head_layers(regressor: keras.Model) -> list[keras.layers.Conv2D]:
-    """The head's convolutions in order (for `overfeat_tf.dense.slide_head`)."""
+    """The head's convolutions in order (for `overfeat_tf.evaluation.dense.slide_head`)."""
     return [regressor.get_layer(name) for name in LAYER_NAMES]
 
 
 def write_config(directory: str, config: RegressorConfig) -> None:
     """Writes `<directory>/regressor.json` atomically."""
     tf.io.gfile.makedirs(directory)
-    model_dir.write_json(os.path.join(directory, CONFIG_FILE), dataclasses.asdict(config))
+    run_dir.write_json(os.path.join(directory, CONFIG_FILE), dataclasses.asdict(config))
 
 
 def read_config(directory: str) -> RegressorConfig:

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf import transfer
 from overfeat_tf.detection import detection_data
 from overfeat_tf.models import build_model, model_info
@@ -123,7 +123,7 @@ def fine_tune_with_background(classifier_dir: str, model_dir: str, source: Sourc
       ValueError: the classifier's classes differ from the source's, or the source
         has no boxes.
     """
-    config = model_dir_lib.read_config(classifier_dir)
+    config = run_dir.read_config(classifier_dir)
     if config["build_kwargs"]["num_classes"] != source.num_classes:
         raise ValueError(
             f"{classifier_dir!r} classifies {config['build_kwargs']['num_classes']} classes; "
@@ -135,7 +135,7 @@ def fine_tune_with_background(classifier_dir: str, model_dir: str, source: Sourc
     name, build_kwargs = config["name"], config["build_kwargs"]
     keras.utils.set_random_seed(settings.seed)
     detector_kwargs = {**build_kwargs, "num_classes": source.num_classes + 1}
-    model_dir_lib.write_config(model_dir, name=name, build_kwargs=detector_kwargs,
+    run_dir.write_config(model_dir, name=name, build_kwargs=detector_kwargs,
                                class_names=list(config["class_names"]) + [BACKGROUND_NAME])
     images, objects = _objects_in(source, settings.train_split)
     crops_per_epoch = objects + images * settings.sampling.negatives_per_image
@@ -155,7 +155,7 @@ def fine_tune_with_background(classifier_dir: str, model_dir: str, source: Sourc
              "sampling": settings.sampling}
 
     def model_fn() -> keras.Model:
-        classifier, _ = model_dir_lib.restore_model(classifier_dir)
+        classifier, _ = run_dir.restore_model(classifier_dir)
         model = add_background_class(classifier, build_kwargs, name)
         if settings.freeze_through is not None:
             transfer.freeze_through(model, settings.freeze_through)

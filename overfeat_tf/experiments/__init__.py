@@ -1,5 +1,5 @@
 """The papers' experiment tables: definitions (`tables`), a resumable runner (`runner`)
-and markdown / JSON reports (`report`). The binary is `overfeat_tf.experiment`."""
+and markdown / JSON reports (`report`). The binary is `overfeat_tf.bin.experiment`."""
 
 from overfeat_tf.experiments.report import markdown, report_json
 from overfeat_tf.experiments.runner import ExperimentError, Settings, TableRunner

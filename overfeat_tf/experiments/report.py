@@ -126,7 +126,7 @@ def report_json(
             "label": row.label,
             "model": row.run.model_name,
             "options": dict(row.run.options),
-            "train_flags": list(row.run.train_flags),
+            "train": dict(row.run.train),
             "ensemble": row.ensemble,
             "evaluation": dataclasses.asdict(row.evaluation),
             "reference": row.reference,

@@ -1,41 +1,42 @@
 """Runs an experiment table row by row, resumably.
 
 Layout under `out_dir`:
-- `runs/<run>[-seed<k>]/`: one `overfeat-train` run directory per trained model (member
-  k of an ensemble is the run trained with seed `seed + k`; member 0 is the run itself),
-  with `train.log` and `experiment.json` (the command and, once finished, its seconds).
+- `runs/<run>[-seed<k>]/`: one training run directory per trained model (member k of an
+  ensemble is the run trained with seed `seed + k`; member 0 is the run itself), with
+  `train.log` and `experiment.json` (its `TrainSpec` and, once finished, its seconds).
 - `rows/<table>/<row>/result.json`: a finished row's measured figures.
 
-Tables run into one `out_dir` share the runs they train with the same command.
+Tables run into one `out_dir` share the runs they train with the same spec.
 
-Each run trains in its own `overfeat-train` subprocess, so an interrupted run resumes from
-its last checkpoint when the table is run again; a row with a `result.json` is not run
-again. Rows are evaluated here on the validation split, with `overfeat_tf.ensemble`'s
+Each run trains in this process with `overfeat_tf.training.launch.run`, its output going
+to its `train.log`; an interrupted run resumes from its last checkpoint when the table is
+run again; a row with a `result.json` is not run again. Rows are evaluated here on the validation split, with `overfeat_tf.evaluation.ensemble`'s
 evaluators (one model is an ensemble of one): `overfeat_tf.evaluation`'s centre and
 ten-view evaluators, `DenseEvaluator` for OverFeat's rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import keras
 
-import overfeat_tf
 import pipelines
-from overfeat_tf import dense, ensemble, evaluation
+from overfeat_tf import evaluation
+from overfeat_tf.evaluation import dense, ensemble
 from overfeat_tf.experiments.tables import Row, Run, Table
-from overfeat_tf.model_dir import write_json
+from overfeat_tf.run_dir import write_json
+from overfeat_tf.training import launch
+from overfeat_tf.training.trainer import TrainingDiverged
 
 RESULT_FILE = "result.json"
-RUN_FILE = "experiment.json"  # in a run directory: its command and training seconds
+RUN_FILE = "experiment.json"  # in a run directory: its spec and training seconds
 
 
 class ExperimentError(RuntimeError):
@@ -48,8 +49,8 @@ class Settings:
 
     Attributes:
       data, data_dir: the pipeline source (`pipelines.open_source`).
-      train_args: `overfeat-train` flags given to every run: the training budget
-        (e.g. ("--epochs=6", "--width=0.0625")).
+      train: `launch.TrainSpec` fields given to every run: the training budget
+        (e.g. {"epochs": 6, "width": 0.0625}).
       seed: seed of each run; ensemble member k uses seed + k.
       ensemble_size: members of an ensemble row.
       eval_batch_size: batch of the centre and ten-view evaluations (dense uses 1).
@@ -58,7 +59,7 @@ class Settings:
 
     data: str = "embedded"
     data_dir: str | None = None
-    train_args: tuple[str, ...] = ()
+    train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     seed: int = 0
     ensemble_size: int = 3
     eval_batch_size: int = 32
@@ -68,11 +69,16 @@ class Settings:
         """What a finished row must have been made with to be reused."""
         return {
             "data": self.data,
-            "train_args": list(self.train_args),
+            "train": _as_json(dict(sorted(self.train.items()))),
             "seed": self.seed,
             "ensemble_size": self.ensemble_size,
             "max_examples": self.max_examples,
         }
+
+
+def _as_json(value: Any) -> Any:
+    """`value` as it reads back from JSON (tuples become lists), to compare with a file."""
+    return json.loads(json.dumps(value))
 
 
 def _read_json(path: str) -> dict[str, Any] | None:
@@ -172,56 +178,53 @@ class TableRunner:
 
     # ---- training ---------------------------------------------------------------------
 
-    def train_command(self, run: Run, member: int, run_dir: str) -> list[str]:
-        """The `overfeat-train` command line (after the interpreter) of a run's member,
-        training into `run_dir`."""
+    def train_spec(self, run: Run, member: int, run_dir: str) -> launch.TrainSpec:
+        """The training spec of a run's member, training into `run_dir`."""
         s = self.settings
-        return [
-            "-m", "overfeat_tf.train",
-            f"--model={run.model_name}",
-            f"--model_dir={run_dir}",
-            f"--data={s.data}",
-            *([f"--data_dir={s.data_dir}"] if s.data_dir else []),
-            f"--seed={s.seed + member}",
-            "--noexport",
-            *s.train_args,
-            *run.train_flags,
-        ]
+        fields = {
+            "model": run.model_name,
+            "model_dir": run_dir,
+            "data": s.data,
+            "data_dir": s.data_dir,
+            "seed": s.seed + member,
+            **s.train,
+            **run.train,
+        }
+        return launch.TrainSpec(**fields)
 
     def _train(self, run: Run, member: int, relative_dir: str) -> dict[str, Any]:
         """Trains one model unless it is trained; returns its experiment.json record
-        (the command, seconds, and the final training top-1 error)."""
+        (the spec, seconds, and the final training top-1 error)."""
         run_dir = os.path.join(self.out_dir, relative_dir)
         # Recorded with the directory relative to out_dir, so out_dir can be moved.
-        command = self.train_command(run, member, relative_dir)
+        spec = _as_json(dataclasses.asdict(self.train_spec(run, member, relative_dir)))
         record_path = os.path.join(run_dir, RUN_FILE)
         record = _read_json(record_path)
-        if record is not None and record["command"] != command:
+        if record is not None and record["spec"] != spec:
             raise ExperimentError(
-                f"{run_dir} was trained by another command ({' '.join(record['command'])}); "
+                f"{run_dir} was trained with another spec ({record['spec']}); "
                 "give a new --out_dir or delete it"
             )
         if record is not None and record.get("seconds") is not None:
             return record
         os.makedirs(run_dir, exist_ok=True)
-        write_json(record_path, {"command": command, "seconds": None})
+        write_json(record_path, {"spec": spec, "seconds": None})
         log_path = os.path.join(run_dir, "train.log")
         self.log(f"  training {relative_dir} (log: {log_path})")
         start = time.perf_counter()
-        with open(log_path, "a") as log_file:
-            returncode = subprocess.run(
-                [sys.executable, *self.train_command(run, member, run_dir)],
-                stdout=log_file, stderr=subprocess.STDOUT, env=_subprocess_env(), check=False,
-            ).returncode
+        with open(log_path, "a") as log_file, contextlib.redirect_stdout(log_file):
+            try:
+                launch.run(self.train_spec(run, member, run_dir))
+            except (launch.SpecError, TrainingDiverged) as e:
+                raise ExperimentError(f"training {run_dir} failed: {e} (log: {log_path})") from e
+            finally:
+                keras.backend.clear_session()
+                keras.mixed_precision.set_global_policy("float32")
+            print(f"Checkpoints and metrics.json: {run_dir}", flush=True)
         seconds = time.perf_counter() - start
-        if returncode:
-            raise ExperimentError(
-                f"training {run_dir} failed (exit {returncode}): {_last_line(log_path)} "
-                f"(log: {log_path})"
-            )
         metrics = _read_json(os.path.join(run_dir, "metrics.json")) or {}
         record = {
-            "command": command,
+            "spec": spec,
             "seconds": seconds,
             "train_top1_error": metrics.get("top1_error"),
             "val_top1_error": metrics.get("val_top1_error"),
@@ -260,18 +263,3 @@ class TableRunner:
         )
         keras.backend.clear_session()
         return metrics
-
-
-def _subprocess_env() -> dict[str, str]:
-    """This process's environment, with this copy of the project first on the path."""
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(overfeat_tf.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-    return env
-
-
-def _last_line(path: str) -> str:
-    with open(path, errors="replace") as f:
-        lines = [line.strip() for line in f if line.strip()]
-    return lines[-1] if lines else "(no output)"
-

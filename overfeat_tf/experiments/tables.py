@@ -6,7 +6,7 @@ several seeds of it) in one `Evaluation` mode. Trained models are `Run`s, named 
 table: rows that name the same run share one training (OverFeat's evaluation rows reuse
 one model per architecture; an ensemble reuses its base run as member 0). A run's
 `options` are `overfeat_tf.build_model` keyword options (the papers' variants); its
-`train_flags` are extra `overfeat-train` flags (e.g. PCA lighting off).
+`train` holds extra `TrainSpec` fields of a run (e.g. PCA lighting off).
 
 Paper figures are top-1 / top-5 error in % on ILSVRC-2012 validation (ZFNet adds the
 training top-1 error); a `delta` figure is a difference in points from the row's
@@ -34,13 +34,14 @@ class Run:
       base: registry name of the paper's model.
       options: `build_model` variant options (`overfeat_tf.models.variants`), e.g.
         {"towers": 1}.
-      train_flags: extra `overfeat-train` flags, e.g. ("--nopca_lighting",).
+      train: extra `overfeat_tf.training.launch.TrainSpec` fields, e.g.
+        {"pca_lighting": False}.
     """
 
     name: str
     base: str
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    train_flags: tuple[str, ...] = ()
+    train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def model_name(self) -> str:
@@ -184,7 +185,7 @@ ALEXNET_ABLATIONS = Table(
             paper=PaperFigure(0.4, 0.3, f"{_ALEXNET}, section 3.4", delta=True),
             reference="two_towers"),
         Row("no_pca_lighting", "no PCA lighting augmentation",
-            Run("no_pca_lighting", "alexnet", train_flags=("--nopca_lighting",)),
+            Run("no_pca_lighting", "alexnet", train={"pca_lighting": False}),
             # Section 4.1: the scheme reduces the top-1 error rate by over 1 %.
             paper=PaperFigure(1.0, None, f"{_ALEXNET}, section 4.1", delta=True,
                               at_least=True),

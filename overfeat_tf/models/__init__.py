@@ -1,6 +1,6 @@
 """The model zoo: AlexNet, ZFNet, OverFeat fast and accurate."""
 
-from overfeat_tf.models.fully_conv import classifier, layer_names, trunk
+from overfeat_tf.models.fully_conv import classifier, feature_layer_names, layer_names, trunk
 from overfeat_tf.models.registry import (
     MODEL_NAMES,
     ModelInfo,
@@ -15,6 +15,7 @@ __all__ = [
     "ModelInfo",
     "build_model",
     "classifier",
+    "feature_layer_names",
     "layer_names",
     "model_info",
     "native_input_size",

@@ -50,3 +50,10 @@ def classifier(model: keras.Model, include_pool: bool = True) -> keras.Model:
 def layer_names(model: keras.Model) -> list[str]:
     """Names of the model's layers in order: stable end points (conv1..., pool5, fc6...)."""
     return [layer.name for layer in _chain(model)]
+
+
+def feature_layer_names(model: keras.Model) -> list[str]:
+    """The model's layers that output maps: all but the final `logits` flatten."""
+    return [
+        n for n in layer_names(model) if not isinstance(model.get_layer(n), keras.layers.Flatten)
+    ]

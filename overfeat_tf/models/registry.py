@@ -22,13 +22,10 @@ import keras
 
 from overfeat_tf.models import alexnet, overfeat, towers, variants
 from overfeat_tf.models import spec as spec_lib
+# The data set's statistics: AlexNet and ZFNet feed mean-subtracted raw pixels.
+from pipelines.constants import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 
-# Per-channel ImageNet means on the 0-255 scale (DESIGN.md section 4); AlexNet and
-# ZFNet feed mean-subtracted raw pixels.
-IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)
-# Per-channel std of ImageNet pixels, 0-255 scale (torchvision's constants x 255).
-IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
-# The original OverFeat release: (pixel - 118.380948) / 61.896913 (DESIGN.md section 2).
+# The original OverFeat release normalises (pixel - 118.380948) / 61.896913.
 OVERFEAT_MEAN, OVERFEAT_STD = 118.380948, 61.896913
 
 

@@ -30,7 +30,8 @@ class Recipe:
         norm is at most this; None: never (the papers do not clip).
       max_filter_rms: after every update, rescale each conv filter whose RMS exceeds
         this to exactly this (ZFNet section 3); None disables.
-      pipeline: the pipeline's augmentation recipe ("alexnet", "zfnet" or "overfeat").
+      pipeline: the input pipeline's augmentation (`pipelines.AUGMENTATION_NAMES`:
+        "alexnet", "zfnet" or "overfeat").
       pca_lighting: AlexNet's PCA colour augmentation (AlexNet section 4.1; ZFNet and
         OverFeat describe none).
       epochs: the paper's training length, epochs.

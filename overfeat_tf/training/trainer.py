@@ -5,6 +5,10 @@ loop serves one device, MirroredStrategy and MultiWorkerMirroredStrategy alike. 
 lives in a `tf.train.Checkpoint` (model, optimiser, step, finished epochs, schedule) saved
 every `checkpoint_every` steps and at each epoch end by the chief only; a restarted run
 resumes from the last one, at the same step and position in the epoch.
+
+What is trained is a `Task`: the loss and statistics of a batch, the optimiser, and the
+name the model is saved under. `ClassificationTask` (the default) trains the classifiers;
+`overfeat_tf.detection.train_regressor.RegressionTask` the box regressor.
 """
 
 from __future__ import annotations
@@ -44,6 +48,107 @@ class TrainingDiverged(RuntimeError):
     kept."""
 
 
+class Task:
+    """What a `Trainer` trains: the model's loss and statistics on a batch.
+
+    A task's statistics are a float32 vector summed over batches and replicas; it turns
+    the sums into named metrics. Subclasses set `checkpoint_name` (the model's name in
+    checkpoints, which inference restores) and implement the methods below.
+    """
+
+    checkpoint_name = "model"
+    progress_names: tuple[str, ...] = ()  # what `progress` returns, by name
+    stats_size = 0  # length of `train_loss`'s statistics
+    eval_size = 0  # length of `eval_sums`'s vector
+
+    def optimizer(self, recipe: Recipe) -> keras.optimizers.Optimizer:
+        """The optimiser, built under the strategy's scope."""
+        return keras.optimizers.SGD(
+            learning_rate=recipe.learning_rate, momentum=recipe.momentum,
+            global_clipnorm=recipe.clip_norm,
+        )
+
+    def train_loss(self, model: keras.Model, inputs, labels) -> tuple[tf.Tensor, tf.Tensor]:
+        """This replica's share of the batch's loss (gradients are summed over replicas),
+        and the batch's statistics."""
+        raise NotImplementedError
+
+    def eval_sums(self, model: keras.Model, inputs, labels) -> tf.Tensor:
+        """Sums over the batch for `eval_metrics` (float32 vector)."""
+        raise NotImplementedError
+
+    def train_metrics(self, stats: np.ndarray) -> dict[str, float]:
+        """Named metrics of an epoch's summed `train_loss` statistics."""
+        raise NotImplementedError
+
+    def progress(self, stats: np.ndarray) -> list[tuple[str, float]]:
+        """What the progress bar shows besides the loss (`progress_names`)."""
+        return []
+
+    def eval_metrics(self, sums: np.ndarray) -> dict[str, float]:
+        """Named metrics of a split's summed `eval_sums`."""
+        raise NotImplementedError
+
+
+class ClassificationTask(Task):
+    """Softmax cross-entropy over the global batch; top-1 / top-5 error (%).
+
+    Args:
+      global_batch_size: images per step over all replicas (the loss's denominator).
+    """
+
+    progress_names = ("top1",)
+    stats_size = 3
+    eval_size = 4
+
+    def __init__(self, global_batch_size: int) -> None:
+        self.global_batch_size = global_batch_size
+
+    def train_loss(self, model, inputs, labels):
+        logits = model(inputs, training=True)
+        per_example = keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True
+        )
+        loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
+        return loss, self._hits(labels, logits)
+
+    def eval_sums(self, model, inputs, labels):
+        logits = model(inputs, training=False)
+        per_example = keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True
+        )
+        return tf.concat([[tf.reduce_sum(per_example)], self._hits(labels, logits)], 0)
+
+    @staticmethod
+    def _hits(labels, logits):
+        """[top-1 hits, top-5 hits, examples] float32 [3]."""
+        labels = tf.cast(labels, tf.int32)
+        top1 = tf.math.in_top_k(labels, logits, 1)
+        top5 = tf.math.in_top_k(labels, logits, min(5, logits.shape[-1]))
+        return tf.stack(
+            [tf.reduce_sum(tf.cast(top1, tf.float32)), tf.reduce_sum(tf.cast(top5, tf.float32)),
+             tf.cast(tf.size(labels), tf.float32)]
+        )
+
+    def train_metrics(self, stats):
+        count = max(stats[2], 1)
+        return {
+            "top1_error": 100 * (1 - stats[0] / count),
+            "top5_error": 100 * (1 - stats[1] / count),
+        }
+
+    def progress(self, stats):
+        return [("top1", stats[0] / max(stats[2], 1))]
+
+    def eval_metrics(self, sums):
+        loss_sum, count = sums[0], max(sums[3], 1)
+        return {
+            "loss": loss_sum / count,
+            **self.train_metrics(sums[1:]),
+            "examples": int(sums[3]),
+        }
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """What one run trains, for how long, and where it writes.
@@ -76,7 +181,8 @@ class TrainConfig:
 
 
 class Trainer:
-    """Trains a model built under `strategy.scope()` by `model_fn`."""
+    """Trains a model built under `strategy.scope()` by `model_fn` on `task` (default:
+    classification, `ClassificationTask`)."""
 
     def __init__(
         self,
@@ -84,10 +190,12 @@ class Trainer:
         strategy: tf.distribute.Strategy,
         model_fn: Callable[[], keras.Model],
         optimizer_fn: Callable[[], keras.optimizers.Optimizer] | None = None,
+        task: Task | None = None,
     ) -> None:
         self.config = config
         self.strategy = strategy
         self.is_chief = strategies.is_chief(strategy)
+        self.task = task or ClassificationTask(config.batch_size)
         recipe = config.recipe
         if config.batch_size % strategy.num_replicas_in_sync:
             raise ValueError(
@@ -96,12 +204,11 @@ class Trainer:
             )
         with strategy.scope():
             self.model = model_fn()
-            self.optimizer = (optimizer_fn or self._default_optimizer)()
+            self.optimizer = (optimizer_fn or functools.partial(self.task.optimizer, recipe))()
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
             self.plateau = schedules.PlateauSchedule(recipe)
-        self.num_classes = self.model.output.shape[-1]
         self._kernels = [v for v in self.model.trainable_variables if "kernel" in v.path]
         self._conv_kernels = [
             layer.kernel
@@ -116,7 +223,11 @@ class Trainer:
         )
         checkpoint = tf.train.Checkpoint(
             # A run begun before dropout moved keeps its checkpoints' layout.
-            model=legacy.checkpoint_view(self.model, tf.train.latest_checkpoint(directory)),
+            **{
+                self.task.checkpoint_name: legacy.checkpoint_view(
+                    self.model, tf.train.latest_checkpoint(directory)
+                )
+            },
             optimizer=self.optimizer,
             step=self.step,
             epochs_done=self.epochs_done,
@@ -140,39 +251,26 @@ class Trainer:
         self._writers = summaries.RunWriters(config.model_dir, self.is_chief)
         self._writer = self._writers.train
 
-    def _default_optimizer(self) -> keras.optimizers.Optimizer:
-        recipe = self.config.recipe
-        return keras.optimizers.SGD(
-            learning_rate=recipe.learning_rate, momentum=recipe.momentum,
-            global_clipnorm=recipe.clip_norm,
-        )
-
     # ---- one step -------------------------------------------------------------------
 
     def _gradients(self, images, labels):
-        """Per-replica loss, gradients and top-k hits.
+        """Per-replica loss, gradients and the task's statistics.
 
-        The loss is the cross-entropy averaged over the global batch (the reported loss)
-        plus coupled L2 weight decay on the kernels, `wd / 2 * sum(w ** 2)` (its gradient
-        `wd * w` joins the gradient before the momentum update, AlexNet section 5), split
-        across replicas because the optimiser sums their gradients.
+        The loss is the task's (classification: the cross-entropy averaged over the global
+        batch) plus coupled L2 weight decay on the kernels, `wd / 2 * sum(w ** 2)` (its
+        gradient `wd * w` joins the gradient before the momentum update, AlexNet section 5),
+        split across replicas because the optimiser sums their gradients.
         """
         decay = self.config.recipe.weight_decay / self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
-            logits = self.model(images, training=True)
-            per_example = keras.losses.sparse_categorical_crossentropy(
-                labels, logits, from_logits=True
-            )
-            loss = tf.nn.compute_average_loss(
-                per_example, global_batch_size=self.config.batch_size
-            )
+            loss, stats = self.task.train_loss(self.model, images, labels)
             total = loss
             if decay:
                 total += decay / 2 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in self._kernels])
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 total = self.optimizer.scale_loss(total)
         grads = tape.gradient(total, self.model.trainable_variables)
-        return loss, grads, self._hits(labels, logits)
+        return loss, grads, stats
 
     @staticmethod
     def _squared_norm(grads) -> tf.Tensor:
@@ -182,15 +280,6 @@ class Trainer:
         (a max or ReLU may not), so divergence is seen even where the loss stays finite.
         """
         return tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float32))) for g in grads])
-
-    def _hits(self, labels, logits):
-        labels = tf.cast(labels, tf.int32)
-        top1 = tf.math.in_top_k(labels, logits, 1)
-        top5 = tf.math.in_top_k(labels, logits, min(5, self.num_classes))
-        return tf.stack(
-            [tf.reduce_sum(tf.cast(top1, tf.float32)), tf.reduce_sum(tf.cast(top5, tf.float32)),
-             tf.cast(tf.size(labels), tf.float32)]
-        )
 
     def _replica_train_step(self, grad_fn, images, labels):
         loss, grads, hits = grad_fn(images, labels)
@@ -215,11 +304,7 @@ class Trainer:
 
     def _distributed_eval_step(self, batch):
         def replica_step(images, labels):
-            logits = self.model(images, training=False)
-            per_example = keras.losses.sparse_categorical_crossentropy(
-                labels, logits, from_logits=True
-            )
-            return tf.concat([[tf.reduce_sum(per_example)], self._hits(labels, logits)], 0)
+            return self.task.eval_sums(self.model, images, labels)
 
         sums = self.strategy.run(replica_step, args=batch)
         return self.strategy.reduce("SUM", sums, axis=None)
@@ -233,8 +318,9 @@ class Trainer:
             "auto" has not decided yet).
 
         Returns:
-          The loss summed over replicas (the global batch's mean cross-entropy) and
-          [top-1 hits, top-5 hits, examples] float32 [3], summed over replicas.
+          The loss summed over replicas (classification: the global batch's mean
+          cross-entropy) and the task's statistics (classification: [top-1 hits, top-5
+          hits, examples] float32 [3]), summed over replicas.
         """
         if xla is None:
             xla = self.xla_choice.xla if self.xla_choice else False
@@ -268,19 +354,13 @@ class Trainer:
         return self.plateau.rate()
 
     def evaluate(self, eval_dataset_fn: EvalDatasetFn) -> dict[str, float]:
-        """Loss and top-1 / top-5 error (%) over the whole evaluation split."""
+        """The task's metrics over the whole evaluation split (classification: loss and
+        top-1 / top-5 error, %)."""
         dataset = self.strategy.distribute_datasets_from_function(eval_dataset_fn)
-        totals = np.zeros(4)
+        totals = np.zeros(self.task.eval_size)
         for batch in dataset:
             totals += self._eval_fn(batch).numpy()
-        loss_sum, top1, top5, count = totals
-        count = max(count, 1)
-        return {
-            "loss": loss_sum / count,
-            "top1_error": 100 * (1 - top1 / count),
-            "top5_error": 100 * (1 - top5 / count),
-            "examples": int(totals[3]),
-        }
+        return self.task.eval_metrics(totals)
 
     def fit(
         self,
@@ -356,10 +436,11 @@ class Trainer:
         iterator = iter(dataset)
         # A progress bar on a terminal; in a log file, only the line per epoch.
         progress = keras.utils.Progbar(
-            steps, stateful_metrics=["loss", "top1", "img/s"],
+            steps,
+            stateful_metrics=["loss", *self.task.progress_names, "img/s"],
             verbose=1 if self._verbose and sys.stdout.isatty() else 0,
         )
-        totals = np.zeros(3)
+        totals = np.zeros(self.task.stats_size)
         loss_sum = 0.0
         start = time.perf_counter()
         images_seen = 0
@@ -386,7 +467,7 @@ class Trainer:
             speed = images_seen / (time.perf_counter() - start)
             progress.update(
                 step_in_epoch + 1,
-                [("loss", loss), ("top1", totals[0] / totals[2]), ("img/s", speed)],
+                [("loss", loss), *self.task.progress(totals), ("img/s", speed)],
             )
             step = self._step()
             if step_in_epoch == skip:
@@ -398,11 +479,9 @@ class Trainer:
                     tf.summary.scalar("images_per_second", speed)
             if step % cfg.checkpoint_every == 0 and step_in_epoch + 1 < steps:
                 self._save()
-        count = max(totals[2], 1)
         return {
             "loss": loss_sum / max(steps - skip, 1),
-            "top1_error": 100 * (1 - totals[0] / count),
-            "top5_error": 100 * (1 - totals[1] / count),
+            **self.task.train_metrics(totals),
             "learning_rate": rate,
             "images_per_second": images_seen / max(time.perf_counter() - start, 1e-9),
         }

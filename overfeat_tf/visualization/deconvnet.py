@@ -4,7 +4,7 @@ The deconvnet projects one activation down to pixels: zero every other activatio
 its layer, then layer by layer unpool to the switch positions the forward max-pools
 recorded, rectify, and filter with the transposed (flipped) learned filters. That is
 exactly the gradient of the chosen activation with respect to the input, except that
-each ReLU passes `max(R, 0)` back instead of `R * [x > 0]` (DESIGN.md section 6):
+each ReLU passes `max(R, 0)` back instead of `R * [x > 0]` (section 2.1):
 
 - max pooling's gradient routes each value to the argmax of its window: unpooling with
   switches (overlapping windows, AlexNet's 3/2 and ZFNet's ceil-mode pools, add up the
@@ -32,7 +32,7 @@ import keras
 import tensorflow as tf
 
 from overfeat_tf import layers as of_layers
-from overfeat_tf.models import layer_names
+from overfeat_tf.models import feature_layer_names
 
 RULES = ("deconvnet", "guided", "gradient")
 
@@ -64,11 +64,6 @@ def _passed_through_backward(layer: keras.layers.Layer):
 
 def _is_relu(layer: keras.layers.Layer) -> bool:
     return keras.activations.serialize(layer.activation) == "relu"
-
-
-def feature_layer_names(model: keras.Model) -> list[str]:
-    """The model's layers that output maps: all but the final `logits` flatten."""
-    return [n for n in layer_names(model) if not isinstance(model.get_layer(n), keras.layers.Flatten)]
 
 
 def layers_through(model: keras.Model, layer: str) -> list[keras.layers.Layer]:

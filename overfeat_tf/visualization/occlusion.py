@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from overfeat_tf.models import feature_layer_names
 from overfeat_tf.visualization import colour_bar, deconvnet, images as images_lib
 
 GREY = 0.0
@@ -98,7 +99,7 @@ def square_positions(length: int, size: int, stride: int) -> np.ndarray:
 
 def _split_chain(model: keras.Model, layer: str | None):
     """(layers up to `layer`, the rest up to the class map); all in the first without."""
-    chain = deconvnet.layers_through(model, deconvnet.feature_layer_names(model)[-1])
+    chain = deconvnet.layers_through(model, feature_layer_names(model)[-1])
     if layer is None:
         return chain, []
     head = deconvnet.layers_through(model, layer)
@@ -228,10 +229,10 @@ def save(maps: OcclusionMaps, pictures: np.ndarray, output_dir: str,
     num_classes = maps.clean_probabilities.shape[1]
     paths = []
     for i, name in enumerate(names):
-        def heat(values, value_range, suffix, label):
+        def heat(values, value_range, suffix, label, name=name, picture=pictures[i]):
             pixels = to_pixels(values, maps.tops, maps.lefts, maps.size, height, width)
             path = os.path.join(output_dir, f"{name}_{suffix}.png")
-            shown = images_lib.overlay(pictures[i], pixels, 0.6, value_range)
+            shown = images_lib.overlay(picture, pixels, 0.6, value_range)
             paths.append(images_lib.write_png(path, colour_bar.with_colour_bar(
                 shown, value_range, label, f"{name}: grey square {maps.size} px")))
 

@@ -1,4 +1,4 @@
-r"""ZFNet's visualizations of a trained model: `overfeat-visualize` / `python -m overfeat_tf.visualize`.
+r"""ZFNet's visualizations of a trained model: `overfeat-visualize` / `python -m overfeat_tf.bin.visualize`.
 
 Modes (Zeiler & Fergus 2013):
   deconv     deconvnet projection of the strongest activation of feature maps (2.1)
@@ -31,7 +31,9 @@ from absl import flags
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtime.py)
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import flags_common
+from overfeat_tf import run_dir
+from overfeat_tf.models import feature_layer_names
 from overfeat_tf.visualization import (
     correspondence, deconvnet, filters, images, inputs, occlusion, top9)
 
@@ -42,11 +44,11 @@ import tensorflow as tf  # noqa: E402
 MODES = ("deconv", "top9", "occlusion", "filters", "correspondence")
 
 flags.DEFINE_enum("mode", None, list(MODES), "What to draw.")
-flags.DEFINE_string("model_dir", None, "A training run's directory (model.json + checkpoints).")
-flags.DEFINE_string("checkpoint", None, "A checkpoint of --model_dir (default: the latest).")
-flags.DEFINE_string("data", None, "Data source: embedded, tfrecord:DIR, tfds:NAME or folder:DIR.")
-flags.DEFINE_string("data_dir", None, "Where the embedded data set or TFDS data live.")
-flags.DEFINE_string("split", "validation", "Split of --data.")
+flags_common.define_model_dir()
+flags_common.define_checkpoint()
+flags_common.define_data(default=None)
+flags_common.define_data_dir()
+flags_common.define_split()
 flags.DEFINE_list("image", None, "Image file(s), comma separated (instead of --data).")
 flags.DEFINE_integer("max_images", None, "Images of --data (default 8; top9: 512).")
 flags.DEFINE_string("layer", None, "Layer (default: conv1 for filters, else the last conv).")
@@ -69,11 +71,11 @@ flags.DEFINE_list("layers", None,
                   "Correspondence: layers (default: the last conv and the last hidden FC, "
                   "ZFNet's layers 5 and 7).")
 flags.DEFINE_integer("draws", 10, "Correspondence: random masks per part (the baseline).")
-flags.DEFINE_integer("seed", 0, "Correspondence: seed of the random masks.")
+flags_common.define_seed("Correspondence: seed of the random masks.")
 flags.DEFINE_float("zero_tolerance", 1e-4,
                    "Correspondence: |eps| up to this times the layer's largest feature is sign 0.")
-flags.DEFINE_integer("batch_size", 32, "Images per forward pass.")
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_batch_size(32, "Images per forward pass.")
+flags_common.define_onednn()
 
 FLAGS = flags.FLAGS
 
@@ -235,12 +237,12 @@ def main(argv: list[str]) -> int:
         if value is not None and value < 1:
             raise FlagError(f"--{flag} must be >= 1; received {value}")
     try:
-        model, config = model_dir_lib.restore_model(FLAGS.model_dir, FLAGS.checkpoint)
+        model, config = run_dir.restore_model(FLAGS.model_dir, FLAGS.checkpoint)
     except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
         raise FlagError(f"--model_dir={FLAGS.model_dir}: {str(e).splitlines()[0]}") from e
     default_layer = "conv1" if FLAGS.mode == "filters" else overfeat_tf.model_info(model).spec.trunk[-1].name
     layer = FLAGS.layer or default_layer
-    valid = deconvnet.feature_layer_names(model)
+    valid = feature_layer_names(model)
     if layer not in valid:
         raise FlagError(f"--layer={layer} is not a layer of {model.name}; valid: {', '.join(valid)}")
     output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir, FLAGS.mode)

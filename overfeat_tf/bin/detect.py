@@ -20,7 +20,7 @@ import overfeat_tf  # noqa: F401  (first: turns oneDNN on before TensorFlow load
 from absl import flags
 
 from overfeat_tf import cli, dense
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir as run_dir_lib
 from overfeat_tf.cli import FlagError
 from overfeat_tf.detection import detector, loading, on_images
 
@@ -71,7 +71,7 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         raise FlagError(f"--scales: {e}") from e
     try:
-        model, config = model_dir_lib.restore_model(FLAGS.model_dir)
+        model, config = run_dir_lib.restore_model(FLAGS.model_dir)
     except (OSError, ValueError, AssertionError) as e:
         raise FlagError(f"--model_dir={FLAGS.model_dir}: {str(e).splitlines()[0]}") from e
     predict = _predictor(model, scales)

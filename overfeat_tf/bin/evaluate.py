@@ -1,4 +1,4 @@
-r"""Evaluates a trained classifier: `overfeat-evaluate` / `python -m overfeat_tf.evaluate`.
+r"""Evaluates a trained classifier: `overfeat-evaluate` / `python -m overfeat_tf.bin.evaluate`.
 
 Prints top-1 / top-5 error per mode, like the papers' tables, and writes them as JSON:
 `center` (one centre crop), `ten_view` (AlexNet's ten views), `dense` (OverFeat's
@@ -29,7 +29,7 @@ An exported SavedModel is evaluated through its serving graph (centre crop only)
 
 Several runs (or SavedModels), comma-separated, are evaluated as one ensemble: the mean
 of their softmax outputs in every mode, as AlexNet (5 and 7 CNNs) and OverFeat (7 models)
-combined theirs (`overfeat_tf.ensemble`; the members must share classes and input size):
+combined theirs (`overfeat_tf.evaluation.ensemble`; the members must share classes and input size):
 
     overfeat-evaluate --model_dir=runs/alexnet_s0,runs/alexnet_s1,runs/alexnet_s2
 """
@@ -43,8 +43,8 @@ from absl import flags
 
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
-from overfeat_tf import dense, ensemble, evaluation, input_stats, stats_flag, xla_choice  # noqa: F401 (--stats)
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import evaluation, flags_common, input_stats, run_dir, xla_choice
+from overfeat_tf.evaluation import dense, ensemble
 from overfeat_tf.detection import detector, drawing, loading, localizer, merge
 
 import numpy as np
@@ -57,22 +57,20 @@ BOX_MODES = ("localization", "detection")
 # Detection evaluates the detection split unless --split names another.
 DETECTION_SPLIT = "detection_validation"
 
-flags.DEFINE_list(
-    "model_dir", None,
+flags_common.define_model_dir(
     "A training run's directory (model.json + checkpoints); a comma list evaluates the "
     "ensemble of the runs (their softmax outputs averaged).",
+    as_list=True,
 )
-flags.DEFINE_string("checkpoint", None, "A checkpoint of --model_dir (default: the latest).")
+flags_common.define_checkpoint()
 flags.DEFINE_list(
     "saved_model", None,
     "An exported SavedModel directory (instead of --model_dir); a comma list evaluates "
     "their ensemble.",
 )
-flags.DEFINE_string(
-    "data", "embedded", "Data source: embedded, tfrecord:/dir, tfds:NAME or folder:/dir."
-)
-flags.DEFINE_string("data_dir", None, "Where the embedded data set or TFDS data live.")
-flags.DEFINE_string("split", "validation", f"Split to evaluate (detection: {DETECTION_SPLIT}).")
+flags_common.define_data()
+flags_common.define_data_dir()
+flags_common.define_split(help=f"Split to evaluate (detection: {DETECTION_SPLIT}).")
 flags.DEFINE_list(
     "modes", list(MODES), f"Comma list of evaluation modes: {', '.join(MODES + BOX_MODES)}."
 )
@@ -91,7 +89,7 @@ flags.DEFINE_string(
     "Where to write the results (default <model_dir>/eval.json, or <saved_model>.eval.json; "
     "for an ensemble, eval_ensemble.json in, or beside, the first member).",
 )
-flags.DEFINE_integer("batch_size", 32, "Images per batch (dense evaluation uses 1).")
+flags_common.define_batch_size(32, "Images per batch (dense evaluation uses 1).")
 flags.DEFINE_string(
     "regressor_dir", None,
     "Localization / detection: the overfeat-train-boxes run (default <model_dir>/<mode>); "
@@ -126,7 +124,8 @@ flags.DEFINE_integer("draw_max", 20, "Localization / detection: PNGs to write wi
 flags.DEFINE_float(
     "draw_min_score", 1.0, "Detection: draw detections whose summed score is at least this."
 )
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
+flags_common.define_stats()
 flags.DEFINE_enum(
     "xla", "auto", list(xla_choice.MODES),
     "XLA-compile the network (--model_dir modes): auto (time both on the first batches, "
@@ -242,7 +241,7 @@ def _draw(mean, std, split: str, evaluator):
     <draw_dir>/<split>_NNNN.png: true boxes in green; in red, localization guesses
     (class names, best first) or detections scoring at least --draw_min_score (class
     name and summed score)."""
-    class_names = model_dir_lib.read_config(FLAGS.model_dir[0])["class_names"]
+    class_names = run_dir.read_config(FLAGS.model_dir[0])["class_names"]
 
     def draw(index: int, image, found, true_classes, true_boxes) -> None:
         if index >= FLAGS.draw_max:

@@ -9,11 +9,11 @@ images `[1, h, w, 3]`) and a `description`. `evaluate` runs any of them over
 - `CenterEvaluator`: one centre crop (the serving transform).
 - `TenViewEvaluator`: AlexNet's ten views, softmax averaged (Krizhevsky et al. 2012,
   section 4.1).
-- `overfeat_tf.dense.DenseEvaluator`: OverFeat's dense multi-scale evaluation
+- `overfeat_tf.evaluation.dense.DenseEvaluator`: OverFeat's dense multi-scale evaluation
   (Sermanet et al. 2014, section 3.3).
 
 `make_evaluator(model, mode)` builds one by mode name (`MODES`);
-`overfeat_tf.ensemble.EnsembleEvaluator` averages several.
+`overfeat_tf.evaluation.ensemble.EnsembleEvaluator` averages several.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Protocol
 import keras
 import tensorflow as tf
 
-from overfeat_tf import dense
+from overfeat_tf.evaluation import dense
 from overfeat_tf.models.registry import model_info
 from overfeat_tf.xla_choice import Calibration, XlaChoice
 

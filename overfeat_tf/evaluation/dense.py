@@ -6,8 +6,7 @@ slides over the last convolution's map instead of over cropped windows.
 Offset pooling. OverFeat pools the layer-5 map once per offset (dx, dy) in {0..s-1}^2
 (s: the last pool's stride), runs the classifier on each pooled map and interleaves the
 s*s output maps. That loop is one pass: a max-pool of the same window with stride 1,
-then the first FC convolution with dilation s, then the 1x1 convolutions (DESIGN.md
-section 2). Offset (dx, dy) of the fine map, `fine[:, dy::s, dx::s]`, is exactly the
+then the first FC convolution with dilation s, then the 1x1 convolutions. Offset (dx, dy) of the fine map, `fine[:, dy::s, dx::s]`, is exactly the
 coarse map of the layer-5 map shifted by (dx, dy).
 
 - OverFeat accurate: pool 3x3 / 3, 9 offsets, 36 px -> 12 px cells.

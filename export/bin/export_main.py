@@ -7,7 +7,7 @@ TF Serving model base, with a `.keras` file beside it (layout: `export/saved_mod
 
 then serve `exports/alexnet` with TF Serving (README, "Serving"). Several runs,
 comma-separated, export as one ensemble SavedModel with the same signatures, serving the
-mean of the members' probabilities (no `.keras` file; `overfeat_tf.ensemble`):
+mean of the members' probabilities (no `.keras` file; `overfeat_tf.evaluation.ensemble`):
 
     overfeat-export --model_dir=runs/a,runs/b,runs/c --export_base=exports/alexnet_x3
 """
@@ -19,18 +19,21 @@ from absl import flags
 import overfeat_tf  # noqa: F401  (first: turns oneDNN on before TensorFlow loads)
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
+from overfeat_tf import flags_common
 
 from export import saved_model
 
-flags.DEFINE_list("model_dir", None,
-                  "Training run directory (model.json and checkpoints); a comma list exports "
-                  "the runs' ensemble.")
+flags_common.define_model_dir(
+    "Training run directory (model.json and checkpoints); a comma list exports the runs' "
+    "ensemble.",
+    as_list=True,
+)
 flags.DEFINE_string("export_base", None,
                     "TF Serving model base directory (default <model_dir>/export; for an "
                     "ensemble, <first model_dir>/export_ensemble).")
 flags.DEFINE_integer("version", None, "Version to write (default: the next integer).")
 flags.DEFINE_integer("top_k", 5, "Classes per answer (at most the number of classes).")
-flags.DEFINE_string("checkpoint", None, "Checkpoint path to export (default: the latest).")
+flags_common.define_checkpoint()
 flags.mark_flag_as_required("model_dir")
 
 FLAGS = flags.FLAGS

@@ -1,4 +1,4 @@
-r"""Extracts features of named layers: `overfeat-features` / `python -m overfeat_tf.extract_features`.
+r"""Extracts features of named layers: `overfeat-features` / `python -m overfeat_tf.bin.extract_features`.
 
 OverFeat as a feature extractor (section 1), ZFNet's transfer features (section 5.2):
 the outputs of `--layers` for every image, written as `<layer>.npy` (rows in the order
@@ -17,24 +17,25 @@ from absl import flags
 
 from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
+from overfeat_tf import flags_common
 from overfeat_tf import features
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
 from overfeat_tf.visualization import inputs
 
 import pipelines  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-flags.DEFINE_string("model_dir", None, "A training run's directory (model.json + checkpoints).")
-flags.DEFINE_string("checkpoint", None, "A checkpoint of --model_dir (default: the latest).")
-flags.DEFINE_string("data", None, "Data source: embedded, tfrecord:DIR, tfds:NAME or folder:DIR.")
-flags.DEFINE_string("data_dir", None, "Where the embedded data set or TFDS data live.")
-flags.DEFINE_string("split", "validation", "Split of --data.")
+flags_common.define_model_dir()
+flags_common.define_checkpoint()
+flags_common.define_data(default=None)
+flags_common.define_data_dir()
+flags_common.define_split()
 flags.DEFINE_string("image_dir", None, "A folder of images (instead of --data).")
 flags.DEFINE_list("layers", ["fc7"], "Comma list of layer names, e.g. pool5,fc6,fc7.")
 flags.DEFINE_string("output_dir", None, "Where the .npy files go.")
-flags.DEFINE_integer("batch_size", 32, "Images per batch.")
+flags_common.define_batch_size(32, "Images per batch.")
 flags.DEFINE_integer("max_images", None, "Extract at most this many images.")
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 
 FLAGS = flags.FLAGS
 
@@ -68,7 +69,7 @@ def main(argv: list[str]) -> int:
             raise FlagError(f"--{flag} must be >= 1; received {value}")
     records, count = _records()
     try:
-        model, config = model_dir_lib.restore_model(FLAGS.model_dir, FLAGS.checkpoint)
+        model, config = run_dir.restore_model(FLAGS.model_dir, FLAGS.checkpoint)
     except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
         raise FlagError(f"--model_dir={FLAGS.model_dir}: {str(e).splitlines()[0]}") from e
     try:

@@ -41,8 +41,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from overfeat_tf import evaluation
-from overfeat_tf import model_dir as model_dir_lib
+from overfeat_tf import run_dir
+from overfeat_tf.evaluation import views
 
 Normalization = tuple[Sequence[float], Sequence[float]]  # (mean [3], std [3]), 0-255 scale
 
@@ -62,7 +62,7 @@ class EnsembleEvaluator:
       members: the evaluators.
     """
 
-    def __init__(self, members: Sequence[evaluation.Evaluator]) -> None:
+    def __init__(self, members: Sequence[views.Evaluator]) -> None:
         if not members:
             raise ValueError("An ensemble needs at least one member; received none")
         modes = {m.input_mode for m in members}
@@ -94,7 +94,7 @@ class Renormalized:
     """
 
     def __init__(
-        self, evaluator: evaluation.Evaluator, source: Normalization, target: Normalization
+        self, evaluator: views.Evaluator, source: Normalization, target: Normalization
     ) -> None:
         (source_mean, source_std), (target_mean, target_std) = (
             [np.asarray(v, np.float32) for v in pair] for pair in (source, target)
@@ -120,7 +120,7 @@ def check_compatible(configs: Sequence[dict[str, Any]], names: Sequence[str]) ->
     input size.
 
     Args:
-      configs: `model.json` dicts (`overfeat_tf.model_dir.read_config`).
+      configs: `model.json` dicts (`overfeat_tf.run_dir.read_config`).
       names: what to call each member in the message (e.g. its directory).
     """
     first = configs[0]
@@ -144,7 +144,7 @@ def restore_ensemble(
     """The trained models and `model.json` configs of `model_dirs`, checked to agree.
 
     Args:
-      model_dirs: run directories (`overfeat_tf.model_dir` layout).
+      model_dirs: run directories (`overfeat_tf.run_dir` layout).
       checkpoints: one checkpoint path (or None: the latest) per directory.
 
     Raises:
@@ -157,8 +157,8 @@ def restore_ensemble(
             f"{len(checkpoints)} checkpoints given for {len(model_dirs)} model dirs"
         )
     # Check the configs before restoring: a mismatch fails before any model is built.
-    check_compatible([model_dir_lib.read_config(d) for d in model_dirs], model_dirs)
-    restored = [model_dir_lib.restore_model(d, c) for d, c in zip(model_dirs, checkpoints)]
+    check_compatible([run_dir.read_config(d) for d in model_dirs], model_dirs)
+    restored = [run_dir.restore_model(d, c) for d, c in zip(model_dirs, checkpoints)]
     return [model for model, _ in restored], [config for _, config in restored]
 
 
@@ -188,7 +188,7 @@ def ensemble_evaluator(
     """
     check_compatible(configs, [m.name for m in models])
     evaluators = [
-        evaluation.make_evaluator(
+        views.make_evaluator(
             model, mode, scales=scales, fine_stride=fine_stride, flips=flips, xla=xla
         )
         for model in models
@@ -197,7 +197,7 @@ def ensemble_evaluator(
 
 
 def averaged(
-    evaluators: Sequence[evaluation.Evaluator], normalizations: Sequence[Normalization]
+    evaluators: Sequence[views.Evaluator], normalizations: Sequence[Normalization]
 ) -> EnsembleEvaluator:
     """`evaluators` averaged, fed images normalised with `normalizations[0]`.
 

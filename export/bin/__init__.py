@@ -1,0 +1,1 @@
+"""Console script of the export package: `overfeat-export` (absl flags live only here)."""

@@ -1,0 +1,1 @@
+"""Console scripts of overfeat_tf: thin absl mains (absl flags live only here)."""
