@@ -218,4 +218,3 @@ def test_convert_train_and_evaluate_detection(layout, tmp_path, subprocess_env):
         train, validation = (summaries.read_tags(str(directory / name))
                              for name in ("train", "validation"))
         assert "epoch/loss" in train and "epoch/loss" in validation, directory
-    assert "boxes" in summaries.read_tags(str(run / "detection" / "validation"))
