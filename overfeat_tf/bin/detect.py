@@ -19,8 +19,9 @@ import overfeat_tf  # noqa: F401  (first: turns oneDNN on before TensorFlow load
 # isort: split
 from absl import flags
 
-from overfeat_tf import cli, dense
+from overfeat_tf import cli, flags_common
 from overfeat_tf import run_dir as run_dir_lib
+from overfeat_tf.evaluation import dense
 from overfeat_tf.cli import FlagError
 from overfeat_tf.detection import detector, loading, on_images
 
@@ -41,7 +42,7 @@ flags.DEFINE_float(
     "Detection: a location proposes a class whose probability exceeds this.",
 )
 flags.DEFINE_float("draw_min_score", 0.0, "Draw boxes scoring at least this (JSON: all).")
-flags.DEFINE_bool("onednn", True, "Use oneDNN CPU kernels (read before TensorFlow loads).")
+flags_common.define_onednn()
 
 
 def _predictor(model, scales):
