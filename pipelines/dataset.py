@@ -63,22 +63,36 @@ def _skip_bad_images(transform, image_shape: list[int], strict: bool,
                     ops.append(counter.add(record["filename"], record["encoded"]))
             with tf.control_dependencies(ops):
                 return {**record, **extra, "image": tf.zeros(image_shape),
-                        "boxes": tf.zeros([0, 4]), "box_labels": tf.zeros([0], tf.int32)}
+                        "boxes": tf.zeros([0, 4]), "box_labels": tf.zeros([0], tf.int32),
+                        "difficult": tf.zeros([0], tf.bool)}
 
         return {**tf.cond(ok, lambda: transform(record, *args), bad), "ok": ok}
 
     return wrapped
 
 
-def _pad_boxes(boxes: tf.Tensor, box_labels: tf.Tensor) -> dict[str, tf.Tensor]:
+def _pad_boxes(boxes: tf.Tensor, box_labels: tf.Tensor,
+               difficult: tf.Tensor) -> dict[str, tf.Tensor]:
     """Pads/truncates to MAX_BOXES: boxes [MAX_BOXES, 4] (zeros), box_labels
-    [MAX_BOXES] (-1), num_boxes int32 scalar."""
+    [MAX_BOXES] (-1), difficult [MAX_BOXES] (False), num_boxes int32 scalar."""
     n = tf.minimum(tf.shape(boxes)[0], MAX_BOXES)
     boxes = tf.pad(boxes[:n], [[0, MAX_BOXES - n], [0, 0]])
     box_labels = tf.pad(box_labels[:n], [[0, MAX_BOXES - n]], constant_values=-1)
+    difficult = tf.pad(difficult[:n], [[0, MAX_BOXES - n]], constant_values=False)
     boxes.set_shape([MAX_BOXES, 4])
     box_labels.set_shape([MAX_BOXES])
-    return {"boxes": boxes, "box_labels": box_labels, "num_boxes": n}
+    difficult.set_shape([MAX_BOXES])
+    return {"boxes": boxes, "box_labels": box_labels, "difficult": difficult, "num_boxes": n}
+
+
+def _box_values(record: dict[str, tf.Tensor]) -> tf.Tensor:
+    """int32 [n, 2]: each box's (label, difficult), cropped along with its box (the
+    transforms keep or drop whole rows)."""
+    return tf.stack([record["box_labels"], tf.cast(record["difficult"], tf.int32)], axis=1)
+
+
+def _from_box_values(values: tf.Tensor) -> dict[str, tf.Tensor]:
+    return {"box_labels": values[:, 0], "difficult": values[:, 1] > 0}
 
 
 def _finish(num_classes: int, with_boxes: bool, draws: bool):
@@ -99,7 +113,8 @@ def _finish(num_classes: int, with_boxes: bool, draws: bool):
 
         label = tf.cond(ok, lambda: element["label"], fail)
         if with_boxes:
-            label = {"label": label, **_pad_boxes(element["boxes"], element["box_labels"])}
+            label = {"label": label, **_pad_boxes(
+                element["boxes"], element["box_labels"], element["difficult"])}
         if draws:
             return element["image"], label, {name: element[name] for name in _DRAWS}
         return element["image"], label
@@ -110,16 +125,16 @@ def _finish(num_classes: int, with_boxes: bool, draws: bool):
 def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Tensor):
     def transform(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = decode.decode_image(record["encoded"])
-        boxes, box_labels = record["boxes"], record["box_labels"]
+        boxes, values = record["boxes"], _box_values(record)
         if eval_mode == "center":
-            boxes, box_labels = transforms.center_crop_boxes(
-                boxes, box_labels, tf.shape(image)[:2], crop_size)
+            boxes, values = transforms.center_crop_boxes(
+                boxes, values, tf.shape(image)[:2], crop_size)
             out = transforms.preprocess_for_eval(image, crop_size, mean, std)
         elif eval_mode == "ten_view":
             out = transforms.ten_views(image, crop_size, mean, std)
         else:
             out = transforms.preprocess_full(image, mean, std)
-        return {**record, "image": out, "boxes": boxes, "box_labels": box_labels}
+        return {**record, "image": out, "boxes": boxes, **_from_box_values(values)}
 
     return transform
 
@@ -132,11 +147,11 @@ _DRAWS = {"flip": tf.zeros([], tf.bool), "shift": tf.zeros([3]), "mean_window": 
 def _train_transform(crop_size: int, augmentation: str, eigen, scale_jitter):
     """The per-image half of training augmentation (`transforms.train_crop`)."""
     def transform(record: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        image, boxes, box_labels, draws = transforms.train_crop(
-            record["encoded"], record["boxes"], record["box_labels"], seed,
+        image, boxes, values, draws = transforms.train_crop(
+            record["encoded"], record["boxes"], _box_values(record), seed,
             crop_size=crop_size, augmentation=transforms.AUGMENTATIONS[augmentation],
             eigen=eigen, scale_jitter=scale_jitter)
-        return {**record, **draws, "image": image, "boxes": boxes, "box_labels": box_labels}
+        return {**record, **draws, "image": image, "boxes": boxes, **_from_box_values(values)}
 
     return transform
 
@@ -220,8 +235,9 @@ def build_dataset(
         crop, 3]; "full" -> [1, h, w, 3] with min(h, w) == 256 (batch_size must be 1).
       with_boxes: labels become {"label": int32 [b], "boxes": float32
         [b, MAX_BOXES, 4] (ymin, xmin, ymax, xmax) normalised to the output image and
-        zero-padded, "box_labels": int32 [b, MAX_BOXES] (-1 padded), "num_boxes":
-        int32 [b]}. Boxes outside the crop are dropped, the rest clipped to it.
+        zero-padded, "box_labels": int32 [b, MAX_BOXES] (-1 padded), "difficult": bool
+        [b, MAX_BOXES] (PASCAL VOC's flag, False padded), "num_boxes": int32 [b]}.
+        Boxes outside the crop are dropped, the rest clipped to it.
       pca_lighting: AlexNet's PCA colour noise in training (AlexNet's recipe only).
       scale_jitter: (min, max) shorter side per training image instead of 256.
       input_context: shards files per input pipeline.

@@ -50,7 +50,8 @@ class Source(abc.ABC):
 
         Each element: {"encoded": tf.string [], "label": int32 [] 0-based,
         "boxes": float32 [n, 4] (ymin, xmin, ymax, xmax) normalised,
-        "box_labels": int32 [n] 0-based, "filename": tf.string []}. Image bytes are
+        "box_labels": int32 [n] 0-based, "difficult": bool [n] (PASCAL VOC's flag),
+        "filename": tf.string []}. Image bytes are
         not decoded or validated and labels not range-checked: `build_dataset` does
         both, after the point where bad images are skipped.
         """
@@ -65,6 +66,7 @@ def _empty_boxes(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         **record,
         "boxes": tf.zeros([0, 4], tf.float32),
         "box_labels": tf.zeros([0], tf.int32),
+        "difficult": tf.zeros([0], tf.bool),
     }
 
 

@@ -151,7 +151,7 @@ def crop_boxes(boxes: tf.Tensor, box_labels: tf.Tensor, window: Window) -> tuple
 
     Args:
       boxes: float32 [n, 4] normalised to the uncropped image.
-      box_labels: int32 [n].
+      box_labels: int32 [n], or [n, k]: values kept or dropped with their box.
       window: float32 [4] the crop, normalised to the uncropped image.
 
     Returns:
