@@ -13,8 +13,9 @@ Serving's C++ loader needs (a plain `tf.saved_model.save` of a Keras 3 model loa
 Python but not there).
 
 Signatures (all batched; b may be 0):
-  serving_default      image_bytes: string [b], encoded JPEG/PNG/GIF/BMP of any size,
-                       grayscale or RGB (images of one batch may differ in size).
+  serving_default      image_bytes: string [b], encoded JPEG/PNG/GIF/BMP of up to
+                       `ServingConfig.max_pixels` pixels (read from the header, before
+                       decoding), grayscale or RGB (images of one batch may differ in size).
   predict_images       images: uint8 [b, h, w, 3], any h, w.
   classify_tf_example  examples: string [b], serialized tf.train.Example protos with
                        `image/encoded` (the ImageNet TFRecord format).
@@ -63,6 +64,7 @@ from overfeat_tf import evaluation
 from overfeat_tf.detection import detector as detector_lib
 from overfeat_tf.detection import localizer as localizer_lib
 from overfeat_tf.evaluation import ensemble
+from pipelines import constants as pipelines_constants
 from pipelines import decode as pipelines_decode
 from pipelines import tfrecord_format
 from pipelines import transforms as pipelines_transforms
@@ -127,6 +129,8 @@ class ServingConfig:
       top_k: how many classes each answer lists (at most the number of classes).
       dense_scales: (height, width) scales of `dense_classify`; None: the dense
         evaluator's `default_scales` for the model.
+      max_pixels: encoded images whose header promises more pixels (height x width)
+        are refused before decoding (`pipelines.decode.header_size`).
     """
 
     class_names: tuple[str, ...]
@@ -135,10 +139,13 @@ class ServingConfig:
     std: Any
     top_k: int = 5
     dense_scales: tuple[tuple[int, int], ...] | None = None
+    max_pixels: int = pipelines_constants.MAX_PIXELS
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1. Received: top_k={self.top_k}")
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1. Received: max_pixels={self.max_pixels}")
         bad = [n for n in self.class_names if not n or "\n" in n or "\r" in n]
         if bad:
             raise ValueError(
@@ -147,7 +154,9 @@ class ServingConfig:
             )
 
     @classmethod
-    def from_model_dir_config(cls, config: Mapping[str, Any], top_k: int = 5) -> ServingConfig:
+    def from_model_dir_config(cls, config: Mapping[str, Any], top_k: int = 5,
+                              max_pixels: int = pipelines_constants.MAX_PIXELS,
+                              ) -> ServingConfig:
         """From the dict `overfeat_tf.run_dir.read_config` returns."""
         return cls(
             class_names=tuple(config["class_names"]),
@@ -155,6 +164,7 @@ class ServingConfig:
             mean=config["mean"],
             std=config["std"],
             top_k=top_k,
+            max_pixels=max_pixels,
         )
 
 
@@ -174,22 +184,24 @@ def class_name_table(names_file: str) -> tf.lookup.StaticHashTable:
     return tf.lookup.StaticHashTable(initializer, default_value="")
 
 
-def decode_checked(encoded: tf.Tensor, where: tf.Tensor) -> tf.Tensor:
+def decode_checked(encoded: tf.Tensor, where: tf.Tensor, max_pixels: int) -> tf.Tensor:
     """`pipelines.decode_image`, after a check whose error names the bad element.
 
     Args:
       encoded: tf.string scalar.
       where: tf.string scalar naming the element in errors, e.g. "image_bytes[3]".
+      max_pixels: the largest height x width accepted, read from the header before
+        decoding (a decompression bomb is refused before it allocates anything).
 
     Returns:
       uint8 [h, w, 3].
 
     Raises:
       tf.errors.InvalidArgumentError: "<where> is not a valid image: <reason>" for
-        empty, truncated or unknown bytes (`pipelines.decode.check_encoded`); bytes that
+        empty, truncated, unknown or oversized bytes (`pipelines.decode.check_encoded`); bytes that
         pass the check but do not decode fail with the decoder's own message.
     """
-    ok, reason = pipelines_decode.check_encoded(encoded)
+    ok, reason = pipelines_decode.check_encoded(encoded, max_pixels)
     message = tf.strings.join([where, " is not a valid image: ", reason])
     check = tf.debugging.Assert(ok, [message])
     with tf.control_dependencies([check]):
@@ -260,7 +272,8 @@ class ServingFunctions:
         """tf.string [b] encoded images (sizes may differ) -> float32 [b, s, s, 3]."""
         names = _element_names(input_name, tf.shape(encoded)[0])
         return self._map_images(
-            lambda args: self.preprocess_image(decode_checked(*args)), (encoded, names)
+            lambda args: self.preprocess_image(
+                decode_checked(*args, self._config.max_pixels)), (encoded, names)
         )
 
     def answer(self, scores: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -304,8 +317,8 @@ class ServingFunctions:
     def serve_dense(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         """dense_classify: tf.string [b] encoded images, each evaluated whole, alone."""
         def dense_scores(args: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
-            image = pipelines_transforms.preprocess_full(decode_checked(*args), self._mean,
-                                                         self._std)
+            image = pipelines_transforms.preprocess_full(
+                decode_checked(*args, self._config.max_pixels), self._mean, self._std)
             return self._dense(image[tf.newaxis])[0]
 
         names = _element_names(IMAGE_BYTES, tf.shape(image_bytes)[0])
@@ -319,8 +332,8 @@ class ServingFunctions:
         """tf.string [b] -> `BOX_OUTPUT_NAMES`; `find`: normalised whole image ->
         (boxes [n, 4] px, scores [n], classes int32 [n]), best first; `count`: k."""
         def one(args: tuple[tf.Tensor, tf.Tensor]):
-            image = pipelines_transforms.preprocess_full(decode_checked(*args), self._mean,
-                                                         self._std)
+            image = pipelines_transforms.preprocess_full(
+                decode_checked(*args, self._config.max_pixels), self._mean, self._std)
             boxes, scores, classes = find(image)
             found = tf.minimum(tf.shape(scores)[0], count)
             missing = count - found

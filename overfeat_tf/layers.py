@@ -17,8 +17,26 @@ import tensorflow as tf
 _PACKAGE = "overfeat_tf"
 
 
+class _LoadHint:
+    """Adds an entry to the layer's config that says how to load it.
+
+    Keras prints a layer's config when it cannot find the layer's class (the package was
+    not imported before `keras.saving.load_model`); this entry turns that error into
+    an instruction. `from_config` drops it again.
+    """
+
+    KEY, HINT = "to_load", "import overfeat_tf before keras.saving.load_model"
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), self.KEY: self.HINT}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]):
+        return super().from_config({k: v for k, v in config.items() if k != cls.KEY})
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class LocalResponseNormalization(keras.layers.Layer):
+class LocalResponseNormalization(_LoadHint, keras.layers.Layer):
     """AlexNet's LRN across channels, NHWC -> NHWC of the same shape.
 
     b = a / (k + alpha * sum_{|j - i| <= depth_radius} a_j^2) ** beta, with the paper's
@@ -65,7 +83,7 @@ class LocalResponseNormalization(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class GroupedConv2D(keras.layers.Conv2D):
+class GroupedConv2D(_LoadHint, keras.layers.Conv2D):
     """`Conv2D(groups=g)` computed as g convolutions on channel slices, then concatenated.
 
     Same variables, shapes and results as `keras.layers.Conv2D(groups=g)` (kernel
@@ -116,7 +134,7 @@ def ceil_pool_size(size: int, pool_size: int, strides: int) -> int:
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class CeilMaxPool2D(keras.layers.Layer):
+class CeilMaxPool2D(_LoadHint, keras.layers.Layer):
     """Max pooling whose output size rounds up: NHWC -> [b, ceil((h-k)/s)+1, ..., c].
 
     ZFNet's pools (Caffe ceil mode: 110 -> 55, 26 -> 13, 13 -> 6, ZFNet Fig. 3). The

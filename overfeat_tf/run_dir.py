@@ -28,11 +28,13 @@ def write_config(
     name: str,
     build_kwargs: dict[str, Any],
     class_names: list[str],
+    data: str | None = None,
     stats: input_stats.InputStats | None = None,
 ) -> dict[str, Any]:
     """Writes `model.json` (atomically); returns the config it wrote.
 
-    `build_kwargs` are `build_model`'s arguments besides the name (num_classes, width, ...).
+    `build_kwargs` are `build_model`'s arguments besides the name (num_classes, width, ...);
+    `data` the data source it trains on (a `pipelines.open_source` spec), when known.
     `stats`: the input statistics the run uses (default: the published constants);
     a statistics file is copied into `model_dir` (`input_stats.record`).
     """
@@ -44,9 +46,69 @@ def write_config(
         "input_size": model_info(name).input_size,
         **input_stats.record(model_dir, stats),
     }
+    if data is not None:
+        config["data"] = data
     tf.io.gfile.makedirs(model_dir)
     write_json(os.path.join(model_dir, CONFIG_FILE), config)
     return config
+
+
+# Build arguments that place the model on devices: a run may resume on other devices.
+_PLACEMENT_KWARGS = ("tower_devices",)
+
+
+def check_compatible(
+    model_dir: str,
+    *,
+    name: str,
+    build_kwargs: dict[str, Any],
+    class_names: list[str],
+    data: str | None = None,
+) -> bool:
+    """Whether `model_dir` holds no run yet (True) or the same run (False).
+
+    Reads only. Raises ValueError naming the first difference when `model_dir` holds a
+    run of another model, other build arguments (width, classes, ...), other class
+    names or other data; `data` is compared only when both sides record one.
+    """
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        return True
+    config = read_config(model_dir)
+
+    def differs(what: str, existing: Any, requested: Any) -> ValueError:
+        return ValueError(
+            f"{model_dir!r} holds a run with {what} {existing!r}, not {requested!r}; "
+            "use another model_dir for a different run"
+        )
+
+    if config["name"] != name:
+        raise differs("model", config["name"], name)
+    existing = {k: v for k, v in config["build_kwargs"].items() if k not in _PLACEMENT_KWARGS}
+    requested = {k: v for k, v in build_kwargs.items() if k not in _PLACEMENT_KWARGS}
+    for key in sorted(set(existing) | set(requested)):
+        if existing.get(key) != requested.get(key):
+            raise differs(key, existing.get(key), requested.get(key))
+    if list(config["class_names"]) != list(class_names):
+        changed = sorted(set(config["class_names"]) ^ set(class_names))[:3]
+        raise ValueError(
+            f"{model_dir!r} holds a run with other classes ({len(config['class_names'])}, "
+            f"not {len(class_names)}; " + (f"differing: {changed}" if changed else "another order")
+            + "); use another model_dir for a different run"
+        )
+    if data is not None and config.get("data", data) != data:
+        raise differs("data", config["data"], data)
+    return False
+
+
+def remove_partial_checkpoints(model_dir: str) -> list[str]:
+    """Removes the `<prefix>_temp` folders a checkpoint write leaves when it is killed;
+    returns their paths. Call only as the run's one writer (`overfeat_tf.run_lock`)."""
+    partial = [p for p in tf.io.gfile.glob(os.path.join(model_dir, "*_temp"))
+               if tf.io.gfile.isdir(p)]
+    for path in partial:
+        tf.io.gfile.rmtree(path)
+    return partial
 
 
 def write_json(path: str, value: Any) -> None:

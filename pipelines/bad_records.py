@@ -1,30 +1,35 @@
-"""Counting of records skipped because their image bytes are unusable."""
+"""Counting of the distinct files skipped because their image bytes are unusable."""
 
 import tensorflow as tf
 
 
 class BadRecordCounter:
-    """Counts skipped records; safe to update from inside `Dataset.map`.
+    """Counts distinct skipped files; safe to update from inside `Dataset.map`.
 
-    Backed by an int64 `tf.Variable` on the CPU. Create it outside any
-    `strategy.scope()` (a distribution strategy would mirror the variable) and pass it
-    to `build_dataset(bad_records=...)`; the train binary prints `value()` at the end
-    of each epoch and then calls `reset()`. Not usable with a tf.data service
-    (variables cannot be shipped to its workers).
+    A file skipped again (the next pass of a repeated split, the next epoch) is not
+    counted twice: files are told apart by name, or, for records without one, by a
+    fingerprint of their bytes. Backed by a string set on the CPU. Create it outside any
+    `strategy.scope()` and pass it to `build_dataset(bad_records=...)`, one counter per
+    split; read `value()` at the end of an epoch. Not usable with a tf.data service
+    (its state cannot be shipped to the service's workers).
     """
 
     def __init__(self) -> None:
         with tf.init_scope(), tf.device("/cpu:0"):
-            self._count = tf.Variable(0, dtype=tf.int64, trainable=False, name="bad_records")
+            self._seen = tf.lookup.experimental.MutableHashTable(
+                tf.string, tf.int64, default_value=0, name="bad_records")
 
-    def add(self, n: tf.Tensor) -> tf.Operation:
-        """Adds `n` (an integer scalar tensor) to the count; returns the update op."""
-        return self._count.assign_add(tf.cast(n, tf.int64))
+    def add(self, filename: tf.Tensor, encoded: tf.Tensor) -> tf.Operation:
+        """Records one skipped file (tf.string scalars: its name, its bytes); returns the op."""
+        fingerprint = tf.bitcast(tf.fingerprint(encoded[tf.newaxis])[0], tf.int64)
+        key = tf.where(filename != "",
+                       filename, tf.strings.join(["<bytes ", tf.strings.as_string(fingerprint), ">"]))
+        return self._seen.insert(key[tf.newaxis], tf.ones([1], tf.int64))
 
     def value(self) -> int:
-        """Number of records skipped since the last `reset()`."""
-        return int(self._count.numpy())
+        """Number of distinct files skipped since the last `reset()`."""
+        return int(self._seen.size().numpy())
 
     def reset(self) -> None:
-        """Sets the count back to zero."""
-        self._count.assign(0)
+        """Forgets every file."""
+        self._seen.remove(self._seen.export()[0])

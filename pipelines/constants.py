@@ -26,3 +26,9 @@ PCA_EIGVEC = np.array(
 
 # AlexNet and OverFeat resize the shorter side to this many pixels before cropping.
 RESIZE_SHORTER_SIDE = 256
+
+# Images with more pixels than this (height x width, read from the file's header before
+# decoding) are refused: a few kilobytes of PNG can decode to gigabytes. 40 megapixels
+# is far above any ImageNet image (the largest is under 10 megapixels) and decodes to
+# 120 MB of RGB.
+MAX_PIXELS = 40_000_000

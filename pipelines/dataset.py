@@ -7,6 +7,7 @@ an error, never skipped); batch; optionally hand the work to a tf.data service;
 prefetch last. Every parallel stage uses AUTOTUNE.
 """
 
+import re
 import sys
 from collections.abc import Sequence
 
@@ -21,23 +22,36 @@ from pipelines.sources import Source
 
 AUTOTUNE = tf.data.AUTOTUNE
 EVAL_MODES = ("center", "ten_view", "full")
+IMAGE_DTYPES = ("float32", "bfloat16", "float16")
 # Boxes per image in `with_boxes` batches; extra boxes are dropped (ImageNet train
 # images have at most a few dozen, the embedded set at most 4).
 MAX_BOXES = 32
+# How the pipeline's own data assertions begin (a bad image in strict mode, a bad label).
+_DATA_ERROR = re.compile(r"(Bad image in record .*?|Record .*? has label .*?)\]?$", re.MULTILINE)
+
+
+def data_error_line(message: str) -> str | None:
+    """The line of a TensorFlow error message that names a bad record (strict mode's
+    unusable image, a label out of range); None for any other error."""
+    match = _DATA_ERROR.search(message)
+    return match.group(1) if match else None
 
 
 def _skip_bad_images(transform, image_shape: list[int], strict: bool,
-                     counter: BadRecordCounter | None):
+                     counter: BadRecordCounter | None, extra: dict[str, tf.Tensor],
+                     max_pixels: int | None):
     """Wraps a record transform so that it runs only on bytes that pass
-    `decode.check_encoded`; adds a bool "ok" to its output for a later filter.
+    `decode.check_encoded` (with the pixel limit); adds a bool "ok" to its output for a
+    later filter.
 
-    A failing record gets a zero image of `image_shape` (ok=False), is logged to stderr
+    A failing record gets a zero image of `image_shape` and `extra` (the transform's
+    other outputs, ok=False), is logged to stderr
     with its file name and counted, or, in strict mode, raises InvalidArgumentError
     naming the file and the problem. Runs inside the parallel map, so the check is
     not a serial stage.
     """
     def wrapped(record: dict[str, tf.Tensor], *args):
-        ok, reason = decode.check_encoded(record["encoded"])
+        ok, reason = decode.check_encoded(record["encoded"], max_pixels)
 
         def bad() -> dict[str, tf.Tensor]:
             message = tf.strings.join(["Bad image in record ", record["filename"], ": ", reason])
@@ -46,29 +60,44 @@ def _skip_bad_images(transform, image_shape: list[int], strict: bool,
             else:
                 ops = [tf.print("Skipping", message, output_stream=sys.stderr)]
                 if counter is not None:
-                    ops.append(counter.add(1))
+                    ops.append(counter.add(record["filename"], record["encoded"]))
             with tf.control_dependencies(ops):
-                return {**record, "image": tf.zeros(image_shape), "boxes": tf.zeros([0, 4]),
-                        "box_labels": tf.zeros([0], tf.int32)}
+                return {**record, **extra, "image": tf.zeros(image_shape),
+                        "boxes": tf.zeros([0, 4]), "box_labels": tf.zeros([0], tf.int32),
+                        "difficult": tf.zeros([0], tf.bool)}
 
         return {**tf.cond(ok, lambda: transform(record, *args), bad), "ok": ok}
 
     return wrapped
 
 
-def _pad_boxes(boxes: tf.Tensor, box_labels: tf.Tensor) -> dict[str, tf.Tensor]:
+def _pad_boxes(boxes: tf.Tensor, box_labels: tf.Tensor,
+               difficult: tf.Tensor) -> dict[str, tf.Tensor]:
     """Pads/truncates to MAX_BOXES: boxes [MAX_BOXES, 4] (zeros), box_labels
-    [MAX_BOXES] (-1), num_boxes int32 scalar."""
+    [MAX_BOXES] (-1), difficult [MAX_BOXES] (False), num_boxes int32 scalar."""
     n = tf.minimum(tf.shape(boxes)[0], MAX_BOXES)
     boxes = tf.pad(boxes[:n], [[0, MAX_BOXES - n], [0, 0]])
     box_labels = tf.pad(box_labels[:n], [[0, MAX_BOXES - n]], constant_values=-1)
+    difficult = tf.pad(difficult[:n], [[0, MAX_BOXES - n]], constant_values=False)
     boxes.set_shape([MAX_BOXES, 4])
     box_labels.set_shape([MAX_BOXES])
-    return {"boxes": boxes, "box_labels": box_labels, "num_boxes": n}
+    difficult.set_shape([MAX_BOXES])
+    return {"boxes": boxes, "box_labels": box_labels, "difficult": difficult, "num_boxes": n}
 
 
-def _finish(num_classes: int, with_boxes: bool):
-    """Checks labels, naming the record, and shapes the element for the model."""
+def _box_values(record: dict[str, tf.Tensor]) -> tf.Tensor:
+    """int32 [n, 2]: each box's (label, difficult), cropped along with its box (the
+    transforms keep or drop whole rows)."""
+    return tf.stack([record["box_labels"], tf.cast(record["difficult"], tf.int32)], axis=1)
+
+
+def _from_box_values(values: tf.Tensor) -> dict[str, tf.Tensor]:
+    return {"box_labels": values[:, 0], "difficult": values[:, 1] > 0}
+
+
+def _finish(num_classes: int, with_boxes: bool, draws: bool):
+    """Checks labels, naming the record, and shapes the element for the model (with the
+    training draws as a third part when `draws`, for `augment_batch`)."""
     def finish(element: dict[str, tf.Tensor]):
         labels = tf.concat([element["label"][tf.newaxis], element["box_labels"]], 0)
         ok = tf.reduce_all(tf.logical_and(labels >= 0, labels < num_classes))
@@ -83,10 +112,12 @@ def _finish(num_classes: int, with_boxes: bool):
                 return tf.identity(element["label"])
 
         label = tf.cond(ok, lambda: element["label"], fail)
-        if not with_boxes:
-            return element["image"], label
-        return element["image"], {"label": label,
-                                  **_pad_boxes(element["boxes"], element["box_labels"])}
+        if with_boxes:
+            label = {"label": label, **_pad_boxes(
+                element["boxes"], element["box_labels"], element["difficult"])}
+        if draws:
+            return element["image"], label, {name: element[name] for name in _DRAWS}
+        return element["image"], label
 
     return finish
 
@@ -95,41 +126,48 @@ def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Ten
                     full_shorter_side: int | None):
     def transform(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = decode.decode_image(record["encoded"])
-        boxes, box_labels = record["boxes"], record["box_labels"]
+        boxes, values = record["boxes"], _box_values(record)
         if eval_mode == "center":
-            boxes, box_labels = transforms.center_crop_boxes(
-                boxes, box_labels, tf.shape(image)[:2], crop_size)
+            boxes, values = transforms.center_crop_boxes(
+                boxes, values, tf.shape(image)[:2], crop_size)
             out = transforms.preprocess_for_eval(image, crop_size, mean, std)
         elif eval_mode == "ten_view":
             out = transforms.ten_views(image, crop_size, mean, std)
         else:
             out = transforms.preprocess_full(image, mean, std, full_shorter_side)
-        return {**record, "image": out, "boxes": boxes, "box_labels": box_labels}
+        return {**record, "image": out, "boxes": boxes, **_from_box_values(values)}
 
     return transform
 
 
-def _train_transform(crop_size: int, mean: tf.Tensor, std: tf.Tensor, augmentation: str,
-                     eigen, scale_jitter):
+# A training image's random draws that `transforms.augment_batch` applies per batch, and
+# what a skipped image carries in their place.
+_DRAWS = {"flip": tf.zeros([], tf.bool), "shift": tf.zeros([3]), "mean_window": tf.zeros([4])}
+
+
+def _train_transform(crop_size: int, augmentation: str, eigen, scale_jitter):
+    """The per-image half of training augmentation (`transforms.train_crop`)."""
     def transform(record: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        image, boxes, box_labels = transforms.preprocess_for_train(
-            record["encoded"], record["boxes"], record["box_labels"], seed,
-            crop_size=crop_size, mean=mean, std=std, augmentation=transforms.AUGMENTATIONS[augmentation],
+        image, boxes, values, draws = transforms.train_crop(
+            record["encoded"], record["boxes"], _box_values(record), seed,
+            crop_size=crop_size, augmentation=transforms.AUGMENTATIONS[augmentation],
             eigen=eigen, scale_jitter=scale_jitter)
-        return {**record, "image": image, "boxes": boxes, "box_labels": box_labels}
+        return {**record, **draws, "image": image, "boxes": boxes, **_from_box_values(values)}
 
     return transform
 
 
 def _validate(source: Source, *, batch_size, training, crop_size, mean, std, augmentation,
               eval_mode, full_shorter_side, with_boxes, scale_jitter, seed, deterministic,
-              bad_records, data_service) -> None:
+              bad_records, data_service, image_dtype="float32") -> None:
     """Raises ValueError naming the bad argument, its value and what is valid."""
     def fail(name: str, value, valid: str) -> None:
         raise ValueError(f"build_dataset: invalid {name}={value!r}; {valid}")
 
     if batch_size < 1:
         fail("batch_size", batch_size, "must be >= 1")
+    if image_dtype not in IMAGE_DTYPES:
+        fail("image_dtype", image_dtype, f"valid: {list(IMAGE_DTYPES)}")
     if not 1 <= crop_size <= constants.RESIZE_SHORTER_SIDE:
         fail("crop_size", crop_size, f"must be in 1..{constants.RESIZE_SHORTER_SIDE}")
     if augmentation not in transforms.AUGMENTATIONS:
@@ -178,9 +216,11 @@ def build_dataset(
     strict: bool = False,
     repeat: bool = False,
     bad_records: BadRecordCounter | None = None,
+    max_pixels: int | None = constants.MAX_PIXELS,
     data_service: str | None = None,
     pca_eigen: tuple[np.ndarray, np.ndarray] | None = None,
     shuffle_buffer: int = 10_000,
+    image_dtype: str = "float32",
 ) -> tf.data.Dataset:
     """Builds the input pipeline of one split.
 
@@ -202,21 +242,29 @@ def build_dataset(
         shorter side to it (256: the pipeline's usual resize).
       with_boxes: labels become {"label": int32 [b], "boxes": float32
         [b, MAX_BOXES, 4] (ymin, xmin, ymax, xmax) normalised to the output image and
-        zero-padded, "box_labels": int32 [b, MAX_BOXES] (-1 padded), "num_boxes":
-        int32 [b]}. Boxes outside the crop are dropped, the rest clipped to it.
+        zero-padded, "box_labels": int32 [b, MAX_BOXES] (-1 padded), "difficult": bool
+        [b, MAX_BOXES] (PASCAL VOC's flag, False padded), "num_boxes": int32 [b]}.
+        Boxes outside the crop are dropped, the rest clipped to it.
       pca_lighting: AlexNet's PCA colour noise in training (AlexNet's recipe only).
       scale_jitter: (min, max) shorter side per training image instead of 256.
       input_context: shards files per input pipeline.
       seed: seeds file order, shuffling and augmentation.
       deterministic: same elements in the same order for the same seed (slower).
       strict: fail on the first unusable image, naming its file, instead of skipping.
-      repeat: repeat the split forever (training loops with steps per epoch).
-      bad_records: counts skipped records (read `.value()` at the end of an epoch).
+      repeat: repeat the split forever (training loops with steps per epoch); a pass
+        without one usable image ends the dataset instead of looping for ever.
+      bad_records: counts the distinct files skipped (read `.value()` at the end of an
+        epoch); one counter per split.
+      max_pixels: images whose header promises more pixels are skipped and counted
+        (strict: an error); None: no limit.
       data_service: "grpc://host:port" of a tf.data service dispatcher; decoding and
         augmentation then run on its workers.
       pca_eigen: (eigval [3], eigvec [3, 3]) from `pipelines.stats`; default the
         published PCA_EIGVAL / PCA_EIGVEC.
-      shuffle_buffer: records held for shuffling in training.
+      shuffle_buffer: records held for shuffling in training (none for sources whose
+        shuffled file order is a full permutation, `Source.shuffles_fully`).
+      image_dtype: dtype of training images ("float32", "bfloat16", "float16"), cast
+        per batch.
 
     Returns:
       A dataset of `(images float32, labels)` batches as described above.
@@ -225,14 +273,14 @@ def build_dataset(
               mean=mean, std=std, augmentation=augmentation, eval_mode=eval_mode,
               full_shorter_side=full_shorter_side, with_boxes=with_boxes,
               scale_jitter=scale_jitter, seed=seed, deterministic=deterministic,
-              bad_records=bad_records, data_service=data_service)
+              bad_records=bad_records, data_service=data_service, image_dtype=image_dtype)
     mean = tf.constant(mean, tf.float32)
     std = tf.constant(std, tf.float32)
     dataset = source.records(split, input_context, shuffle_files=training, seed=seed)
-    if training:
+    # A source whose shuffled file order is already a full permutation needs no record
+    # buffer.
+    if training and not source.shuffles_fully:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
     if training:
         eigen = None
         if pca_lighting:
@@ -240,10 +288,10 @@ def build_dataset(
             eigen = tuple(tf.constant(e, tf.float32) for e in eigen)
         pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
         # One stateless seed per image: (random int64, input pipeline id).
-        seeds = tf.data.Dataset.random(seed=seed).map(
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(
             lambda r: tf.stack([r, tf.constant(pipeline_id, tf.int64)]))
         dataset = tf.data.Dataset.zip(dataset, seeds)
-        transform = _train_transform(crop_size, mean, std, augmentation, eigen, scale_jitter)
+        transform = _train_transform(crop_size, augmentation, eigen, scale_jitter)
     else:
         transform = _eval_transform(eval_mode, crop_size, mean, std, full_shorter_side)
     if training or eval_mode == "center":
@@ -252,15 +300,28 @@ def build_dataset(
         image_shape = [10, crop_size, crop_size, 3]
     else:  # "full": whole images of any size; the placeholder is never batched.
         image_shape = [constants.RESIZE_SHORTER_SIDE, constants.RESIZE_SHORTER_SIDE, 3]
-    dataset = dataset.map(_skip_bad_images(transform, image_shape, strict, bad_records),
-                          num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(
+        _skip_bad_images(transform, image_shape, strict, bad_records,
+                         _DRAWS if training else {}, max_pixels),
+        num_parallel_calls=AUTOTUNE)
     dataset = dataset.filter(lambda element: element["ok"])
     if not strict:
         # Last line of defence against bytes that pass the cheap check yet fail to
         # decode: skipped and logged (not counted), so an epoch never dies on them.
         dataset = dataset.ignore_errors(log_warning=True)
-    dataset = dataset.map(_finish(source.num_classes, with_boxes), num_parallel_calls=AUTOTUNE)
+    if repeat:
+        # After the filter: tf.data ends a repeat whose pass yields nothing, so a split
+        # without one usable image ends (the trainer reports it) instead of looping.
+        dataset = dataset.repeat()
+    dataset = dataset.map(_finish(source.num_classes, with_boxes, training),
+                          num_parallel_calls=AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+    if training:  # flip, lighting, normalisation and dtype once per batch
+        dataset = dataset.map(
+            lambda images, labels, draws: (
+                transforms.augment_batch(images, draws, mean, std, tf.as_dtype(image_dtype)),
+                labels),
+            num_parallel_calls=AUTOTUNE)
     if data_service is not None:
         dataset = dataset.apply(tf.data.experimental.service.distribute(
             processing_mode=tf.data.experimental.service.ShardingPolicy.OFF,

@@ -17,6 +17,8 @@ _JPEG_EOI = b"\xff\xd9"
 # as truncated (the entropy-coded data never contains 0xFFD9).
 _JPEG_TAIL_BYTES = 64
 _KNOWN_MAGICS = (_JPEG_MAGIC, _PNG_MAGIC, b"GIF8", b"BM")
+# Header bytes read by `header_size` (BMP's size fields end at byte 26).
+_HEADER_BYTES = 32
 
 
 def is_jpeg(encoded: tf.Tensor) -> tf.Tensor:
@@ -49,15 +51,72 @@ def _problem(encoded: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
     return reason
 
 
-def check_encoded(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _read_uint(header: tf.Tensor, offset: int, size: int, big_endian: bool) -> tf.Tensor:
+    """int64 scalar: the unsigned integer of `size` bytes at `offset` of `header`."""
+    raw = tf.io.decode_raw(tf.strings.substr(header, offset, size), tf.uint8, fixed_length=size)
+    weights = [256 ** i for i in range(size)]
+    return tf.reduce_sum(tf.cast(raw, tf.int64) * (weights[::-1] if big_endian else weights))
+
+
+def header_size(encoded: tf.Tensor) -> tf.Tensor:
+    """int64 [2] (height, width) read from a JPEG, PNG, GIF or BMP header, without decoding.
+
+    JPEG: its start-of-frame segment (`extract_jpeg_shape`, libjpeg's header reader);
+    PNG: the IHDR chunk (big-endian, bytes 16-23); GIF: the logical screen (little-endian
+    16-bit, bytes 6-9), the canvas every frame is decoded into; BMP: the info header
+    (little-endian, bytes 18-25; a negative height means top-down rows). [0, 0] for any
+    other bytes.
+    """
+    # Padded, so that reading past the end of a short file gives zeros, not an error.
+    header = tf.strings.join([tf.strings.substr(encoded, 0, _HEADER_BYTES),
+                              b"\0" * _HEADER_BYTES])
+    head = tf.strings.substr(header, 0, 4)
+
+    def bmp() -> tf.Tensor:
+        core = _read_uint(header, 14, 4, big_endian=False) == 12  # OS/2 BITMAPCOREHEADER
+        width = tf.where(core, _read_uint(header, 18, 2, False), _read_uint(header, 18, 4, False))
+        height = tf.where(core, _read_uint(header, 20, 2, False), _read_uint(header, 22, 4, False))
+        height = tf.where(height >= 2 ** 31, 2 ** 32 - height, height)  # int32 sign
+        return tf.stack([height, width])
+
+    branches = [
+        (is_jpeg(encoded),
+         lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)),
+        (head == _PNG_MAGIC,
+         lambda: tf.stack([_read_uint(header, 20, 4, True), _read_uint(header, 16, 4, True)])),
+        (head == b"GIF8",
+         lambda: tf.stack([_read_uint(header, 8, 2, False), _read_uint(header, 6, 2, False)])),
+        (tf.strings.substr(head, 0, 2) == b"BM", bmp),
+    ]
+    index = tf.constant(len(branches))
+    for i, (matches, _) in reversed(list(enumerate(branches))):  # The first match wins.
+        index = tf.where(matches, i, index)
+    return tf.switch_case(index, [fn for _, fn in branches],
+                          default=lambda: tf.zeros([2], tf.int64))
+
+
+def _within(encoded: tf.Tensor, max_pixels: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """(ok, reason) of the pixel limit, from the header."""
+    size = header_size(encoded)
+    ok = size[0] * size[1] <= max_pixels
+    reason = tf.strings.format(
+        "{}x{} pixels exceed the limit of " + str(max_pixels), (size[0], size[1]))
+    return ok, tf.where(ok, "", reason)
+
+
+def check_encoded(encoded: tf.Tensor,
+                  max_pixels: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """Cheap validity check of encoded image bytes, without decoding.
 
     Catches empty files, unknown formats, JPEGs without their end-of-image marker
-    (truncated) and PNGs without their IEND chunk (truncated). Bytes that pass can
-    still be corrupt inside; `build_dataset` skips those after decoding fails.
+    (truncated), PNGs without their IEND chunk (truncated) and, with `max_pixels`,
+    images whose header promises more pixels (a decompression bomb). Bytes that pass
+    can still be corrupt inside; `build_dataset` skips those after decoding fails.
 
     Args:
       encoded: tf.string scalar.
+      max_pixels: refuse images of more than this many pixels (height x width, from
+        `header_size`); None: no limit.
 
     Returns:
       (ok, reason): a bool scalar and a tf.string scalar, empty when `ok` and
@@ -75,7 +134,9 @@ def check_encoded(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         tf.logical_or(tf.logical_and(head == _PNG_MAGIC, ends == _PNG_END),
                       tf.logical_or(head == b"GIF8", tf.strings.substr(head, 0, 2) == b"BM")))
     reason = tf.cond(ok, lambda: tf.constant(""), lambda: _problem(encoded, length))
-    return ok, reason
+    if max_pixels is None:
+        return ok, reason
+    return tf.cond(ok, lambda: _within(encoded, max_pixels), lambda: (ok, reason))
 
 
 def decode_image(encoded: tf.Tensor) -> tf.Tensor:

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import evaluation
+from overfeat_tf import cli, evaluation
 from overfeat_tf.evaluation import dense
 
 
@@ -45,9 +45,10 @@ def test_top_k_errors_count_hits():
     assert metrics["top1_error"] == pytest.approx(50.0)
 
 
-def test_no_examples_is_an_error():
-    with pytest.raises(ValueError, match="No examples"):
+def test_no_examples_is_a_user_error():
+    with pytest.raises(evaluation.NothingToEvaluate, match="No image to evaluate"):
         evaluation.evaluate(_Fixed(), [], num_classes=3)
+    assert issubclass(evaluation.NothingToEvaluate, (cli.UserError, ValueError))
 
 
 def _model(name="overfeat_fast"):

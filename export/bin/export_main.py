@@ -34,6 +34,9 @@ flags.DEFINE_string("export_base", None,
 flags.DEFINE_integer("version", None, "Version to write (default: the next integer).")
 flags.DEFINE_integer("top_k", 5, "Classes per answer (at most the number of classes).")
 flags_common.define_checkpoint()
+flags.DEFINE_integer("max_pixels", saved_model.MAX_PIXELS,
+                     "The signatures refuse encoded images of more pixels (height x width, "
+                     "read from the header before decoding).")
 flags.mark_flag_as_required("model_dir")
 
 FLAGS = flags.FLAGS
@@ -42,8 +45,9 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise FlagError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if FLAGS.top_k < 1:
-        raise FlagError(f"--top_k must be >= 1; received {FLAGS.top_k}")
+    for flag in ("top_k", "max_pixels"):
+        if getattr(FLAGS, flag) < 1:
+            raise FlagError(f"--{flag} must be >= 1; received {getattr(FLAGS, flag)}")
     if FLAGS.version is not None and FLAGS.version < 1:
         raise FlagError(f"--version must be >= 1; received {FLAGS.version}")
     model_dirs = FLAGS.model_dir
@@ -53,7 +57,7 @@ def main(argv: list[str]) -> None:
     export_base = FLAGS.export_base or f"{model_dirs[0].rstrip('/')}/{default_base}"
     try:
         paths = saved_model.export_model_dirs(model_dirs, export_base, version=FLAGS.version,
-                                              top_k=FLAGS.top_k,
+                                              top_k=FLAGS.top_k, max_pixels=FLAGS.max_pixels,
                                               checkpoints=[FLAGS.checkpoint] * len(model_dirs))
     except FileNotFoundError as e:
         if FLAGS.checkpoint:
@@ -64,6 +68,8 @@ def main(argv: list[str]) -> None:
     except FileExistsError as e:
         flag = "version" if FLAGS.version else "export_base"
         raise FlagError(f"--{flag}={getattr(FLAGS, flag)}: {e}") from e
+    if paths.existed:
+        print(f"Version {paths.version} already holds this export; nothing written.")
     for label, path in paths.items():
         print(f"{label + ':':<12}{path}")
 

@@ -24,7 +24,7 @@ from overfeat_tf import cli
 from overfeat_tf.bin import train_flags
 from overfeat_tf.cli import FlagError
 from overfeat_tf.training import launch
-from overfeat_tf.training.trainer import TrainingDiverged
+from overfeat_tf.training.trainer import NoUsableData, TrainingDiverged
 
 FLAGS = flags.FLAGS
 
@@ -48,7 +48,10 @@ def main(argv: list[str]) -> int:
         from export import export_model_dir
 
         export_base = FLAGS.export_base or os.path.join(result.model_dir, "export")
-        for kind, path in export_model_dir(result.model_dir, export_base).items():
+        paths = export_model_dir(result.model_dir, export_base)
+        if paths.existed:
+            print(f"Export version {paths.version} already holds this checkpoint; nothing written.")
+        for kind, path in paths.items():
             print(f"{kind + ':':<30}{path}")
     return 0
 
@@ -56,7 +59,7 @@ def main(argv: list[str]) -> int:
 def run() -> None:
     """Console-script entry point (`overfeat-train`)."""
     train_flags.define_flags()
-    cli.run(main, "overfeat-train", (TrainingDiverged, launch.SpecError))
+    cli.run(main, "overfeat-train", (TrainingDiverged, NoUsableData, launch.SpecError))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import overfeat_tf
 import pipelines
-from overfeat_tf import input_stats, run_dir, transfer
+from overfeat_tf import input_stats, run_dir, run_lock, transfer
 from overfeat_tf.models import towers
 from overfeat_tf.training import recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer
@@ -41,6 +41,8 @@ class TrainSpec:
 
     data: str = "embedded"
     data_dir: str | None = None
+    split: str = "train"
+    eval_split: str = "validation"
     model: str = "alexnet"
     model_dir: str | None = None
     epochs: int | None = None
@@ -111,11 +113,11 @@ def resolve_recipe(spec: TrainSpec, model: str) -> recipes.Recipe:
     return dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def _print_data_notes(source, recipe_name: str) -> None:
+def _print_data_notes(source, recipe_name: str, split: str) -> None:
     """One line each: how validation was held out, and a paper recipe on a small set."""
     if source.validation_note:
         print(f"overfeat-train: {source.validation_note}", flush=True)
-    examples = source.num_examples("train")
+    examples = source.num_examples(split)
     if (
         recipes.is_paper_recipe(recipe_name)
         and examples is not None
@@ -137,8 +139,8 @@ def _steps_per_epoch(spec: TrainSpec, recipe: recipes.Recipe, source, strategy) 
             f"{strategy.num_replicas_in_sync} replicas of --strategy={spec.strategy}"
         )
     try:
-        train_examples = source.num_examples("train")
-        source.num_examples("validation")
+        train_examples = source.num_examples(spec.split)
+        source.num_examples(spec.eval_split)
     except (ValueError, FileNotFoundError) as e:
         raise SpecError(f"--data={spec.data}: {e}") from e
     if spec.steps_per_epoch is None and train_examples is None:
@@ -269,6 +271,8 @@ def run(spec: TrainSpec) -> RunResult:
         value = getattr(spec, field)
         if value is not None and value < 1:
             raise SpecError(f"--{field} must be >= 1; received {value}")
+    if spec.width <= 0:
+        raise SpecError(f"--width must be > 0; received {spec.width}")
     try:
         overfeat_tf.model_info(spec.model)  # a name or a variant name
     except ValueError as e:
@@ -279,6 +283,9 @@ def run(spec: TrainSpec) -> RunResult:
         source = pipelines.open_source(spec.data, spec.data_dir)
     except (ValueError, FileNotFoundError) as e:
         raise SpecError(f"--data={spec.data}: {e}") from e
+    if source.num_classes < 2:
+        raise SpecError(f"--data={spec.data}: {source.num_classes} class(es) "
+                        f"{source.class_names}; a classifier needs at least 2")
     model_name, build_kwargs, recipe = _model(spec, source)
     info = overfeat_tf.model_info(model_name)
     try:  # transfer keeps the source run's statistics unless `stats` is given
@@ -294,23 +301,30 @@ def run(spec: TrainSpec) -> RunResult:
         keras.mixed_precision.set_global_policy(spec.mixed_precision)
     keras.utils.set_random_seed(spec.seed)
     steps_per_epoch = _steps_per_epoch(spec, recipe, source, strategy)
+    described = dict(name=model_name, build_kwargs=build_kwargs,
+                     class_names=source.class_names, data=spec.data)
+    try:
+        new_run = run_dir.check_compatible(model_dir, **described)
+    except ValueError as e:
+        raise SpecError(f"--model_dir={model_dir}: {e}") from e
     if strategies.is_chief(strategy):
-        _print_data_notes(source, spec.recipe or overfeat_tf.model_info(model_name).recipe)
-        run_dir.write_config(
-            model_dir,
-            name=model_name,
-            build_kwargs=build_kwargs,
-            class_names=source.class_names,
-            stats=stats,
+        _print_data_notes(
+            source, spec.recipe or overfeat_tf.model_info(model_name).recipe, spec.split
         )
+        try:
+            run_lock.acquire(model_dir)  # Held until the process exits.
+        except OSError as e:
+            raise SpecError(f"--model_dir={model_dir}: {e.strerror or e}") from e
+        if new_run:
+            run_dir.write_config(model_dir, **described, stats=stats)
     config = train_config(spec, recipe, model_dir, steps_per_epoch, (mean, std))
-    bad_records = pipelines.BadRecordCounter()
+    bad_records = {split: pipelines.BadRecordCounter() for split in ("train", "validation")}
     common = dict(crop_size=info.input_size, mean=mean, std=std, strict=spec.strict)
 
     def train_dataset(epoch: int, skip: int, context: tf.distribute.InputContext):
         dataset = pipelines.build_dataset(
             source,
-            "train",
+            spec.split,
             batch_size=context.get_per_replica_batch_size(recipe.batch_size),
             training=True,
             augmentation=recipe.pipeline,
@@ -320,7 +334,7 @@ def run(spec: TrainSpec) -> RunResult:
             seed=spec.seed * 1000 + epoch,
             deterministic=spec.deterministic,
             repeat=True,
-            bad_records=bad_records,
+            bad_records=bad_records["train"],
             **common,
         )
         # Resuming mid-epoch: the epoch's order is fixed by its seed; skip what was seen.
@@ -329,11 +343,11 @@ def run(spec: TrainSpec) -> RunResult:
     def eval_dataset(context: tf.distribute.InputContext):
         return pipelines.build_dataset(
             source,
-            "validation",
+            spec.eval_split,
             batch_size=context.get_per_replica_batch_size(recipe.batch_size),
             training=False,
             input_context=context,
-            bad_records=bad_records,
+            bad_records=bad_records["validation"],
             **common,
         )
 
@@ -345,6 +359,8 @@ def run(spec: TrainSpec) -> RunResult:
     try:
         trainer = Trainer(config, strategy, model_fn)
     except ValueError as e:  # an unknown freeze_through layer names the valid ones
+        if not spec.freeze_through:
+            raise
         raise SpecError(f"--freeze_through={spec.freeze_through}: {e}") from e
     callbacks = []
     if spec.filter_grid_every_epoch and strategies.is_chief(strategy):
@@ -352,9 +368,10 @@ def run(spec: TrainSpec) -> RunResult:
         callbacks.append(filter_viz.filter_grid_callback(trainer.model, filters_dir))
 
     def on_epoch_end(epoch: int, history) -> None:
-        skipped = int(bad_records.value())
-        if skipped:
-            print(f"Epoch {epoch + 1}: skipped {skipped} unreadable images so far.", flush=True)
+        skipped = {split: counter.value() for split, counter in bad_records.items()}
+        if any(skipped.values()):
+            counts = ", ".join(f"{n} in {split}" for split, n in skipped.items())
+            print(f"Epoch {epoch + 1}: unreadable images skipped so far: {counts}.", flush=True)
         for callback in callbacks:
             callback(epoch, history)
 

@@ -28,8 +28,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from overfeat_tf import run_dir as run_dir_lib
+from overfeat_tf import runtime
 from overfeat_tf.models import legacy
-from overfeat_tf.training import constraints, schedules, strategies
+from overfeat_tf.training import constraints, schedules, strategies, summaries
 from overfeat_tf.training.recipes import Recipe
 from overfeat_tf.xla_choice import Calibration, XlaChoice, check_mode
 
@@ -46,6 +48,10 @@ XLA_CALIBRATION_MIN_STEPS = 50
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient norm became NaN or infinite; the last good checkpoint is
     kept."""
+
+
+class NoUsableData(RuntimeError):
+    """A split yielded no image to train or evaluate on (every one unreadable)."""
 
 
 class Task:
@@ -221,6 +227,8 @@ class Trainer:
         directory = config.model_dir if self.is_chief else os.path.join(
             config.model_dir, f".scratch_{strategies.worker_id()}"
         )
+        if self.is_chief:
+            run_dir_lib.remove_partial_checkpoints(directory)
         checkpoint = tf.train.Checkpoint(
             # A run begun before dropout moved keeps its checkpoints' layout.
             **{
@@ -248,11 +256,8 @@ class Trainer:
         }
         self._calibration = Calibration(config.xla)
         self._eval_fn = tf.function(self._distributed_eval_step)
-        self._writer = (
-            tf.summary.create_file_writer(os.path.join(config.model_dir, "train"))
-            if self.is_chief
-            else tf.summary.create_noop_writer()
-        )
+        self._writers = summaries.RunWriters(config.model_dir, self.is_chief)
+        self._writer = self._writers.train
 
     # ---- one step -------------------------------------------------------------------
 
@@ -363,7 +368,11 @@ class Trainer:
         totals = np.zeros(self.task.eval_size)
         for batch in dataset:
             totals += self._eval_fn(batch).numpy()
-        return self.task.eval_metrics(totals)
+        metrics = self.task.eval_metrics(totals)
+        if metrics.get("examples", 1) == 0:
+            raise NoUsableData("No usable image in the evaluation split: every one was "
+                               "skipped as unreadable (see the messages above)")
+        return metrics
 
     def fit(
         self,
@@ -419,9 +428,9 @@ class Trainer:
         metrics = {**history, "step": self._step(), "epochs": int(self.epochs_done.numpy())}
         if self.xla_choice is not None:
             metrics["xla"] = self.xla_choice.as_dict()
+        metrics["onednn"] = runtime.onednn_record()
         if self.is_chief:
-            with tf.io.gfile.GFile(metrics_file, "w") as f:
-                json.dump(metrics, f, indent=2)
+            run_dir_lib.write_json(metrics_file, metrics)
         self._cleanup_scratch()
         return metrics
 
@@ -450,7 +459,14 @@ class Trainer:
         for step_in_epoch in range(skip, steps):
             deciding = self.xla_choice is None
             step_start = time.perf_counter()
-            health, hits, images = self._train_fns[self._calibration.next_xla()](iterator)
+            try:
+                health, hits, images = self._train_fns[self._calibration.next_xla()](iterator)
+            except tf.errors.OutOfRangeError:
+                raise NoUsableData(
+                    f"The training data ran out at step {self._step()} (epoch {epoch + 1}): "
+                    "no usable image in the training split (every one skipped as unreadable), "
+                    "or a dataset that does not repeat"
+                ) from None
             loss, squared_norm = (float(x) for x in health.numpy())
             if deciding:
                 self._calibration.record(time.perf_counter() - step_start)
@@ -510,11 +526,7 @@ class Trainer:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
 
     def _write_epoch_summaries(self, epoch: int, history: dict[str, Any]) -> None:
-        with self._writer.as_default(step=epoch + 1):
-            for key, value in history.items():
-                if isinstance(value, float):
-                    tf.summary.scalar(f"epoch/{key}", value)
-        self._writer.flush()
+        self._writers.write_epoch(epoch + 1, history)
 
     def _write_images(self, images, step: int) -> None:
         if not self.is_chief:
