@@ -16,9 +16,12 @@ import os
 import tempfile
 import time
 
-import numpy as np
-import tensorflow as tf
 from absl import app, flags
+
+from overfeat_tf import runtime  # first: turns oneDNN on before TensorFlow loads
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 import pipelines
 from pipelines import convert
@@ -31,6 +34,9 @@ flags.DEFINE_integer("num_images", 512, "Images generated.", lower_bound=64)
 flags.DEFINE_integer("epochs", 3, "Timed passes (after one warm-up pass).", lower_bound=1)
 flags.DEFINE_integer("batch_size", 64, "Batch size.", lower_bound=1)
 flags.DEFINE_string("work_dir", None, "Where the shards go (default: a temp dir).")
+flags.DEFINE_list("threads", ["1", "2"], "tf.data thread-pool sizes to measure.")
+flags.DEFINE_list("sizes", ["original", "pre-resized"], "Which files: original 500x375 "
+                  "and/or pre-resized to shorter side 256.")
 
 
 def photo_like(seed: int, height: int = 375, width: int = 500) -> np.ndarray:
@@ -56,8 +62,14 @@ def write_shards(directory: str, resize_shorter: int) -> float:
     return float(np.mean(sizes)) / 1024
 
 
-def images_per_second(datasets: dict[str, tf.data.Dataset]) -> dict[str, float]:
-    """Throughput of each dataset over FLAGS.epochs passes after one warm-up pass.
+def _with_threads(dataset: tf.data.Dataset, threads: int) -> tf.data.Dataset:
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = threads
+    return dataset.with_options(options)
+
+
+def per_epoch(datasets: dict[str, tf.data.Dataset]) -> dict[str, float]:
+    """Images/s over FLAGS.epochs passes, a fresh iterator each, after one warm-up pass.
 
     Passes alternate between the datasets, so that load from other processes on a
     shared machine falls on all of them alike and the ratio stays meaningful.
@@ -67,12 +79,29 @@ def images_per_second(datasets: dict[str, tf.data.Dataset]) -> dict[str, float]:
     for epoch in range(FLAGS.epochs + 1):
         for name, dataset in datasets.items():
             start, count = time.perf_counter(), 0
-            for images, _ in dataset:
+            for images, *_ in dataset:
                 count += int(images.shape[0])
             if epoch:  # Epoch 0 warms up (tracing, file cache, autotuning).
                 seconds[name] += time.perf_counter() - start
                 counts[name] += count
     return {name: counts[name] / seconds[name] for name in datasets}
+
+
+def steady_state(datasets: dict[str, tf.data.Dataset], batches: int) -> dict[str, float]:
+    """Images/s of one iterator over the repeated data, timed over FLAGS.epochs * `batches`
+    batches after `batches` of warm-up; one dataset at a time, so that no other
+    iterator's prefetching runs meanwhile."""
+    rates = {}
+    for name, dataset in datasets.items():
+        iterator = iter(dataset.repeat())
+        for _ in range(batches):
+            next(iterator)
+        start, count = time.perf_counter(), 0
+        for _ in range(FLAGS.epochs * batches):
+            count += int(next(iterator)[0].shape[0])
+        rates[name] = count / (time.perf_counter() - start)
+        del iterator
+    return rates
 
 
 def decode_only(source: sources.Source) -> tf.data.Dataset:
@@ -88,18 +117,28 @@ def decode_only(source: sources.Source) -> tf.data.Dataset:
 def main(argv: list[str]) -> None:
     del argv
     work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="pipeline_speed_")
-    print(f"{os.cpu_count()} CPUs, {FLAGS.num_images} images, batch {FLAGS.batch_size}")
-    for label, resize in (("original 500x375", 0), ("pre-resized 256", 256)):
+    print(runtime.cpu_summary())
+    print(f"{FLAGS.num_images} images, batch {FLAGS.batch_size}, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print(f"{'files':<12} {'threads':>7} {'way':<13} {'decode img/s':>12} "
+          f"{'train img/s':>11} {'ratio':>6}")
+    batches = FLAGS.num_images // FLAGS.batch_size
+    for label, resize in (("original", 0), ("pre-resized", 256)):
+        if label not in FLAGS.sizes:
+            continue
         directory = os.path.join(work_dir, f"resize{resize}")
-        kb = write_shards(directory, resize)
+        write_shards(directory, resize)
         source = pipelines.open_source(f"tfrecord:{directory}")
         train = pipelines.build_dataset(
             source, "train", batch_size=FLAGS.batch_size, training=True, crop_size=227,
             mean=pipelines.IMAGENET_MEAN_RGB, std=(58.4, 57.1, 57.4), seed=0)
-        rates = images_per_second({"decode": decode_only(source), "train": train})
-        decode_rate, train_rate = rates["decode"], rates["train"]
-        print(f"{label:18s} ({kb:5.1f} KB/file): decode-only {decode_rate:7.1f} img/s, "
-              f"train pipeline {train_rate:7.1f} img/s, ratio {train_rate / decode_rate:.2f}")
+        for threads in map(int, FLAGS.threads):
+            datasets = {"decode": _with_threads(decode_only(source), threads),
+                        "train": _with_threads(train, threads)}
+            for way, rates in (("per epoch", per_epoch(datasets)),
+                               ("steady state", steady_state(datasets, batches))):
+                print(f"{label:<12} {threads:>7} {way:<13} {rates['decode']:>12.1f} "
+                      f"{rates['train']:>11.1f} {rates['train'] / rates['decode']:>6.2f}")
 
 
 if __name__ == "__main__":

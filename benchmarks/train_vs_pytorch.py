@@ -302,9 +302,10 @@ def main(argv: list[str]) -> None:
     torch_train, torch_infer = torch_steps(net, images, labels)
     gflop = training_gflop_per_image(model)
     print(
-        f"{MODEL} width {FLAGS.width}, input {size}, batch {FLAGS.batch_size}, {threads} threads, "
-        f"CPU: {runtime.cpu_model()}\n"
+        f"{MODEL} width {FLAGS.width}, input {size}, batch {FLAGS.batch_size}, {threads} threads\n"
+        f"{runtime.cpu_summary()}\n"
         f"TensorFlow {tf.__version__}: oneDNN {overfeat_tf.ONEDNN_STATUS} "
+        f"({runtime.onednn_record()['reason']}) "
         f"(kernels {'on' if _pywrap_util_port.IsMklEnabled() else 'off'}); "
         f"PyTorch {torch.__version__}: oneDNN {'on' if torch.backends.mkldnn.enabled else 'off'}\n"
         f"Same weights in both: logits agree to {difference:.1e} (relative); "

@@ -1,4 +1,5 @@
-"""Conversion of image trees or the raw ILSVRC2012 tars into sharded TFRecords.
+"""Conversion of image trees, the raw ILSVRC2012 tars or annotated detection data
+(`pipelines.voc`, `pipelines.ilsvrc_det`) into sharded TFRecords.
 
 Output: `<out>/train-NNNNN-of-NNNNN`, `validation-...` in the build_imagenet_data
 format (`pipelines.tfrecord_format`) with `labels.txt` and `num_examples.json`. Work runs in
@@ -18,22 +19,22 @@ import os
 import random
 import sys
 import tarfile
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable
 
 from PIL import Image
 
+from pipelines import annotations
 from pipelines import shard_writer
 from pipelines import sources
 from pipelines import tfrecord_format
-
-Box = tuple[float, float, float, float]  # (ymin, xmin, ymax, xmax), normalised.
+from pipelines.annotations import Box
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageTask:
     """One image to convert: bytes [offset, offset + size) of `path` (size -1: whole
-    file), its 0-based label and synset, and its boxes."""
+    file), its 0-based label and synset, its boxes with their 0-based labels (default:
+    the image's) and PASCAL VOC `difficult` flags (default: none)."""
 
     path: str
     offset: int
@@ -45,6 +46,8 @@ class ImageTask:
     boxes: tuple[Box, ...] = ()
     resize_shorter: int = 0
     quality: int = 95
+    box_labels: tuple[int, ...] = ()
+    difficult: tuple[bool, ...] = ()
 
 
 def read_bytes(task: ImageTask) -> bytes:
@@ -89,30 +92,14 @@ def make_record(task: ImageTask) -> bytes | None:
         return None
     return tfrecord_format.make_example(
         encoded=encoded, filename=task.filename, label=task.label, synset=task.synset,
-        text=task.text, height=height, width=width, boxes=task.boxes)
+        text=task.text, height=height, width=width, boxes=task.boxes,
+        box_labels=task.box_labels, difficult=task.difficult)
 
 
-def parse_bbox_xml(xml_text: str) -> tuple[list[str], list[Box]]:
-    """(synsets, boxes) of an ImageNet/PASCAL bbox XML; pixel coordinates are
-    normalised by the XML's image size and clipped to [0, 1], as build_imagenet_data
-    does."""
-    root = ElementTree.fromstring(xml_text)
-    width = float(root.findtext("size/width"))
-    height = float(root.findtext("size/height"))
-    names, boxes = [], []
-    for obj in root.iter("object"):
-        b = obj.find("bndbox")
-        ymin, xmin, ymax, xmax = (float(b.findtext(k)) for k in ("ymin", "xmin", "ymax", "xmax"))
-        clip = lambda v: min(max(v, 0.0), 1.0)  # noqa: E731
-        box = (clip(ymin / height), clip(xmin / width), clip(ymax / height), clip(xmax / width))
-        if box[2] > box[0] and box[3] > box[1]:
-            names.append(obj.findtext("name"))
-            boxes.append(box)
-    return names, boxes
-
-
-def read_bbox_annotations(location: str | None) -> dict[str, tuple[list[str], list[Box]]]:
-    """{image stem: (synsets, boxes)} from a directory tree or a .tar(.gz) of XMLs."""
+def read_bbox_annotations(location: str | None, problems: annotations.Problems
+                          ) -> dict[str, annotations.Annotation]:
+    """{image stem: annotation} from a directory tree or a .tar(.gz) of ImageNet XMLs;
+    unreadable XMLs and bad boxes go to `problems`."""
     if not location:
         return {}
     found = {}
@@ -120,14 +107,17 @@ def read_bbox_annotations(location: str | None) -> dict[str, tuple[list[str], li
         for directory, _, files in os.walk(location):
             for name in files:
                 if name.endswith(".xml"):
-                    with open(os.path.join(directory, name)) as f:
-                        found[name[:-4]] = parse_bbox_xml(f.read())
+                    parsed = annotations.read_annotation(os.path.join(directory, name), problems)
+                    if parsed is not None:
+                        found[name[:-4]] = parsed
         return found
     with tarfile.open(location) as archive:
         for member in archive:
             if member.isfile() and member.name.endswith(".xml"):
-                text = archive.extractfile(member).read().decode()
-                found[os.path.basename(member.name)[:-4]] = parse_bbox_xml(text)
+                parsed = annotations.parse_annotation(archive.extractfile(member).read(),
+                                                      member.name, problems)
+                if parsed is not None:
+                    found[os.path.basename(member.name)[:-4]] = parsed
     return found
 
 
@@ -167,41 +157,82 @@ def _members(path: str) -> Iterable[tuple[str, int, int]]:
 
 def tasks_from_tars(train_tar: str | None, val_tar: str | None, bbox_train: str | None,
                     bbox_val: str | None, synset_words: str | None, resize_shorter: int,
-                    quality: int) -> tuple[list[str], dict[str, list[ImageTask]]]:
+                    quality: int, problems: annotations.Problems | None = None,
+                    ) -> tuple[list[str], dict[str, list[ImageTask]]]:
     """Tasks of the raw ILSVRC2012 tars.
 
     Train labels come from the file names (`n01440764_10026.JPEG`); validation labels
-    from the validation bbox XMLs (first object), which are required with `val_tar`.
+    from the validation bbox XMLs (the image's label is its first object's; every box
+    keeps its own), which are required with `val_tar`. XML problems go to `problems`
+    (default: a fresh non-strict `Problems`).
 
     Returns:
       (sorted synsets = class names, {split: tasks}).
     """
     if val_tar and not bbox_val:
         raise ValueError("val_tar needs bbox_val: validation labels come from its XMLs")
+    problems = problems or annotations.Problems()
     words = read_synset_words(synset_words)
     train_files = list(_members(train_tar)) if train_tar else []
-    val_boxes = read_bbox_annotations(bbox_val)
+    val_boxes = read_bbox_annotations(bbox_val, problems)
     synsets = sorted({_stem(n).split("_")[0] for n, _, _ in train_files}
-                     or {names[0] for names, _ in val_boxes.values() if names})
+                     or {a.names[0] for a in val_boxes.values() if a.names})
     index = {s: i for i, s in enumerate(synsets)}
-    train_boxes = read_bbox_annotations(bbox_train)
+    train_boxes = read_bbox_annotations(bbox_train, problems)
+    none = annotations.Annotation(0, 0, (), (), ())
 
-    def task(path, name, offset, size, synset, boxes):
+    def task(path, name, offset, size, synset, found):
+        known = [i for i, n in enumerate(found.names) if n in index]
         return ImageTask(path, offset, size, os.path.basename(name), index[synset], synset,
-                         words.get(synset, synset), tuple(boxes), resize_shorter, quality)
+                         words.get(synset, synset), tuple(found.boxes[i] for i in known),
+                         resize_shorter, quality, tuple(index[found.names[i]] for i in known))
 
     splits = {"train": [], "validation": []}
     for name, offset, size in train_files:
         synset = _stem(name).split("_")[0]
         splits["train"].append(task(train_tar, name, offset, size, synset,
-                                    train_boxes.get(_stem(name), ([], []))[1]))
+                                    train_boxes.get(_stem(name), none)))
     for name, offset, size in (_members(val_tar) if val_tar else []):
-        names, boxes = val_boxes.get(_stem(name), ([], []))
-        if not names or names[0] not in index:
+        found = val_boxes.get(_stem(name), none)
+        if not found.names or found.names[0] not in index:
             print(f"Skipping {name}: no label in {bbox_val}", file=sys.stderr)
             continue
-        splits["validation"].append(task(val_tar, name, offset, size, names[0], boxes))
+        splits["validation"].append(task(val_tar, name, offset, size, found.names[0], found))
     return synsets, {s: t for s, t in splits.items() if t}
+
+
+def tasks_from_annotations(
+    images: dict[str, list[tuple[str, annotations.Annotation]]], words: dict[str, str],
+    resize_shorter: int, quality: int, problems: annotations.Problems,
+) -> tuple[list[str], dict[str, list[ImageTask]]]:
+    """Tasks of annotated detection images, {split: [(image path, annotation)]}.
+
+    The classes are the sorted object names of all splits. Every box keeps its label
+    and `difficult` flag; the image's label is its first non-difficult object's (the
+    first object's when all are difficult). Images without objects are skipped as a
+    "no objects" problem (the record format needs an image label).
+
+    Returns:
+      (class names, {split: tasks}), splits without images left out.
+    """
+    synsets = sorted({n for items in images.values() for _, a in items for n in a.names})
+    index = {s: i for i, s in enumerate(synsets)}
+    splits = {}
+    for split, items in images.items():
+        tasks = []
+        for path, found in items:
+            if not found.names:
+                problems.add("no objects", path, "skipped")
+                continue
+            first = next((n for n, d in zip(found.names, found.difficult) if not d),
+                         found.names[0])
+            tasks.append(ImageTask(
+                path, 0, -1, os.path.basename(path), index[first], first,
+                words.get(first, first), found.boxes, resize_shorter, quality,
+                tuple(index[n] for n in found.names), found.difficult))
+        if tasks:
+            splits[split] = tasks
+    return synsets, splits
 
 
 def tasks_from_folder(root: str, resize_shorter: int, quality: int

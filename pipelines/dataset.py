@@ -22,6 +22,7 @@ from pipelines.sources import Source
 
 AUTOTUNE = tf.data.AUTOTUNE
 EVAL_MODES = ("center", "ten_view", "full")
+IMAGE_DTYPES = ("float32", "bfloat16", "float16")
 # Boxes per image in `with_boxes` batches; extra boxes are dropped (ImageNet train
 # images have at most a few dozen, the embedded set at most 4).
 MAX_BOXES = 32
@@ -37,12 +38,14 @@ def data_error_line(message: str) -> str | None:
 
 
 def _skip_bad_images(transform, image_shape: list[int], strict: bool,
-                     counter: BadRecordCounter | None, max_pixels: int | None):
+                     counter: BadRecordCounter | None, extra: dict[str, tf.Tensor],
+                     max_pixels: int | None):
     """Wraps a record transform so that it runs only on bytes that pass
     `decode.check_encoded` (with the pixel limit); adds a bool "ok" to its output for a
     later filter.
 
-    A failing record gets a zero image of `image_shape` (ok=False), is logged to stderr
+    A failing record gets a zero image of `image_shape` and `extra` (the transform's
+    other outputs, ok=False), is logged to stderr
     with its file name and counted, or, in strict mode, raises InvalidArgumentError
     naming the file and the problem. Runs inside the parallel map, so the check is
     not a serial stage.
@@ -59,27 +62,42 @@ def _skip_bad_images(transform, image_shape: list[int], strict: bool,
                 if counter is not None:
                     ops.append(counter.add(record["filename"], record["encoded"]))
             with tf.control_dependencies(ops):
-                return {**record, "image": tf.zeros(image_shape), "boxes": tf.zeros([0, 4]),
-                        "box_labels": tf.zeros([0], tf.int32)}
+                return {**record, **extra, "image": tf.zeros(image_shape),
+                        "boxes": tf.zeros([0, 4]), "box_labels": tf.zeros([0], tf.int32),
+                        "difficult": tf.zeros([0], tf.bool)}
 
         return {**tf.cond(ok, lambda: transform(record, *args), bad), "ok": ok}
 
     return wrapped
 
 
-def _pad_boxes(boxes: tf.Tensor, box_labels: tf.Tensor) -> dict[str, tf.Tensor]:
+def _pad_boxes(boxes: tf.Tensor, box_labels: tf.Tensor,
+               difficult: tf.Tensor) -> dict[str, tf.Tensor]:
     """Pads/truncates to MAX_BOXES: boxes [MAX_BOXES, 4] (zeros), box_labels
-    [MAX_BOXES] (-1), num_boxes int32 scalar."""
+    [MAX_BOXES] (-1), difficult [MAX_BOXES] (False), num_boxes int32 scalar."""
     n = tf.minimum(tf.shape(boxes)[0], MAX_BOXES)
     boxes = tf.pad(boxes[:n], [[0, MAX_BOXES - n], [0, 0]])
     box_labels = tf.pad(box_labels[:n], [[0, MAX_BOXES - n]], constant_values=-1)
+    difficult = tf.pad(difficult[:n], [[0, MAX_BOXES - n]], constant_values=False)
     boxes.set_shape([MAX_BOXES, 4])
     box_labels.set_shape([MAX_BOXES])
-    return {"boxes": boxes, "box_labels": box_labels, "num_boxes": n}
+    difficult.set_shape([MAX_BOXES])
+    return {"boxes": boxes, "box_labels": box_labels, "difficult": difficult, "num_boxes": n}
 
 
-def _finish(num_classes: int, with_boxes: bool):
-    """Checks labels, naming the record, and shapes the element for the model."""
+def _box_values(record: dict[str, tf.Tensor]) -> tf.Tensor:
+    """int32 [n, 2]: each box's (label, difficult), cropped along with its box (the
+    transforms keep or drop whole rows)."""
+    return tf.stack([record["box_labels"], tf.cast(record["difficult"], tf.int32)], axis=1)
+
+
+def _from_box_values(values: tf.Tensor) -> dict[str, tf.Tensor]:
+    return {"box_labels": values[:, 0], "difficult": values[:, 1] > 0}
+
+
+def _finish(num_classes: int, with_boxes: bool, draws: bool):
+    """Checks labels, naming the record, and shapes the element for the model (with the
+    training draws as a third part when `draws`, for `augment_batch`)."""
     def finish(element: dict[str, tf.Tensor]):
         labels = tf.concat([element["label"][tf.newaxis], element["box_labels"]], 0)
         ok = tf.reduce_all(tf.logical_and(labels >= 0, labels < num_classes))
@@ -94,10 +112,12 @@ def _finish(num_classes: int, with_boxes: bool):
                 return tf.identity(element["label"])
 
         label = tf.cond(ok, lambda: element["label"], fail)
-        if not with_boxes:
-            return element["image"], label
-        return element["image"], {"label": label,
-                                  **_pad_boxes(element["boxes"], element["box_labels"])}
+        if with_boxes:
+            label = {"label": label, **_pad_boxes(
+                element["boxes"], element["box_labels"], element["difficult"])}
+        if draws:
+            return element["image"], label, {name: element[name] for name in _DRAWS}
+        return element["image"], label
 
     return finish
 
@@ -105,41 +125,48 @@ def _finish(num_classes: int, with_boxes: bool):
 def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Tensor):
     def transform(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = decode.decode_image(record["encoded"])
-        boxes, box_labels = record["boxes"], record["box_labels"]
+        boxes, values = record["boxes"], _box_values(record)
         if eval_mode == "center":
-            boxes, box_labels = transforms.center_crop_boxes(
-                boxes, box_labels, tf.shape(image)[:2], crop_size)
+            boxes, values = transforms.center_crop_boxes(
+                boxes, values, tf.shape(image)[:2], crop_size)
             out = transforms.preprocess_for_eval(image, crop_size, mean, std)
         elif eval_mode == "ten_view":
             out = transforms.ten_views(image, crop_size, mean, std)
         else:
             out = transforms.preprocess_full(image, mean, std)
-        return {**record, "image": out, "boxes": boxes, "box_labels": box_labels}
+        return {**record, "image": out, "boxes": boxes, **_from_box_values(values)}
 
     return transform
 
 
-def _train_transform(crop_size: int, mean: tf.Tensor, std: tf.Tensor, augmentation: str,
-                     eigen, scale_jitter):
+# A training image's random draws that `transforms.augment_batch` applies per batch, and
+# what a skipped image carries in their place.
+_DRAWS = {"flip": tf.zeros([], tf.bool), "shift": tf.zeros([3]), "mean_window": tf.zeros([4])}
+
+
+def _train_transform(crop_size: int, augmentation: str, eigen, scale_jitter):
+    """The per-image half of training augmentation (`transforms.train_crop`)."""
     def transform(record: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        image, boxes, box_labels = transforms.preprocess_for_train(
-            record["encoded"], record["boxes"], record["box_labels"], seed,
-            crop_size=crop_size, mean=mean, std=std, augmentation=transforms.AUGMENTATIONS[augmentation],
+        image, boxes, values, draws = transforms.train_crop(
+            record["encoded"], record["boxes"], _box_values(record), seed,
+            crop_size=crop_size, augmentation=transforms.AUGMENTATIONS[augmentation],
             eigen=eigen, scale_jitter=scale_jitter)
-        return {**record, "image": image, "boxes": boxes, "box_labels": box_labels}
+        return {**record, **draws, "image": image, "boxes": boxes, **_from_box_values(values)}
 
     return transform
 
 
 def _validate(source: Source, *, batch_size, training, crop_size, mean, std, augmentation,
               eval_mode, with_boxes, scale_jitter, seed, deterministic, bad_records,
-              data_service) -> None:
+              data_service, image_dtype="float32") -> None:
     """Raises ValueError naming the bad argument, its value and what is valid."""
     def fail(name: str, value, valid: str) -> None:
         raise ValueError(f"build_dataset: invalid {name}={value!r}; {valid}")
 
     if batch_size < 1:
         fail("batch_size", batch_size, "must be >= 1")
+    if image_dtype not in IMAGE_DTYPES:
+        fail("image_dtype", image_dtype, f"valid: {list(IMAGE_DTYPES)}")
     if not 1 <= crop_size <= constants.RESIZE_SHORTER_SIDE:
         fail("crop_size", crop_size, f"must be in 1..{constants.RESIZE_SHORTER_SIDE}")
     if augmentation not in transforms.AUGMENTATIONS:
@@ -189,6 +216,7 @@ def build_dataset(
     data_service: str | None = None,
     pca_eigen: tuple[np.ndarray, np.ndarray] | None = None,
     shuffle_buffer: int = 10_000,
+    image_dtype: str = "float32",
 ) -> tf.data.Dataset:
     """Builds the input pipeline of one split.
 
@@ -207,8 +235,9 @@ def build_dataset(
         crop, 3]; "full" -> [1, h, w, 3] with min(h, w) == 256 (batch_size must be 1).
       with_boxes: labels become {"label": int32 [b], "boxes": float32
         [b, MAX_BOXES, 4] (ymin, xmin, ymax, xmax) normalised to the output image and
-        zero-padded, "box_labels": int32 [b, MAX_BOXES] (-1 padded), "num_boxes":
-        int32 [b]}. Boxes outside the crop are dropped, the rest clipped to it.
+        zero-padded, "box_labels": int32 [b, MAX_BOXES] (-1 padded), "difficult": bool
+        [b, MAX_BOXES] (PASCAL VOC's flag, False padded), "num_boxes": int32 [b]}.
+        Boxes outside the crop are dropped, the rest clipped to it.
       pca_lighting: AlexNet's PCA colour noise in training (AlexNet's recipe only).
       scale_jitter: (min, max) shorter side per training image instead of 256.
       input_context: shards files per input pipeline.
@@ -225,7 +254,10 @@ def build_dataset(
         augmentation then run on its workers.
       pca_eigen: (eigval [3], eigvec [3, 3]) from `pipelines.stats`; default the
         published PCA_EIGVAL / PCA_EIGVEC.
-      shuffle_buffer: records held for shuffling in training.
+      shuffle_buffer: records held for shuffling in training (none for sources whose
+        shuffled file order is a full permutation, `Source.shuffles_fully`).
+      image_dtype: dtype of training images ("float32", "bfloat16", "float16"), cast
+        per batch.
 
     Returns:
       A dataset of `(images float32, labels)` batches as described above.
@@ -234,12 +266,15 @@ def build_dataset(
               mean=mean, std=std, augmentation=augmentation, eval_mode=eval_mode,
               with_boxes=with_boxes, scale_jitter=scale_jitter, seed=seed,
               deterministic=deterministic, bad_records=bad_records,
-              data_service=data_service)
+              data_service=data_service, image_dtype=image_dtype)
     mean = tf.constant(mean, tf.float32)
     std = tf.constant(std, tf.float32)
     dataset = source.records(split, input_context, shuffle_files=training, seed=seed)
-    if training:
+    # A source whose shuffled file order is already a full permutation needs no record
+    # buffer.
+    if training and not source.shuffles_fully:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if training:
         eigen = None
         if pca_lighting:
             eigen = pca_eigen or (constants.PCA_EIGVAL, constants.PCA_EIGVEC)
@@ -249,7 +284,7 @@ def build_dataset(
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(
             lambda r: tf.stack([r, tf.constant(pipeline_id, tf.int64)]))
         dataset = tf.data.Dataset.zip(dataset, seeds)
-        transform = _train_transform(crop_size, mean, std, augmentation, eigen, scale_jitter)
+        transform = _train_transform(crop_size, augmentation, eigen, scale_jitter)
     else:
         transform = _eval_transform(eval_mode, crop_size, mean, std)
     if training or eval_mode == "center":
@@ -259,7 +294,8 @@ def build_dataset(
     else:  # "full": whole images of any size; the placeholder is never batched.
         image_shape = [constants.RESIZE_SHORTER_SIDE, constants.RESIZE_SHORTER_SIDE, 3]
     dataset = dataset.map(
-        _skip_bad_images(transform, image_shape, strict, bad_records, max_pixels),
+        _skip_bad_images(transform, image_shape, strict, bad_records,
+                         _DRAWS if training else {}, max_pixels),
         num_parallel_calls=AUTOTUNE)
     dataset = dataset.filter(lambda element: element["ok"])
     if not strict:
@@ -270,8 +306,15 @@ def build_dataset(
         # After the filter: tf.data ends a repeat whose pass yields nothing, so a split
         # without one usable image ends (the trainer reports it) instead of looping.
         dataset = dataset.repeat()
-    dataset = dataset.map(_finish(source.num_classes, with_boxes), num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(_finish(source.num_classes, with_boxes, training),
+                          num_parallel_calls=AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
+    if training:  # flip, lighting, normalisation and dtype once per batch
+        dataset = dataset.map(
+            lambda images, labels, draws: (
+                transforms.augment_batch(images, draws, mean, std, tf.as_dtype(image_dtype)),
+                labels),
+            num_parallel_calls=AUTOTUNE)
     if data_service is not None:
         dataset = dataset.apply(tf.data.experimental.service.distribute(
             processing_mode=tf.data.experimental.service.ShardingPolicy.OFF,

@@ -31,6 +31,8 @@ class Source(abc.ABC):
       num_classes: number of classes; labels are 0 .. num_classes - 1.
       class_names: synsets or names, indexed by 0-based label.
       has_boxes: whether records carry object boxes.
+      shuffles_fully: whether `records(shuffle_files=True)` already yields the records
+        in a full random permutation (no record shuffle buffer is needed).
       validation_note: how the validation split was made, when not given by the data
         (one line for the binaries to print), else None.
     """
@@ -38,6 +40,7 @@ class Source(abc.ABC):
     num_classes: int
     class_names: list[str]
     has_boxes: bool
+    shuffles_fully: bool = False
     validation_note: str | None = None
 
     @abc.abstractmethod
@@ -47,7 +50,8 @@ class Source(abc.ABC):
 
         Each element: {"encoded": tf.string [], "label": int32 [] 0-based,
         "boxes": float32 [n, 4] (ymin, xmin, ymax, xmax) normalised,
-        "box_labels": int32 [n] 0-based, "filename": tf.string []}. Image bytes are
+        "box_labels": int32 [n] 0-based, "difficult": bool [n] (PASCAL VOC's flag),
+        "filename": tf.string []}. Image bytes are
         not decoded or validated and labels not range-checked: `build_dataset` does
         both, after the point where bad images are skipped.
         """
@@ -62,6 +66,7 @@ def _empty_boxes(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         **record,
         "boxes": tf.zeros([0, 4], tf.float32),
         "box_labels": tf.zeros([0], tf.int32),
+        "difficult": tf.zeros([0], tf.bool),
     }
 
 
@@ -241,6 +246,8 @@ class FolderSource(Source):
             files += paths
             labels += [self.class_names.index(name)] * len(paths)
         return files, labels
+
+    shuffles_fully = True  # one file per record, all shuffled
 
     def records(self, split, input_context=None, shuffle_files=False, seed=None):
         files, labels = self._files_and_labels(split)

@@ -83,3 +83,34 @@ def example(encoded: bytes, filename: str, label: int, height: int = 0, width: i
         encoded=encoded, filename=filename, label=label, synset=f"n{label:08d}",
         text=f"class {label}", height=height, width=width, boxes=boxes,
         box_labels=box_labels)
+
+
+# One object of an annotation XML: (class name, (xmin, ymin, xmax, ymax) pixels, difficult).
+XmlObject = tuple[str, tuple[float, float, float, float], bool]
+
+
+def annotation_xml(width: int, height: int, objects: list[XmlObject]) -> bytes:
+    """A PASCAL VOC / ILSVRC annotation XML of an image of width x height."""
+    parts = [f"<annotation><size><width>{width}</width><height>{height}</height>"
+             "<depth>3</depth></size>"]
+    for name, (xmin, ymin, xmax, ymax), difficult in objects:
+        parts.append(f"<object><name>{name}</name><difficult>{int(difficult)}</difficult>"
+                     f"<bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax>"
+                     f"<ymax>{ymax}</ymax></bndbox></object>")
+    return ("".join(parts) + "</annotation>").encode()
+
+
+def write_voc_tree(root: str, images: dict[str, tuple[bytes, bytes]],
+                   image_sets: dict[str, list[str]]) -> None:
+    """Writes a PASCAL VOC folder: {image id: (JPEG bytes, XML bytes)} (either may be
+    b"" to leave the file out) and ImageSets/Main/<name>.txt of {name: ids}."""
+    for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
+        os.makedirs(os.path.join(root, sub), exist_ok=True)
+    for image_id, (jpeg, xml) in images.items():
+        for sub, suffix, data in (("JPEGImages", ".jpg", jpeg), ("Annotations", ".xml", xml)):
+            if data:
+                with open(os.path.join(root, sub, image_id + suffix), "wb") as f:
+                    f.write(data)
+    for name, ids in image_sets.items():
+        with open(os.path.join(root, "ImageSets", "Main", f"{name}.txt"), "w") as f:
+            f.write("".join(f"{i}\n" for i in ids))

@@ -3,6 +3,10 @@
 `make_example` writes it (embedded generator, converter, tests); `parse_record` reads
 it into the record dict every source yields. Labels are stored 1-based (0 unused, as in
 build_imagenet_data) and returned 0-based.
+
+One feature is added to the format: `image/object/difficult` (int64, one per box, 1 for
+objects PASCAL VOC marks `difficult`), which detection evaluation ignores. Files without
+it read as no difficult boxes.
 """
 
 from collections.abc import Sequence
@@ -11,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 # Keys of the record dict yielded by every `Source.records`.
-RECORD_KEYS = ("encoded", "label", "boxes", "box_labels", "filename")
+RECORD_KEYS = ("encoded", "label", "boxes", "box_labels", "difficult", "filename")
 
 _FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -23,6 +27,7 @@ _FEATURES = {
     "image/object/bbox/ymax": tf.io.VarLenFeature(tf.float32),
     "image/object/bbox/xmax": tf.io.VarLenFeature(tf.float32),
     "image/object/bbox/label": tf.io.VarLenFeature(tf.int64),
+    "image/object/difficult": tf.io.VarLenFeature(tf.int64),
 }
 
 
@@ -33,6 +38,7 @@ def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
       {"encoded": tf.string [], "label": int32 [] 0-based (-1 when missing),
        "boxes": float32 [n, 4] (ymin, xmin, ymax, xmax) normalised to [0, 1],
        "box_labels": int32 [n] 0-based (the image label when the file has none),
+       "difficult": bool [n] (all False when the file has no flags),
        "filename": tf.string []}. Labels are not range-checked here: the check runs
       after decoding so that skipping bad images never hides a bad label.
     """
@@ -47,11 +53,18 @@ def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
         lambda: box_labels,
         lambda: tf.fill([tf.shape(boxes)[0]], label),
     )
+    difficult = tf.sparse.to_dense(f["image/object/difficult"]) > 0
+    difficult = tf.cond(
+        tf.size(difficult) == tf.shape(boxes)[0],
+        lambda: difficult,
+        lambda: tf.zeros([tf.shape(boxes)[0]], tf.bool),
+    )
     return {
         "encoded": f["image/encoded"],
         "label": label,
         "boxes": boxes,
         "box_labels": box_labels,
+        "difficult": difficult,
         "filename": f["image/filename"],
     }
 
@@ -79,6 +92,7 @@ def make_example(
     width: int,
     boxes: np.ndarray | Sequence[Sequence[float]] = (),
     box_labels: Sequence[int] = (),
+    difficult: Sequence[bool] = (),
     image_format: str = "JPEG",
 ) -> bytes:
     """Serializes one image in the build_imagenet_data format.
@@ -88,6 +102,7 @@ def make_example(
       label: 0-based class index; stored as label + 1.
       boxes: [n, 4] (ymin, xmin, ymax, xmax) normalised to [0, 1].
       box_labels: [n] 0-based labels; stored + 1. Defaults to `label` for every box.
+      difficult: [n] PASCAL VOC `difficult` flags; written only when some box is.
 
     Returns:
       The serialized tf.train.Example.
@@ -111,5 +126,9 @@ def make_example(
         "image/object/bbox/xmax": _float(boxes[:, 3]),
         "image/object/bbox/label": _int64([b + 1 for b in box_labels]),
     }
+    if any(difficult):
+        if len(difficult) != len(boxes):
+            raise ValueError(f"{filename}: {len(difficult)} difficult flags for {len(boxes)} boxes")
+        feature["image/object/difficult"] = _int64(difficult)
     example = tf.train.Example(features=tf.train.Features(feature=feature))
     return example.SerializeToString()

@@ -151,7 +151,7 @@ def crop_boxes(boxes: tf.Tensor, box_labels: tf.Tensor, window: Window) -> tuple
 
     Args:
       boxes: float32 [n, 4] normalised to the uncropped image.
-      box_labels: int32 [n].
+      box_labels: int32 [n], or [n, k]: values kept or dropped with their box.
       window: float32 [4] the crop, normalised to the uncropped image.
 
     Returns:
@@ -230,6 +230,88 @@ def random_crop_window(size: tf.Tensor, seed: tf.Tensor, *, crop_size: int,
     return tf.stack([offset[0], offset[1], side, side])
 
 
+def train_crop(
+    encoded: tf.Tensor,
+    boxes: tf.Tensor,
+    box_labels: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    crop_size: int,
+    augmentation: Augmentation,
+    eigen: tuple[tf.Tensor, tf.Tensor] | None,
+    scale_jitter: tuple[int, int] | None,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
+    """The per-image half of training augmentation (AlexNet or OverFeat recipe): the
+    random crop (fused `decode_and_crop_jpeg` on JPEGs) resized to crop_size, and this
+    image's draws for the batch half (`augment_batch`).
+
+    Args:
+      encoded: tf.string scalar.
+      boxes: float32 [n, 4] normalised to the original image; box_labels int32 [n].
+      seed: int64 [2] stateless seed for this image.
+      eigen: (eigval [3], eigvec [3, 3]) for PCA lighting, or None for none.
+      scale_jitter: (min, max) shorter side drawn uniformly per image, or None for 256.
+
+    Returns:
+      (image float32 0-255 [crop_size, crop_size, 3], not yet flipped; boxes [m, 4]
+      normalised to the returned image once flipped, box_labels [m]; draws {"flip":
+      bool [], "shift": float32 [3] the PCA lighting shift (zeros without eigen),
+      "mean_window": float32 [4] the crop in the mean image's 256x256 centre square}).
+    """
+    seeds = tf.random.experimental.stateless_split(seed, num=4)
+    if scale_jitter is None:
+        shorter = tf.constant(_SHORTER)
+    else:
+        shorter = tf.random.stateless_uniform(
+            [], seeds[0], minval=scale_jitter[0], maxval=scale_jitter[1] + 1, dtype=tf.int32
+        )
+    size = decode.image_size(encoded)
+    window = random_crop_window(size, seeds[1], crop_size=crop_size,
+                                shorter_side=shorter, augmentation=augmentation)
+    flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
+    image = _resize(decode.decode_and_crop(encoded, window), [crop_size, crop_size])
+    image.set_shape([crop_size, crop_size, 3])
+    shift = tf.zeros([3]) if eigen is None else pca_lighting_shift(seeds[2], *eigen)
+    window_n = _pixel_to_normalized(window, size)
+    square_n = _pixel_to_normalized(_center_square(size), size)
+    boxes, box_labels = crop_boxes(boxes, box_labels, window_n)
+    boxes = tf.cond(flip, lambda: flip_boxes(boxes), lambda: boxes)
+    draws = {"flip": flip, "shift": shift, "mean_window": _relative_to(window_n, square_n)}
+    return image, boxes, box_labels, draws
+
+
+def augment_batch(images: tf.Tensor, draws: dict[str, tf.Tensor], mean: tf.Tensor,
+                  std: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
+    """The batch half of training augmentation, each image with its own draws: the
+    horizontal flip, PCA lighting (folded into the mean), normalisation, the dtype.
+
+    Args:
+      images: float32 0-255 [b, h, w, 3] from `train_crop`.
+      draws: `train_crop`'s draws stacked over the batch: flip [b], shift [b, 3],
+        mean_window [b, 4].
+      mean: [3] or a mean image [H, W, 3], 0-255 scale. std: [3].
+
+    Returns:
+      `dtype` [b, h, w, 3]: `(flipped image - (mean - shift)) / std`.
+    """
+    flip = draws["flip"]
+    images = tf.where(flip[:, None, None, None], tf.reverse(images, [2]), images)
+    mean = tf.convert_to_tensor(mean, tf.float32)
+    std = tf.convert_to_tensor(std, tf.float32)
+    shift = draws["shift"][:, None, None, :]
+    if mean.shape.rank == 3:
+        ymin, xmin, ymax, xmax = tf.unstack(draws["mean_window"], axis=1)
+        # crop_and_resize mirrors the mean patch where xmin > xmax.
+        windows = tf.clip_by_value(tf.stack(
+            [ymin, tf.where(flip, xmax, xmin), ymax, tf.where(flip, xmin, xmax)], axis=1),
+            0.0, 1.0)
+        means = tf.image.crop_and_resize(mean[tf.newaxis], windows,
+                                         tf.zeros_like(flip, tf.int32), tf.shape(images)[1:3])
+        return tf.cast((images - (means - shift)) / std, dtype)
+    # Per-channel: one multiply-add over the pixels.
+    return tf.cast(images * (1.0 / std) - (mean - shift) / std, dtype)
+
+
 def preprocess_for_train(
     encoded: tf.Tensor,
     boxes: tf.Tensor,
@@ -243,54 +325,18 @@ def preprocess_for_train(
     eigen: tuple[tf.Tensor, tf.Tensor] | None,
     scale_jitter: tuple[int, int] | None,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Decodes and augments one training image (AlexNet or OverFeat recipe).
-
-    Random crop (fused `decode_and_crop_jpeg` on JPEGs), resize of the window to
-    crop_size, optional PCA lighting, mean/std normalisation, random horizontal flip.
-
-    Args:
-      encoded: tf.string scalar.
-      boxes: float32 [n, 4] normalised to the original image; box_labels int32 [n].
-      seed: int64 [2] stateless seed for this image.
-      eigen: (eigval [3], eigvec [3, 3]) for PCA lighting, or None for none.
-      scale_jitter: (min, max) shorter side drawn uniformly per image, or None for 256.
+    """Decodes and augments one training image: `train_crop`, then `augment_batch` on a
+    batch of one (the input pipeline runs the two halves apart, the second per batch).
 
     Returns:
       (image float32 [crop_size, crop_size, 3], boxes [m, 4], box_labels [m]); boxes
       are normalised to the returned image.
     """
-    seeds = tf.random.experimental.stateless_split(seed, num=4)
-    if scale_jitter is None:
-        shorter = tf.constant(_SHORTER)
-    else:
-        shorter = tf.random.stateless_uniform(
-            [], seeds[0], minval=scale_jitter[0], maxval=scale_jitter[1] + 1, dtype=tf.int32
-        )
-    size = decode.image_size(encoded)
-    window = random_crop_window(size, seeds[1], crop_size=crop_size,
-                                shorter_side=shorter, augmentation=augmentation)
-    flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
-    # Flip the uint8 crop before resizing: a quarter of the bytes of the float output,
-    # and the same pixels since bilinear resizing is mirror-symmetric.
-    crop = decode.decode_and_crop(encoded, window)
-    crop = tf.cond(flip, lambda: tf.reverse(crop, [1]), lambda: crop)
-    image = _resize(crop, [crop_size, crop_size])
-    image.set_shape([crop_size, crop_size, 3])
-    mean = tf.convert_to_tensor(mean, tf.float32)
-    if eigen is not None:  # Lighting folds into the mean: one pass over the pixels.
-        mean = mean - pca_lighting_shift(seeds[2], *eigen)
-    window_n = _pixel_to_normalized(window, size)
-    mean_window = None
-    if mean.shape.rank == 3:
-        square_n = _pixel_to_normalized(_center_square(size), size)
-        ymin, xmin, ymax, xmax = tf.unstack(_relative_to(window_n, square_n))
-        # crop_and_resize mirrors the mean patch when xmin > xmax.
-        mean_window = tf.cond(flip, lambda: tf.stack([ymin, xmax, ymax, xmin]),
-                              lambda: tf.stack([ymin, xmin, ymax, xmax]))
-    image = normalize(image, mean, std, mean_window)
-    boxes, box_labels = crop_boxes(boxes, box_labels, window_n)
-    boxes = tf.cond(flip, lambda: flip_boxes(boxes), lambda: boxes)
-    return image, boxes, box_labels
+    image, boxes, box_labels, draws = train_crop(
+        encoded, boxes, box_labels, seed, crop_size=crop_size, augmentation=augmentation,
+        eigen=eigen, scale_jitter=scale_jitter)
+    batch = {name: value[tf.newaxis] for name, value in draws.items()}
+    return augment_batch(image[tf.newaxis], batch, mean, std)[0], boxes, box_labels
 
 
 def _center_crop_window(size: tf.Tensor, crop_size: int) -> tuple[tf.Tensor, Window, Window]:

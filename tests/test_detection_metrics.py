@@ -59,10 +59,11 @@ def test_ties_keep_their_order():
 def test_duplicates_are_false_positives_as_in_voc():
     other = [0, 1, 10, 11]  # IoU with BOX = 90 / 110
     near = [0, 0.4, 10, 10.4]  # IoU 96 / 104 with BOX, 94 / 106 with `other`
-    tp = metrics.match_detections([BOX, near, other], [0.9, 0.8, 0.7], [BOX, other])
+    tp, ignored = metrics.match_detections([BOX, near, other], [0.9, 0.8, 0.7], [BOX, other])
+    assert not ignored.any()
     # near takes its best box (BOX, taken) -> duplicate, although `other` was still free.
     np.testing.assert_array_equal(tp, [True, False, True])
-    tp = metrics.match_detections([BOX, BOX], [0.8, 0.9], [BOX])
+    tp, _ = metrics.match_detections([BOX, BOX], [0.8, 0.9], [BOX])
     np.testing.assert_array_equal(tp, [False, True])  # the higher score takes the object
 
 
@@ -98,3 +99,47 @@ def test_mean_average_precision_bad_classes():
         metrics.mean_average_precision([([BOX], [1.0], [2])], [([0], [BOX])], num_classes=2)
     with pytest.raises(ValueError, match="must match"):
         metrics.mean_average_precision([([BOX], [1.0, 2.0], [0])], [([0], [BOX])], num_classes=2)
+
+
+def test_eleven_point_average_precision_by_hand():
+    # VOC 2007: mean over recall thresholds 0, 0.1, ..., 1 of the best precision at
+    # recall >= t. TP, FP, TP with 2 objects: t <= 0.5 -> 1 (6 points), t > 0.5 -> 2/3
+    # (5 points).
+    ap = metrics.average_precision([0.9, 0.8, 0.7], [True, False, True], 2, eleven_point=True)
+    assert ap == pytest.approx((6 * 1 + 5 * 2 / 3) / 11)
+    # One of 3 objects found, first: recall 1/3 -> points 0, 0.1, 0.2, 0.3 score 1.
+    assert metrics.average_precision([1.0, 0.5], [True, False], 3,
+                                     eleven_point=True) == pytest.approx(4 / 11)
+    assert metrics.average_precision([], [], 2, eleven_point=True) == 0.0
+    # The all-point form of the same case: 1/3 * 1.
+    assert metrics.average_precision([1.0, 0.5], [True, False], 3) == pytest.approx(1 / 3)
+
+
+def test_difficult_objects_count_neither_way():
+    other = [0, 20, 10, 30]
+    # A detection of a difficult object is ignored, not a false positive; a detection
+    # elsewhere is a false positive; the easy object is found.
+    tp, ignored = metrics.match_detections([BOX, other, FAR], [0.9, 0.8, 0.7],
+                                           [BOX, other], difficult=[True, False])
+    np.testing.assert_array_equal(tp, [False, True, False])
+    np.testing.assert_array_equal(ignored, [True, False, False])
+    # mAP: class 0 has one easy object (other) and one difficult (BOX). Ranked
+    # detections: BOX 0.9 (ignored), FAR 0.8 (FP), other 0.7 (TP) -> precision 1/2 at
+    # recall 1 -> AP 1/2. Without the flag, BOX would be a TP: TP, FP, TP of 2 -> 5/6.
+    truth = [([0, 0], [BOX, other], [True, False])]
+    detections = [([BOX, FAR, other], [0.9, 0.8, 0.7], [0, 0, 0])]
+    mean, _ = metrics.mean_average_precision(detections, truth, num_classes=1)
+    assert mean == pytest.approx(0.5)
+    plain, _ = metrics.mean_average_precision(detections, [([0, 0], [BOX, other])], 1)
+    assert plain == pytest.approx(5 / 6)
+    eleven, _ = metrics.mean_average_precision(detections, truth, 1, eleven_point=True)
+    assert eleven == pytest.approx(0.5)  # precision 1/2 at every recall threshold
+    # A class whose only objects are difficult is not scored (AP NaN).
+    mean, per_class = metrics.mean_average_precision(
+        [([BOX], [0.9], [1])], [([0, 1], [FAR, BOX], [False, True])], num_classes=2)
+    assert math.isnan(per_class[1]) and per_class[0] == 0.0 and mean == 0.0
+
+
+def test_ground_truth_flags_must_match_the_boxes():
+    with pytest.raises(ValueError, match="difficult flags"):
+        metrics.mean_average_precision([([BOX], [0.9], [0])], [([0], [BOX], [True, False])], 1)

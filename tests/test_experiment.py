@@ -100,17 +100,19 @@ def _mtimes(out_dir):
 
 def test_two_rows_end_to_end_then_a_rerun_skips_them(tiny_data, tmp_path, subprocess_env):
     out_dir = str(tmp_path / "table2")
-    # Two rows of OverFeat Table 2 that share one trained model.
-    flags = ["--table=overfeat_table2", "--rows=fast_scale1_coarse,fast_10view",
+    # Three rows of OverFeat Table 2 that share one trained model; the two dense ones
+    # also share their score maps.
+    flags = ["--table=overfeat_table2", "--rows=fast_scale1_coarse,fast_4scales_fine,fast_10view",
              f"--data=tfrecord:{tiny_data}", f"--out_dir={out_dir}", "--width=0.0625",
              "--batch_size=8", "--max_steps=2", "--init=he"]
     first = _experiment(subprocess_env, *flags)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert first.stdout.count("training runs/fast") == 1  # one model for both rows
+    assert first.stdout.count("training runs/fast") == 1  # one model for all rows
+    assert "evaluated fast_scale1_coarse, fast_4scales_fine together" in first.stdout
 
     with open(os.path.join(out_dir, "overfeat_table2.json")) as f:
         rows = {row["row"]: row for row in json.load(f)["rows"]}
-    for name in ("fast_scale1_coarse", "fast_10view"):
+    for name in ("fast_scale1_coarse", "fast_4scales_fine", "fast_10view"):
         measured = rows[name]["measured"]
         assert 0 <= measured["top1_error"] <= 100 and measured["examples"] == 16
     assert rows["fast_scale1_coarse"]["paper"]["top1"] == 39.28  # Sermanet et al., Table 2
@@ -120,7 +122,7 @@ def test_two_rows_end_to_end_then_a_rerun_skips_them(tiny_data, tmp_path, subpro
     with open(os.path.join(out_dir, "overfeat_table2.md")) as f:
         text = f.read()
     assert "| 39.28 / 17.12 |" in text and "paper's top-1 / top-5 err %" in text
-    assert "--rows=fast_scale1_coarse,fast_10view" in text  # the command that made it
+    assert "--rows=fast_scale1_coarse,fast_4scales_fine,fast_10view" in text  # its command
 
     before = _mtimes(out_dir)
     second = _experiment(subprocess_env, *flags)

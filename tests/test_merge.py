@@ -1,5 +1,6 @@
-"""OverFeat greedy merge (section 4.3): the rule by hand, and the incremental matrix
-algorithm against a brute-force re-implementation."""
+"""OverFeat greedy merge (section 4.3): the rule by hand, and the vectorised rounds
+against a brute-force re-implementation and against the one-merge-at-a-time matrix loop
+(kept here as the reference), bit for bit."""
 
 import numpy as np
 import pytest
@@ -104,6 +105,60 @@ def _brute_force(boxes, scores, classes, threshold, match, per_class):
             np.array([r[2] for r in result]))
 
 
+def _reference_group(boxes, scores, classes, threshold, score_fn):
+    """The merge one pair at a time over a full [n, n] score matrix, updated one row and
+    column per merge, with per-row minima kept incrementally."""
+    n = len(boxes)
+    sums, counts = boxes.copy(), np.ones(n)
+    current, totals, labels = boxes.copy(), scores.copy(), classes.copy()
+    alive = np.ones(n, bool)
+    pair = score_fn(current, current)
+    np.fill_diagonal(pair, np.inf)
+    row_arg = np.argmin(pair, axis=1) if n else np.zeros(0, np.int64)
+    row_min = pair[np.arange(n), row_arg]
+    while n > 1:
+        i = int(np.argmin(row_min))
+        if not row_min[i] <= threshold:
+            break
+        j = int(row_arg[i])  # i < j: the pair's other row ties and argmin takes the first.
+        sums[i] += sums[j]
+        counts[i] += counts[j]
+        current[i] = sums[i] / counts[i]
+        if totals[j] > totals[i]:
+            labels[i] = labels[j]
+        totals[i] += totals[j]
+        alive[j] = False
+        pair[j, :] = pair[:, j] = row_min[j] = np.inf
+        new = score_fn(current[i:i + 1], current)[0]
+        new[~alive] = np.inf
+        new[i] = np.inf
+        pair[i, :] = pair[:, i] = new
+        stale = alive & ((row_arg == i) | (row_arg == j))
+        stale[i] = True
+        better = alive & ~stale & ((new < row_min) | ((new == row_min) & (i < row_arg)))
+        row_min[better], row_arg[better] = new[better], i
+        rows = np.flatnonzero(stale)
+        row_arg[rows] = np.argmin(pair[rows], axis=1)
+        row_min[rows] = pair[rows, row_arg[rows]]
+    return current[alive], totals[alive], labels[alive]
+
+
+def _reference(boxes, scores, classes, threshold, match, per_class):
+    """greedy_merge as the matrix loop computes it: sorted input, one group per class."""
+    score_fn = merge.match_score(match)
+    boxes, scores = np.asarray(boxes, float), np.asarray(scores, float)
+    classes = np.asarray(classes, np.int64)
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores, classes = boxes[order], scores[order], classes[order]
+    groups = [classes == c for c in np.unique(classes)] if per_class else [slice(None)]
+    parts = [_reference_group(boxes[g], scores[g], classes[g], threshold, score_fn)
+             for g in groups]
+    merged = [np.concatenate([p[k] for p in parts] + [empty]) for k, empty in
+              enumerate([np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)])]
+    order = np.argsort(-merged[1], kind="stable")
+    return [m[order] for m in merged]
+
+
 def _random_boxes(rng, n, size=100.0):
     centre = rng.uniform(0, size, (n, 2))
     half = rng.uniform(2, 20, (n, 2))
@@ -137,3 +192,54 @@ def test_thousands_of_boxes():
     pair = merge.centre_iou_score(merged.boxes, merged.boxes)
     np.fill_diagonal(pair, np.inf)
     assert pair.min() > 1.0
+
+
+def _assert_identical(got, want):
+    """Bit for bit: the same boxes, scores and classes in the same order."""
+    np.testing.assert_array_equal(got.boxes, want[0])
+    np.testing.assert_array_equal(got.scores, want[1])
+    np.testing.assert_array_equal(got.classes, want[2])
+
+
+def _case(seed):
+    """Random boxes of one of three kinds: spread out, clustered like detections around a
+    few objects, or small integer boxes with many exact duplicates and tied scores."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 120))
+    kind = seed % 3
+    if kind == 0:
+        boxes = _random_boxes(rng, n, size=float(rng.choice([30.0, 100.0, 300.0])))
+    elif kind == 1:
+        objects = _random_boxes(rng, 4, size=200.0)
+        boxes = objects[rng.integers(0, 4, n)] + rng.normal(0, 4, (n, 4))
+    else:
+        boxes = rng.integers(0, 5, (n, 4)).astype(float)
+        boxes[:, 2:] += boxes[:, :2] + 1
+    scores = rng.integers(0, 4, n).astype(float) if kind == 2 else rng.uniform(0, 1, n)
+    return rng, boxes, scores, rng.integers(0, 3, n)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_identical_to_the_matrix_loop(seed):
+    rng, boxes, scores, classes = _case(seed)
+    match = merge.MATCHES[seed % 2]
+    threshold = float(rng.choice([0.0, 0.3, 1.0, 2.5]))
+    per_class = bool(seed % 4 < 2)
+    got = merge.greedy_merge(boxes, scores, classes, threshold=threshold, match=match,
+                             per_class=per_class)
+    _assert_identical(got, _reference(boxes, scores, classes, threshold, match, per_class))
+
+
+def test_identical_to_the_matrix_loop_on_thousands_of_boxes():
+    rng = np.random.default_rng(3)
+    boxes = _random_boxes(rng, 1500, size=300.0)
+    scores, classes = rng.uniform(0, 1, 1500), rng.integers(0, 4, 1500)
+    for per_class in (True, False):
+        got = merge.greedy_merge(boxes, scores, classes, threshold=1.0, per_class=per_class)
+        _assert_identical(got, _reference(boxes, scores, classes, 1.0, "centre_iou", per_class))
+
+
+def test_a_nan_or_negative_threshold_merges_nothing():
+    for threshold in (float("nan"), -1.0):
+        kept = merge.greedy_merge([A, A, B], [0.1, 0.3, 0.2], [0, 0, 0], threshold=threshold)
+        np.testing.assert_allclose(kept.boxes, [A, B, A])

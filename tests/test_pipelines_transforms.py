@@ -151,3 +151,29 @@ def test_pca_lighting_covariance_matches_constants():
     expected = v @ np.diag((0.1 * lam) ** 2) @ v.T
     np.testing.assert_allclose(np.cov(added.T), expected, atol=0.06 * expected.max())
     np.testing.assert_allclose(added.mean(0), 0, atol=4 * np.sqrt(expected.max() / n))
+
+
+@pytest.mark.parametrize("mean_image", [False, True])
+def test_batch_half_applies_each_images_own_draws(mean_image):
+    # Per-image crops, then flip, lighting and normalisation over the batch at once,
+    # equal image by image to the one-image path with the same seeds.
+    encoded = tf.constant(testing.encode(testing.smooth_image(300, 400)))
+    mean = (np.arange(256 * 256 * 3, dtype=np.float32).reshape(256, 256, 3) % 251
+            if mean_image else np.array([120.0, 110.0, 100.0], np.float32))
+    std = np.array([50.0, 60.0, 70.0], np.float32)
+    eigen = (tf.constant([0.2, 0.02, 0.005]), tf.eye(3))
+    seeds = [tf.constant([i, 3], tf.int64) for i in range(8)]
+    crops = [transforms.train_crop(encoded, tf.zeros([0, 4]), tf.zeros([0], tf.int32), seed,
+                                   crop_size=99, augmentation=transforms.AUGMENTATIONS["overfeat"],
+                                   eigen=eigen, scale_jitter=None) for seed in seeds]
+    draws = {name: tf.stack([c[3][name] for c in crops]) for name in crops[0][3]}
+    assert 0 < int(tf.reduce_sum(tf.cast(draws["flip"], tf.int32))) < 8
+    batch = transforms.augment_batch(tf.stack([c[0] for c in crops]), draws, mean, std,
+                                     tf.bfloat16)
+    assert batch.dtype == tf.bfloat16
+    for seed, image in zip(seeds, batch):
+        single = transforms.preprocess_for_train(
+            encoded, tf.zeros([0, 4]), tf.zeros([0], tf.int32), seed, crop_size=99, mean=mean,
+            std=std, augmentation=transforms.AUGMENTATIONS["overfeat"], eigen=eigen,
+            scale_jitter=None)[0]
+        np.testing.assert_allclose(tf.cast(image, tf.float32), single, atol=0.02, rtol=0.01)

@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import runtime
+from overfeat_tf import onednn_calibration, runtime
 from overfeat_tf.training.recipes import get_recipe
 from overfeat_tf.training.trainer import TrainConfig, Trainer
 
@@ -32,14 +32,18 @@ _REPORT = (
     "                  'status': overfeat_tf.ONEDNN_STATUS,\n"
     "                  'tf_onednn': _pywrap_util_port.IsMklEnabled()}))\n"
 )
+_NO_CACHE = "/nonexistent/onednn.json"
 
 
-def _import_report(env: dict[str, str], *argv: str, opt_out: str | None = None) -> dict:
+def _import_report(env: dict[str, str], *argv: str, opt_out: str | None = None,
+                   cache: str = _NO_CACHE) -> dict:
     """What a fresh `python -c 'import overfeat_tf' *argv` decided, and what TF did.
 
-    Neither variable is inherited; `opt_out` sets `OVERFEAT_TF_ONEDNN`.
+    Neither variable is inherited; `opt_out` sets `OVERFEAT_TF_ONEDNN`; the calibration
+    cache is `cache` (by default none).
     """
     env = {k: v for k, v in env.items() if k not in (runtime.ONEDNN_ENV, runtime.OPT_OUT_ENV)}
+    env[runtime.CACHE_ENV] = cache
     if opt_out is not None:
         env[runtime.OPT_OUT_ENV] = opt_out
     result = subprocess.run(
@@ -81,6 +85,40 @@ def test_tensorflow_imported_first_is_too_late_and_says_how_to_fix(monkeypatch, 
         assert runtime.configure_onednn() == "too_late"
     assert runtime.ONEDNN_ENV not in os.environ
     assert len(caplog.records) == 1 and "Import overfeat_tf first" in caplog.text
+
+
+def test_cached_calibration_decides_before_tensorflow_loads(subprocess_env, tmp_path,
+                                                             monkeypatch):
+    cache = str(tmp_path / "onednn.json")
+    monkeypatch.setenv(runtime.CACHE_ENV, cache)
+    onednn_calibration.store("another machine", {"onednn": True})
+    onednn_calibration.store(runtime.machine_key(), {"onednn": False, "seconds_on": 2.0,
+                                                     "seconds_off": 1.0})
+    report = _import_report(subprocess_env, cache=cache)
+    assert report == {"env": "0", "status": "disabled", "tf_onednn": False}
+    with open(cache) as f:
+        assert set(json.load(f)) == {"another machine", runtime.machine_key()}
+    # An opt-out wins over a calibration that found oneDNN faster.
+    onednn_calibration.store(runtime.machine_key(), {"onednn": True})
+    assert _import_report(subprocess_env, "--noonednn", cache=cache)["status"] == "disabled"
+    assert _import_report(subprocess_env, cache=cache)["status"] == "enabled"
+
+
+def test_unreadable_cache_falls_back_to_the_default(tmp_path, monkeypatch):
+    cache = tmp_path / "onednn.json"
+    cache.write_text("not json")
+    monkeypatch.setenv(runtime.CACHE_ENV, str(cache))
+    assert runtime.cached_calibration() is None
+    cache.write_text(json.dumps({runtime.machine_key(): {"onednn": "yes"}}))
+    assert runtime.cached_calibration() is None
+
+
+def test_the_decision_is_recorded_for_the_runs_metrics(monkeypatch):
+    monkeypatch.setenv(runtime.ONEDNN_ENV, "0")
+    assert runtime.configure_onednn() == "user"
+    record = runtime.onednn_record()
+    assert record["status"] == "user" and "set by the user" in record["reason"]
+    assert runtime.cpu_model() in record["key"]
 
 
 def test_user_setting_is_kept(monkeypatch):

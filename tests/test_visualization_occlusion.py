@@ -102,3 +102,19 @@ def test_save_writes_heat_maps_and_arrays(tmp_path):
     arrays = np.load(tmp_path / "occlusion.npz")
     np.testing.assert_array_equal(arrays["true_class_probability"], maps.true_class_probability)
     assert int(arrays["size"]) == 6
+
+
+def test_heat_maps_carry_a_colour_bar_in_the_overlay_colours():
+    from overfeat_tf.visualization import colour_bar, images
+
+    shown = images.overlay(np.full((120, 160, 3), 0.5),
+                           np.linspace(0, 1, 160)[None].repeat(120, 0))
+    figure = colour_bar.with_colour_bar(shown, (0.0, 1.0), "probability")
+    assert figure.ndim == 3 and figure.shape[0] >= 120 and figure.shape[1] >= 160 + 100
+    # The bar holds the colour scale's two ends, dark blue and dark red, which the
+    # overlay (60 % colour over the image) never shows.
+    pixels = figure.reshape(-1, 3)
+    for end in (0.0, 1.0):
+        colour = images.colormap(np.array(end))
+        assert np.abs(pixels - colour).max(axis=1).min() < 0.03
+        assert np.abs(shown.reshape(-1, 3) - colour).max(axis=1).min() > 0.1

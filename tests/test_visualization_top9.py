@@ -51,8 +51,9 @@ def test_projections_and_patches_match_the_recorded_activations(model):
     window = deconv.receptive_field.window(*top.positions[1, 0])
     projected = deconv.project(pictures[image:image + 1], [2], top.positions[1, :1])[0][0].numpy()
     np.testing.assert_allclose(
-        projections[1, 0], images.to_display(top9._crop(projected, window, 0.0)[None])[0],
-        rtol=1e-5)
+        projections[1, 0], images.to_display(top9._crop(projected, window, 0.0)[None],
+                                            percentiles=images.PROJECTION_PERCENTILES)[0],
+        rtol=1e-5, atol=1e-6)
     expected_patch = top9._crop(images.denormalize(pictures[image], MEAN, STD), window, 0.5)
     np.testing.assert_allclose(patches[1, 0], expected_patch, rtol=1e-6)
     assert (patches[:, 5:] == 0.5).all()
@@ -87,3 +88,19 @@ def test_filter_grid(model, tmp_path):
     callback(1, {})
     assert sorted(p.name for p in (tmp_path / "filters").iterdir()) == [
         "epoch_001.png", "epoch_002.png"]
+
+
+def test_projections_are_clipped_at_robust_percentiles_before_scaling():
+    # A smooth signed projection in +-1 with one pixel at 1000: scaled by its maximum
+    # it is near-uniform grey; clipped at the 0.5 / 99.5 % percentiles it spans the range.
+    ramp = np.linspace(-1.0, 1.0, 40 * 40).reshape(1, 40, 40, 1).repeat(3, axis=3)
+    ramp[0, 0, 0] = 1000.0
+    plain = images.to_display(ramp)
+    robust = images.to_display(ramp, percentiles=images.PROJECTION_PERCENTILES)
+    assert np.ptp(plain[0, 1:]) < 0.01
+    assert robust.min() < 0.01 and robust.max() == 1.0
+    assert 0.45 < robust[0, 20, 0, 0] < 0.55  # zero stays grey
+    # Clipping is per image: a second image's scale is its own.
+    both = images.to_display(np.concatenate([ramp, ramp * 5]),
+                             percentiles=images.PROJECTION_PERCENTILES)
+    np.testing.assert_allclose(both[0], both[1], atol=1e-6)

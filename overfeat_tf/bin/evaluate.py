@@ -45,10 +45,8 @@ from overfeat_tf import cli
 from overfeat_tf.cli import FlagError
 from overfeat_tf import evaluation, flags_common, input_stats, run_dir, xla_choice
 from overfeat_tf.evaluation import dense, ensemble
-from overfeat_tf.detection import box_maps, detector, drawing, localizer, merge
-from overfeat_tf.detection import regressor as regressor_lib
+from overfeat_tf.detection import detector, drawing, loading, localizer, merge
 
-import keras  # noqa: E402
 import numpy as np
 import pipelines  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -204,47 +202,38 @@ def _model_dir_evaluators(models, configs) -> list[evaluation.Evaluator]:
         raise FlagError(f"--scales: {e}") from e
 
 
+def _dirs(mode: str) -> dict[str, str]:
+    """--regressor_dir and --detector_dir, defaulting to where the trainers put them."""
+    dirs = loading.default_dirs(FLAGS.model_dir[0], mode)
+    given = {"regressor_dir": FLAGS.regressor_dir, "detector_dir": FLAGS.detector_dir}
+    return {key: given[key] or value for key, value in dirs.items()}
+
+
 def _localizer(model, scales) -> localizer.Localizer:
     """The localization evaluator: the classifier and the regressor of --regressor_dir."""
-    regressor, reg_config = _regressor("localization")
-    predictor = box_maps.BoxPredictor(
-        model, regressor, scales or list(reg_config.scales), FLAGS.flips
-    )
     threshold = 0.5 if FLAGS.merge_threshold is None else FLAGS.merge_threshold
-    return localizer.Localizer(
-        predictor, classes_per_view=FLAGS.classes_per_view, threshold=threshold,
-        match=FLAGS.merge_match,
-    )
-
-
-def _regressor(mode: str) -> tuple[keras.Model, regressor_lib.RegressorConfig]:
-    """The regressor of --regressor_dir (default <model_dir>/<mode>) and its config."""
-    directory = FLAGS.regressor_dir or os.path.join(FLAGS.model_dir[0], mode)
     try:
-        return regressor_lib.restore_regressor(directory)
-    except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
-        raise FlagError(f"--regressor_dir={directory}: {str(e).splitlines()[0]}") from e
+        return loading.load_localizer(
+            model, _dirs("localization")["regressor_dir"], scales=scales, flips=FLAGS.flips,
+            classes_per_view=FLAGS.classes_per_view, threshold=threshold,
+            match=FLAGS.merge_match)
+    except loading.RunError as e:
+        raise FlagError(f"--{e.role}={e.directory}: {e}") from e
 
 
 def _detector(scales) -> detector.Detector:
     """The detection evaluator: the classifier of --detector_dir, with the background
     class, and the detection regressor."""
-    directory = FLAGS.detector_dir or os.path.join(FLAGS.model_dir[0], "detection", "classifier")
-    try:
-        model, _ = run_dir.restore_model(directory)
-    except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
-        raise FlagError(f"--detector_dir={directory}: {str(e).splitlines()[0]}") from e
-    regressor, reg_config = _regressor("detection")
     threshold = FLAGS.merge_threshold
     try:
-        return detector.Detector(
-            model, regressor, scales=scales or list(reg_config.scales) or None,
+        return loading.load_detector(
+            **_dirs("detection"), scales=scales,
             flips=FLAGS.flips, score_threshold=FLAGS.score_threshold, match=FLAGS.merge_match,
             suppress_iou=FLAGS.suppress_iou,
             merge_threshold=detector.DEFAULT_MERGE_THRESHOLD if threshold is None else threshold,
         )
-    except ValueError as e:
-        raise FlagError(f"--detector_dir={directory} and --regressor_dir: {e}") from e
+    except loading.RunError as e:
+        raise FlagError(f"--{e.role}={e.directory}: {e}") from e
 
 
 def _draw(mean, std, split: str, evaluator):

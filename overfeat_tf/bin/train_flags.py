@@ -29,6 +29,13 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     )
     flags_common.define_data(**fv)
     flags_common.define_data_dir(**fv)
+    flags.DEFINE_string(
+        "split", "train", "Training split (converted detection data: detection_train).", **fv
+    )
+    flags.DEFINE_string(
+        "eval_split", "validation",
+        "Validation split (converted detection data: detection_tuning).", **fv,
+    )
     flags_common.define_model_dir("Checkpoints, summaries, metrics (default runs/<model>).", **fv)
     flags.DEFINE_integer(
         "epochs", None, "Epochs (default: the recipe's).", **fv

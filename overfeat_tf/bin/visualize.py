@@ -132,7 +132,9 @@ def _deconv(model, config, layer: str, output_dir: str) -> list[str]:
             except ValueError as e:
                 raise FlagError(f"--feature: {e}") from e
             for feature, projection, value in zip(per_image[i], projected.numpy(), values.numpy()):
-                side = np.concatenate([pictures[i], images.to_display(projection[None])[0]], axis=1)
+                shown = images.to_display(projection[None],
+                                          percentiles=images.PROJECTION_PERCENTILES)[0]
+                side = np.concatenate([pictures[i], shown], axis=1)
                 paths.append(images.write_png(
                     os.path.join(output_dir, f"{name}_{layer}_feature{feature:03d}.png"), side))
                 print(f"{name}: {layer} feature {feature}, activation {value:.4g}")

@@ -38,6 +38,9 @@ SPLITS = {
     "localization": ("train", "validation"),
     "detection": ("detection_train", "detection_validation"),
 }
+# Validation during training reads the tuning split when the data has one (converted
+# VOC / ILSVRC DET data, `pipelines.voc`), so the reported split stays unseen.
+TUNING_SPLIT = "detection_tuning"
 # Side of the square training crops: the whole shorter side of the 256 image, so the
 # boxes are rarely cut; each crop is then resized to every training scale.
 CROP_SIZE = 256
@@ -136,6 +139,8 @@ def run(spec: BoxSpec) -> BoxResult:
     if not source.has_boxes:
         raise SpecError(f"--data={spec.data} has no boxes")
     split, eval_split = SPLITS[spec.task]
+    if spec.task == "detection" and TUNING_SPLIT in getattr(source, "splits", ()):
+        eval_split = TUNING_SPLIT
     split, eval_split = spec.split or split, spec.eval_split or eval_split
     try:
         train_examples = source.num_examples(split)

@@ -150,7 +150,8 @@ def evaluate_detection(
     max_examples: int | None = None,
     on_image: ImageCallback | None = None,
 ) -> dict[str, Any]:
-    """PASCAL VOC mean average precision at IoU 0.5 of `detector` (0-1).
+    """PASCAL VOC mean average precision at IoU 0.5 of `detector` (0-1), difficult
+    objects ignored, in the all-point (VOC 2010+) and 11-point (VOC 2007) forms.
 
     Args:
       batches: `(images [1, h, w, 3], {"boxes" [1, n, 4] normalised, "box_labels",
@@ -159,13 +160,17 @@ def evaluate_detection(
       on_image: called for every image (see `ImageCallback`).
 
     Returns:
-      {"map", "per_class_ap" (list, NaN for classes without true objects),
-      "detections_per_image", "examples", "images_per_second"}.
+      {"map" (all-point), "map_11point", "per_class_ap" (all-point; list, NaN for
+      classes without true objects), "detections_per_image", "examples",
+      "images_per_second"}.
     """
     found, truths, seconds = metrics.predict_images(detector, batches, max_examples, on_image)
     mean_ap, per_class = metrics.mean_average_precision(found, truths, detector.background)
+    mean_11, _ = metrics.mean_average_precision(found, truths, detector.background,
+                                                eleven_point=True)
     return {
         "map": mean_ap,
+        "map_11point": mean_11,
         "per_class_ap": per_class.tolist(),
         "detections_per_image": sum(len(d.scores) for d in found) / len(found),
         "examples": len(truths),
@@ -175,9 +180,11 @@ def evaluate_detection(
 
 def format_ap_table(result: dict[str, Any], class_names: Sequence[str]) -> str:
     """mAP and the AP of every class as a text table (one row per class, then the mean)."""
-    width = max(len(name) for name in [*class_names, "mean (mAP@0.5)"])
+    width = max(len(name) for name in [*class_names, "11-point (VOC 2007)"])
     lines = [f"{'class':<{width}}  AP@0.5", "-" * (width + 8)]
     for name, ap in zip(class_names, result["per_class_ap"]):
         lines.append(f"{name:<{width}}  {'n/a' if np.isnan(ap) else f'{ap:.3f}':>6}")
     lines.append(f"{'mean (mAP@0.5)':<{width}}  {result['map']:>6.3f}")
+    if "map_11point" in result:
+        lines.append(f"{'11-point (VOC 2007)':<{width}}  {result['map_11point']:>6.3f}")
     return "\n".join(lines)

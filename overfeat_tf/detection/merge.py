@@ -27,9 +27,16 @@ boxes (drop a box that overlaps a higher-scored one of its class by more than an
 which the detector applies after the merge (clusters the merge left apart, e.g. from
 windows that see only part of an object, otherwise count as duplicates).
 
-Pairwise scores live in an [n, n] matrix updated one row and column per merge, with the
-per-row minima kept incrementally: each merge costs O(n) numpy work (plus a full row for
-rows whose partner was absorbed), so thousands of boxes merge in seconds.
+The merge runs in rounds and gives exactly what the one-pair-at-a-time rule gives. Only
+pairs whose score can be <= t are ever scored (every score is at least d / s, so a sweep
+over the centres finds them); each live cluster keeps its best partner, and pairs are
+met in the order (score, lower index, higher index). A round takes the next disjoint
+pairs in that order, merges them tentatively, scores the merged boxes against their
+neighbours in a few vectorised calls, and keeps the longest prefix of merges that the
+sequential rule would also have made (a merge is kept when its score is strictly below
+every score the round's earlier merges of its class created); the rest wait for the next
+round. All classes merge in the same rounds, each with its own prefix, so far-apart
+clusters and classes merge together.
 """
 
 from __future__ import annotations
@@ -52,37 +59,60 @@ class Merged(NamedTuple):
     classes: np.ndarray
 
 
-def _pair_scale(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mean side length [p, q] of each pair: (sqrt(area_a) + sqrt(area_b)) / 2."""
-    scale = 0.5 * (np.sqrt(box_ops.area(a))[:, None] + np.sqrt(box_ops.area(b))[None, :])
-    return np.maximum(scale, 1e-12)
+def _features(boxes: np.ndarray) -> np.ndarray:
+    """Per box [..., 4] -> [..., 8]: ymin, xmin, ymax, xmax, centre y, centre x, area and
+    its square root; computed once per box, then gathered for each pair."""
+    centre = 0.5 * (boxes[..., :2] + boxes[..., 2:])
+    area = (np.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
+            * np.maximum(boxes[..., 3] - boxes[..., 1], 0.0))
+    return np.concatenate([boxes, centre, area[..., None], np.sqrt(area)[..., None]], axis=-1)
 
 
-def _centre_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distances [p, q] between the centres of a [p, 4] and b [q, 4]."""
-    delta = box_ops.centres(a)[:, None, :] - box_ops.centres(b)[None, :, :]
-    return np.sqrt(np.sum(delta * delta, axis=-1))
+def _pair_terms(a: np.ndarray, b: np.ndarray):
+    """Centre distance, scale s, intersection and both areas of boxes with `_features` a
+    and b [..., 8] (broadcast against each other), elementwise: the one formula behind
+    every score, so a score computed for a gathered pair equals its matrix entry bit for
+    bit."""
+    dy, dx = a[..., 4] - b[..., 4], a[..., 5] - b[..., 5]
+    distance = np.sqrt(dy * dy + dx * dx)
+    scale = np.maximum(0.5 * (a[..., 7] + b[..., 7]), 1e-12)
+    inter = (np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0)
+             * np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0))
+    return distance, scale, inter, a[..., 6], b[..., 6]
+
+
+def _centre_iou_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise centre-IoU scores of boxes with `_features` a and b (broadcast)."""
+    distance, scale, inter, area_a, area_b = _pair_terms(a, b)
+    distance = distance / scale
+    union = area_a + area_b - inter
+    gap = 1.0 - np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return np.divide(distance, gap, out=np.zeros_like(distance), where=gap > 0)
+
+
+def _literal_pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Elementwise literal scores of boxes with `_features` a and b (broadcast)."""
+    distance, scale, inter, _, _ = _pair_terms(a, b)
+    return distance / scale + inter / scale**2
 
 
 def centre_iou_score(a, b) -> np.ndarray:
     """Match scores [p, q]: normalised centre distance / (1 - IoU); 0 when identical."""
     a, b = box_ops.as_boxes(a, "a"), box_ops.as_boxes(b, "b")
-    distance = _centre_distance(a, b) / _pair_scale(a, b)
-    gap = 1.0 - box_ops.iou(a, b)
-    return np.divide(distance, gap, out=np.zeros_like(distance), where=gap > 0)
+    return _centre_iou_pairs(_features(a)[:, None, :], _features(b)[None, :, :])
 
 
 def literal_score(a, b) -> np.ndarray:
     """Match scores [p, q]: normalised centre distance + normalised intersection area."""
     a, b = box_ops.as_boxes(a, "a"), box_ops.as_boxes(b, "b")
-    scale = _pair_scale(a, b)
-    return _centre_distance(a, b) / scale + box_ops.intersection(a, b) / scale**2
+    return _literal_pairs(_features(a)[:, None, :], _features(b)[None, :, :])
 
 
 _SCORES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "centre_iou": centre_iou_score,
     "literal": literal_score,
 }
+_PAIR_SCORES = {"centre_iou": _centre_iou_pairs, "literal": _literal_pairs}
 
 
 def match_score(match: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -92,44 +122,203 @@ def match_score(match: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     return _SCORES[match]
 
 
-def _merge_group(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
-                 threshold: float, score_fn) -> Merged:
-    """Greedy merge of one group (sorted by score); see the module docstring."""
-    n = len(boxes)
-    sums, counts = boxes.copy(), np.ones(n)
-    current, totals, labels = boxes.copy(), scores.copy(), classes.copy()
-    alive = np.ones(n, bool)
-    pair = score_fn(current, current)
-    np.fill_diagonal(pair, np.inf)
-    row_arg = np.argmin(pair, axis=1) if n else np.zeros(0, np.int64)
-    row_min = pair[np.arange(n), row_arg]
-    while n > 1:
-        i = int(np.argmin(row_min))
-        if not row_min[i] <= threshold:
-            break
-        j = int(row_arg[i])  # i < j: the pair's other row ties and argmin takes the first.
-        sums[i] += sums[j]
-        counts[i] += counts[j]
-        current[i] = sums[i] / counts[i]
-        if totals[j] > totals[i]:
-            labels[i] = labels[j]
-        totals[i] += totals[j]
-        alive[j] = False
-        pair[j, :] = pair[:, j] = row_min[j] = np.inf
-        new = score_fn(current[i:i + 1], current)[0]
-        new[~alive] = np.inf
-        new[i] = np.inf
-        pair[i, :] = pair[:, i] = new
-        # Rows whose best partner was i or j may have lost it: recompute them in full.
-        # Every other row can only gain the new column i.
-        stale = alive & ((row_arg == i) | (row_arg == j))
-        stale[i] = True
-        better = alive & ~stale & ((new < row_min) | ((new == row_min) & (i < row_arg)))
-        row_min[better], row_arg[better] = new[better], i
-        rows = np.flatnonzero(stale)
-        row_arg[rows] = np.argmin(pair[rows], axis=1)
-        row_min[rows] = pair[rows, row_arg[rows]]
-    return Merged(current[alive], totals[alive], labels[alive])
+def _best(rows: np.ndarray, partners: np.ndarray, scores: np.ndarray, size: int):
+    """Per row id in [0, size): the lowest score offered and, among equal scores, the
+    lowest partner id (`size` where none); the queue order (score, lower id, higher id)
+    restricted to one row."""
+    lowest = np.full(size, np.inf)
+    np.minimum.at(lowest, rows, scores)
+    partner = np.full(size, size)
+    tie = scores == lowest[rows]
+    np.minimum.at(partner, rows[tie], partners[tie])
+    return lowest, partner
+
+
+class _Group:
+    """The merge state, indexed like the sorted input boxes: clusters merge only within
+    their group; each live cluster keeps its best partner (row_min, row_arg), exact
+    whenever row_min <= threshold. All groups merge in the same rounds."""
+
+    def __init__(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
+                 groups: np.ndarray, threshold: float, pair_fn):
+        n = len(boxes)
+        self.groups = groups
+        self.n = n
+        self.current, self.sums, self.counts = boxes.copy(), boxes.copy(), np.ones(n)
+        self.features = _features(boxes)
+        self.totals, self.labels = scores.copy(), classes.copy()
+        self.alive = np.ones(n, bool)
+        self.threshold, self.pair_fn = threshold, pair_fn
+        self.row_min, self.row_arg = np.full(n, np.inf), np.full(n, n)
+
+    def near(self, queries: np.ndarray, query_groups: np.ndarray, candidates: np.ndarray):
+        """Pairs (q, c): q indexes `queries` [k, 8] (`_features`, of groups `query_groups`
+        [k]), c is a cluster id from `candidates` of the same group, containing every pair
+        whose score can be <= threshold (both scores are at least centre distance / s)."""
+        features = self.features[candidates]
+        centre, root = features[:, 4:6], features[:, 7]
+        q_centre, q_root = queries[:, 4:6], queries[:, 7]
+        largest = max(root.max(initial=0.0), q_root.max(initial=0.0))
+        slack = 1 + 1e-9  # covers the rounding of the scores' own arithmetic
+        reach = self.threshold * np.maximum(0.5 * (q_root + largest), 1e-12) * slack + 1e-9
+        # Sweep along x, each group on its own stretch of the line when the reach is finite.
+        keys, q_keys = centre[:, 1], q_centre[:, 1]
+        stretch = np.ptp(np.concatenate([keys, q_keys])) + 2 * reach.max(initial=0.0) + 1
+        if np.isfinite(stretch):
+            keys = keys + stretch * self.groups[candidates]
+            q_keys = q_keys + stretch * query_groups
+        order = np.argsort(keys)
+        xs = keys[order]
+        window = reach + 1e-12 * (1 + np.abs(xs).max(initial=0.0))  # the shift's rounding
+        lo = np.searchsorted(xs, q_keys - window, "left")
+        hi = np.searchsorted(xs, q_keys + window, "right")
+        width = hi - lo
+        q = np.repeat(np.arange(len(queries)), width)
+        position = np.arange(len(q)) + np.repeat(lo - (np.cumsum(width) - width), width)
+        c = order[position]
+        pair_reach = (self.threshold * np.maximum(0.5 * (q_root[q] + root[c]), 1e-12) * slack
+                      + 1e-9)
+        keep = ((np.abs(centre[c, 1] - q_centre[q, 1]) <= pair_reach)
+                & (np.abs(centre[c, 0] - q_centre[q, 0]) <= pair_reach))
+        q, c = q[keep], candidates[c[keep]]
+        same = self.groups[c] == query_groups[q]
+        return q[same], c[same]
+
+    def refresh(self, rows: np.ndarray) -> None:
+        """Recomputes the best partner of the live clusters `rows` from scratch."""
+        q, c = self.near(self.features[rows], self.groups[rows], np.flatnonzero(self.alive))
+        q = rows[q]
+        other = q != c
+        q, c = q[other], c[other]
+        lowest, partner = _best(q, c, self.pair_fn(self.features[q], self.features[c]), self.n)
+        self.row_min[rows], self.row_arg[rows] = lowest[rows], partner[rows]
+
+    def offer(self, rows: np.ndarray, partners: np.ndarray, scores: np.ndarray) -> None:
+        """Lets clusters `rows` take new partners where those rank before their best."""
+        lowest, partner = _best(rows, partners, scores, self.n)
+        better = (lowest < self.row_min) | ((lowest == self.row_min) & (partner < self.row_arg))
+        self.row_min[better], self.row_arg[better] = lowest[better], partner[better]
+
+    def take(self, limit: int):
+        """Up to `limit` disjoint pairs in queue order (score, lower id, higher id), as the
+        sequential rule would meet them in each group; a group stops where a pair touches
+        a taken cluster on one side only (the other side's next partner is unknown until
+        its row is refreshed)."""
+        ids = np.flatnonzero(self.alive & (self.row_min <= self.threshold))
+        if not len(ids):
+            return []
+        partner = self.row_arg[ids]
+        low, high = np.minimum(ids, partner), np.maximum(ids, partner)
+        order = np.lexsort((high, low, self.row_min[ids]))[:4 * limit]
+        taken, touched, stopped, last = [], set(), set(), None
+        for score, lo, hi, group in zip(self.row_min[ids[order]].tolist(), low[order].tolist(),
+                                        high[order].tolist(), self.groups[low[order]].tolist()):
+            if (lo, hi) == last or group in stopped:
+                continue  # the same pair seen from its other row, or a stopped group
+            last = (lo, hi)
+            seen = (lo in touched) + (hi in touched)
+            if seen == 1:
+                stopped.add(group)  # groups never interact: the others go on
+            elif seen == 0:
+                if len(taken) == limit:
+                    break
+                taken.append((score, lo, hi))
+                touched.update((lo, hi))
+        return taken
+
+    def round(self, limit: int) -> int:
+        """One round of merges (see the module docstring); returns how many were made."""
+        taken = self.take(limit)
+        if not taken:
+            return 0
+        k = len(taken)
+        pair_score = np.array([entry[0] for entry in taken])
+        a = np.array([entry[1] for entry in taken])
+        b = np.array([entry[2] for entry in taken])
+        sums = self.sums[a] + self.sums[b]
+        counts = self.counts[a] + self.counts[b]
+        merged = sums / counts[:, None]
+        merged_features = _features(merged)
+        # Scores of merged box l against: merged box r (both merged), the original a_r and
+        # b_r (r not merged yet), and the live clusters outside the round.
+        apart = self.groups[a][:, None] != self.groups[a][None, :]
+        among = np.where(apart, np.inf, self.pair_fn(merged_features[:, None], merged_features[None, :]))
+        members = np.concatenate([a, b])
+        before_all = np.where(np.concatenate([apart, apart], axis=1), np.inf,
+                              self.pair_fn(merged_features[:, None],
+                                           self.features[members][None, :]))
+        before = np.minimum(before_all[:, :k], before_all[:, k:])
+        outside = self.alive.copy()
+        outside[members] = False
+        q, c = self.near(merged_features, self.groups[a], np.flatnonzero(outside))
+        out_score = self.pair_fn(merged_features[q], self.features[c])
+        best_out = np.full(k, np.inf)
+        np.minimum.at(best_out, q, out_score)
+        # Groups never interact, so each group's merges are checked against its own: merge
+        # m is what the sequential rule does next in its group when its score is below
+        # every score its group's earlier merges created (ties stop the group, to be safe).
+        rows = np.arange(k)
+        same = self.groups[a][:, None] == self.groups[a][None, :]
+        earlier = (rows[:, None] < rows[None, :]) & same
+        created = np.minimum(best_out, np.where(earlier, among, np.inf).min(axis=0))
+        suffix = np.minimum.accumulate(before[:, ::-1], axis=1)[:, ::-1]
+        lowest = np.minimum(np.where(earlier, created[:, None], np.inf).min(axis=0),
+                            np.where(earlier, suffix, np.inf).min(axis=0))
+        failed = ~(pair_score < lowest)
+        # A group keeps its merges up to its first failure.
+        kept = ~np.where(earlier | np.eye(k, dtype=bool), failed[:, None], False).any(axis=0)
+        done_at, waiting_at = np.flatnonzero(kept), np.flatnonzero(~kept)
+        done = len(done_at)
+        a, b = a[done_at], b[done_at]
+        self.commit(a, b, sums[done_at], counts[done_at], merged[done_at])
+        self.features[a] = merged_features[done_at]
+        # The merged clusters' rows, from all three kinds of scores; the rows that pointed
+        # at a changed cluster start over; every other row may only gain a merged cluster.
+        waiting = np.concatenate([waiting_at, k + waiting_at])
+        first, second = np.divmod(np.arange(done * len(waiting)), len(waiting))
+        cross_score = before_all[done_at][:, waiting].reshape(-1)
+        cross_other = members[waiting[second]]
+        mine = kept[q]
+        position = np.cumsum(kept) - 1  # index among the kept merges
+        pairs_i, pairs_j = np.nonzero(~np.eye(done, dtype=bool))
+        lowest, partner = _best(
+            np.concatenate([a[pairs_i], a[first], a[position[q[mine]]]]),
+            np.concatenate([a[pairs_j], cross_other, c[mine]]),
+            np.concatenate([among[done_at[pairs_i], done_at[pairs_j]], cross_score,
+                            out_score[mine]]), self.n)
+        self.row_min[a], self.row_arg[a] = lowest[a], partner[a]
+        self.row_min[b], self.row_arg[b] = np.inf, self.n
+        changed = np.zeros(self.n + 1, bool)
+        changed[a] = changed[b] = True
+        stale = np.flatnonzero(self.alive & changed[self.row_arg] & ~changed[:-1])
+        self.offer(np.concatenate([cross_other, c[mine]]),
+                   np.concatenate([a[first], a[position[q[mine]]]]),
+                   np.concatenate([cross_score, out_score[mine]]))
+        if len(stale):
+            self.refresh(stale)
+        return done
+
+    def commit(self, a, b, sums, counts, merged) -> None:
+        """Merges clusters b into a: summed members, mean box, summed score, the class of
+        the side with the larger accumulated score."""
+        self.sums[a], self.counts[a], self.current[a] = sums, counts, merged
+        switch = self.totals[b] > self.totals[a]
+        self.labels[a] = np.where(switch, self.labels[b], self.labels[a])
+        self.totals[a] += self.totals[b]
+        self.alive[b] = False
+
+
+def _merge(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, groups: np.ndarray,
+           threshold: float, pair_fn) -> _Group:
+    """Greedy merge of boxes sorted by score, within `groups` [n] (see the module
+    docstring); returns the final state."""
+    group = _Group(boxes, scores, classes, groups, threshold, pair_fn)
+    if len(boxes) > 1 and threshold >= 0:  # scores are >= 0; NaN merges nothing
+        group.refresh(np.arange(len(boxes)))
+        limit = 8
+        while done := group.round(limit):
+            limit = min(4096, 2 * limit if done == limit else max(4, 2 * done))
+    return group
 
 
 def greedy_merge(boxes, scores, classes, *, threshold: float, match: str = "centre_iou",
@@ -139,7 +328,8 @@ def greedy_merge(boxes, scores, classes, *, threshold: float, match: str = "cent
     Merges the pair with the lowest match score while that score is <= `threshold`.
     Returns `Merged` sorted by summed score, descending; empty inputs give empty arrays.
     """
-    score_fn = match_score(match)
+    match_score(match)  # fails early on an unknown name
+    pair_fn = _PAIR_SCORES[match]
     boxes = box_ops.as_boxes(boxes)
     scores = np.asarray(scores, np.float64).reshape(-1)
     classes = np.asarray(classes, np.int64).reshape(-1)
@@ -148,14 +338,13 @@ def greedy_merge(boxes, scores, classes, *, threshold: float, match: str = "cent
                          f"{len(boxes)}, {len(scores)} and {len(classes)}.")
     order = np.argsort(-scores, kind="stable")
     boxes, scores, classes = boxes[order], scores[order], classes[order]
-    groups = [classes == c for c in np.unique(classes)] if per_class else [slice(None)]
-    parts = [_merge_group(boxes[g], scores[g], classes[g], threshold, score_fn)
-             for g in groups]
-    merged_boxes = np.concatenate([p.boxes for p in parts] + [np.zeros((0, 4))])
-    merged_scores = np.concatenate([p.scores for p in parts] + [np.zeros(0)])
-    merged_classes = np.concatenate([p.classes for p in parts] + [np.zeros(0, np.int64)])
-    order = np.argsort(-merged_scores, kind="stable")
-    return Merged(merged_boxes[order], merged_scores[order], merged_classes[order])
+    groups = np.unique(classes, return_inverse=True)[1] if per_class else np.zeros_like(classes)
+    group = _merge(boxes, scores, classes, groups.reshape(-1), threshold, pair_fn)
+    # Clusters listed group by group in index order, then by summed score (stable).
+    live = np.flatnonzero(group.alive)
+    live = live[np.argsort(group.groups[live], kind="stable")]
+    live = live[np.argsort(-group.totals[live], kind="stable")]
+    return Merged(group.current[live], group.totals[live], group.labels[live])
 
 
 def suppress_overlaps(merged: Merged, *, iou_threshold: float) -> Merged:

@@ -1,7 +1,8 @@
 """Classification evaluation: every evaluator maps images to class probabilities.
 
 - `views`: one centre crop and AlexNet's ten views, the `Evaluator` protocol, the top-k
-  error loop (`evaluate`) and the results table (`format_table`).
+  error loop (`evaluate`, `evaluate_many` for several evaluators on the same batches) and
+  the results table (`format_table`).
 - `dense`: OverFeat's dense multi-scale evaluation (`DenseEvaluator`, section 3.3) and the
   pieces localization and detection reuse (offset pooling, sliding heads).
 - `ensemble`: the mean of several models' probabilities.
@@ -20,6 +21,7 @@ from overfeat_tf.evaluation.views import (
     SavedModelEvaluator,
     TenViewEvaluator,
     evaluate,
+    evaluate_many,
     format_table,
     make_evaluator,
 )
@@ -34,6 +36,7 @@ __all__ = [
     "SavedModelEvaluator",
     "TenViewEvaluator",
     "evaluate",
+    "evaluate_many",
     "format_table",
     "make_evaluator",
 ]

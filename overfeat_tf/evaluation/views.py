@@ -213,30 +213,50 @@ def evaluate(
       {"top1_error": %, "top5_error": %, "examples": count, "images_per_second": rate}.
       With fewer than 5 classes, "top5" is top-`num_classes` (0 % error).
     """
-    top1 = keras.metrics.SparseTopKCategoricalAccuracy(k=1)
-    top5 = keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, num_classes))
+    return evaluate_many({"": evaluator}, batches, num_classes=num_classes,
+                         max_examples=max_examples)[""]
+
+
+def evaluate_many(
+    evaluators: Mapping[str, Evaluator],
+    batches: Iterable[tuple[tf.Tensor, tf.Tensor]],
+    *,
+    num_classes: int,
+    max_examples: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """`evaluate` for several evaluators in one pass over the batches: each batch is
+    read once and given to every evaluator in turn (the same tensor, so evaluators may
+    share work on it). Returns each name's metrics; images/s is of the whole pass."""
+    top1 = {name: keras.metrics.SparseTopKCategoricalAccuracy(k=1) for name in evaluators}
+    top5 = {name: keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, num_classes))
+            for name in evaluators}
     count = 0
     start = time.perf_counter()
     for images, labels in batches:
         if max_examples is not None:
             images, labels = images[: max_examples - count], labels[: max_examples - count]
-        probs = evaluator(images)
-        top1.update_state(labels, probs)
-        top5.update_state(labels, probs)
+        for name, evaluator in evaluators.items():
+            probs = evaluator(images)
+            top1[name].update_state(labels, probs)
+            top5[name].update_state(labels, probs)
         count += int(tf.shape(labels)[0])
         if max_examples is not None and count >= max_examples:
             break
     if count == 0:
+        names = ", ".join(evaluator.name for evaluator in evaluators.values())
         raise NothingToEvaluate(
-            f"No image to evaluate {evaluator.name!r} on: the split is empty or every "
-            "image was skipped as unreadable"
+            f"No image to evaluate {names!r} on: the split is empty or every image was "
+            "skipped as unreadable"
         )
     seconds = time.perf_counter() - start
     return {
-        TOP1: 100.0 * (1.0 - float(top1.result())),
-        TOP5: 100.0 * (1.0 - float(top5.result())),
-        "examples": count,
-        "images_per_second": count / seconds,
+        name: {
+            TOP1: 100.0 * (1.0 - float(top1[name].result())),
+            TOP5: 100.0 * (1.0 - float(top5[name].result())),
+            "examples": count,
+            "images_per_second": count / seconds,
+        }
+        for name in evaluators
     }
 
 

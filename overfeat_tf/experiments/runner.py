@@ -30,7 +30,8 @@ import keras
 import pipelines
 from overfeat_tf import evaluation
 from overfeat_tf.evaluation import dense, ensemble
-from overfeat_tf.experiments.tables import Row, Run, Table
+from overfeat_tf.experiments import shared_dense
+from overfeat_tf.experiments.tables import DENSE, Row, Run, Table
 from overfeat_tf.run_dir import write_json
 from overfeat_tf.training import launch
 from overfeat_tf.training.trainer import TrainingDiverged
@@ -104,6 +105,8 @@ class TableRunner:
         self.log = log
         self._source = pipelines.open_source(settings.data, settings.data_dir)
         self._source.num_examples("validation")  # missing data fails here, not mid-table
+        self._selected: set[str] = set()  # rows this `run` call may evaluate
+        self._shared: dict[str, dict[str, float]] = {}  # rows evaluated with an earlier one
 
     # ---- layout -----------------------------------------------------------------------
 
@@ -123,6 +126,7 @@ class TableRunner:
         """Runs every row without a result (or only `rows`); returns all rows' results
         that exist, in table order."""
         self.table.check_rows(rows or ())
+        self._selected = {row.name for row in self.table.rows if rows is None or row.name in rows}
         results = []
         seen: set[str] = set()  # run directories of earlier rows
         for row in self.table.rows:
@@ -236,7 +240,13 @@ class TableRunner:
     # ---- evaluation -------------------------------------------------------------------
 
     def _evaluate(self, row: Row, run_dirs: list[str]) -> dict[str, float]:
-        """Top-1 / top-5 error of the row's model (an ensemble of one) or ensemble."""
+        """Top-1 / top-5 error of the row's model (an ensemble of one) or ensemble. The
+        dense rows of one model waiting to run are evaluated together, in one pass over
+        the images with shared score maps (`shared_dense`)."""
+        if row.name in self._shared:
+            return self._shared.pop(row.name)
+        if row.evaluation.mode == DENSE and not row.ensemble:
+            return self._evaluate_dense_rows(row, run_dirs)
         models, configs = ensemble.restore_ensemble(run_dirs)
         spec = row.evaluation
         scales = None
@@ -263,3 +273,36 @@ class TableRunner:
         )
         keras.backend.clear_session()
         return metrics
+
+    def _evaluate_dense_rows(self, row: Row, run_dirs: list[str]) -> dict[str, float]:
+        """`row` and the table's other unfinished dense rows of the same single model, in
+        one pass; returns `row`'s metrics and keeps the others' for their turn."""
+        group = [other for other in self.table.rows
+                 if other.name == row.name or (
+                     other.name in self._selected and other.evaluation.mode == DENSE
+                     and not other.ensemble and self.members(other) == self.members(row)
+                     and self._finished(other) is None)]
+        models, configs = ensemble.restore_ensemble(run_dirs)
+        model, config = models[0], configs[0]
+        every = dense.default_scales(model)
+        scales = {other.name: every if other.evaluation.scales is None
+                  else [every[i - 1] for i in other.evaluation.scales] for other in group}
+        shared = shared_dense.SharedDenseViews(
+            model, [s for other in group for s in scales[other.name]],
+            flips=any(other.evaluation.flips for other in group))
+        evaluators = {other.name: shared.evaluation(
+            scales[other.name], other.evaluation.fine_stride, other.evaluation.flips,
+            other.evaluation.describe()) for other in group}
+        batches = pipelines.build_dataset(
+            self._source, "validation", batch_size=1, training=False,
+            crop_size=config["input_size"], mean=config["mean"], std=config["std"],
+            eval_mode="full")
+        metrics = evaluation.evaluate_many(
+            evaluators, batches, num_classes=self._source.num_classes,
+            max_examples=self.settings.max_examples)
+        keras.backend.clear_session()
+        if len(group) > 1:
+            self.log(f"  evaluated {', '.join(other.name for other in group)} together")
+        self._shared.update({name: m for name, m in metrics.items() if name != row.name})
+        return metrics[row.name]
+

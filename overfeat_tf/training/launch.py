@@ -41,6 +41,8 @@ class TrainSpec:
 
     data: str = "embedded"
     data_dir: str | None = None
+    split: str = "train"
+    eval_split: str = "validation"
     model: str = "alexnet"
     model_dir: str | None = None
     epochs: int | None = None
@@ -111,11 +113,11 @@ def resolve_recipe(spec: TrainSpec, model: str) -> recipes.Recipe:
     return dataclasses.replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
 
 
-def _print_data_notes(source, recipe_name: str) -> None:
+def _print_data_notes(source, recipe_name: str, split: str) -> None:
     """One line each: how validation was held out, and a paper recipe on a small set."""
     if source.validation_note:
         print(f"overfeat-train: {source.validation_note}", flush=True)
-    examples = source.num_examples("train")
+    examples = source.num_examples(split)
     if (
         recipes.is_paper_recipe(recipe_name)
         and examples is not None
@@ -137,8 +139,8 @@ def _steps_per_epoch(spec: TrainSpec, recipe: recipes.Recipe, source, strategy) 
             f"{strategy.num_replicas_in_sync} replicas of --strategy={spec.strategy}"
         )
     try:
-        train_examples = source.num_examples("train")
-        source.num_examples("validation")
+        train_examples = source.num_examples(spec.split)
+        source.num_examples(spec.eval_split)
     except (ValueError, FileNotFoundError) as e:
         raise SpecError(f"--data={spec.data}: {e}") from e
     if spec.steps_per_epoch is None and train_examples is None:
@@ -306,7 +308,9 @@ def run(spec: TrainSpec) -> RunResult:
     except ValueError as e:
         raise SpecError(f"--model_dir={model_dir}: {e}") from e
     if strategies.is_chief(strategy):
-        _print_data_notes(source, spec.recipe or overfeat_tf.model_info(model_name).recipe)
+        _print_data_notes(
+            source, spec.recipe or overfeat_tf.model_info(model_name).recipe, spec.split
+        )
         try:
             run_lock.acquire(model_dir)  # Held until the process exits.
         except OSError as e:
@@ -320,7 +324,7 @@ def run(spec: TrainSpec) -> RunResult:
     def train_dataset(epoch: int, skip: int, context: tf.distribute.InputContext):
         dataset = pipelines.build_dataset(
             source,
-            "train",
+            spec.split,
             batch_size=context.get_per_replica_batch_size(recipe.batch_size),
             training=True,
             augmentation=recipe.pipeline,
@@ -339,7 +343,7 @@ def run(spec: TrainSpec) -> RunResult:
     def eval_dataset(context: tf.distribute.InputContext):
         return pipelines.build_dataset(
             source,
-            "validation",
+            spec.eval_split,
             batch_size=context.get_per_replica_batch_size(recipe.batch_size),
             training=False,
             input_context=context,

@@ -29,8 +29,9 @@ import numpy as np
 import tensorflow as tf
 
 from overfeat_tf import run_dir as run_dir_lib
+from overfeat_tf import runtime
 from overfeat_tf.models import legacy
-from overfeat_tf.training import constraints, schedules, strategies
+from overfeat_tf.training import constraints, schedules, strategies, summaries
 from overfeat_tf.training.recipes import Recipe
 from overfeat_tf.xla_choice import Calibration, XlaChoice, check_mode
 
@@ -255,11 +256,8 @@ class Trainer:
         }
         self._calibration = Calibration(config.xla)
         self._eval_fn = tf.function(self._distributed_eval_step)
-        self._writer = (
-            tf.summary.create_file_writer(os.path.join(config.model_dir, "train"))
-            if self.is_chief
-            else tf.summary.create_noop_writer()
-        )
+        self._writers = summaries.RunWriters(config.model_dir, self.is_chief)
+        self._writer = self._writers.train
 
     # ---- one step -------------------------------------------------------------------
 
@@ -430,6 +428,7 @@ class Trainer:
         metrics = {**history, "step": self._step(), "epochs": int(self.epochs_done.numpy())}
         if self.xla_choice is not None:
             metrics["xla"] = self.xla_choice.as_dict()
+        metrics["onednn"] = runtime.onednn_record()
         if self.is_chief:
             run_dir_lib.write_json(metrics_file, metrics)
         self._cleanup_scratch()
@@ -527,11 +526,7 @@ class Trainer:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
 
     def _write_epoch_summaries(self, epoch: int, history: dict[str, Any]) -> None:
-        with self._writer.as_default(step=epoch + 1):
-            for key, value in history.items():
-                if isinstance(value, float):
-                    tf.summary.scalar(f"epoch/{key}", value)
-        self._writer.flush()
+        self._writers.write_epoch(epoch + 1, history)
 
     def _write_images(self, images, step: int) -> None:
         if not self.is_chief:

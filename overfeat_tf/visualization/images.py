@@ -14,15 +14,26 @@ import numpy as np
 import tensorflow as tf
 
 
-def to_display(images: np.ndarray, symmetric: bool = True) -> np.ndarray:
+# Deconvnet projections are clipped at these percentiles of each projection before
+# scaling: a few extreme pixels otherwise set the scale and leave the rest grey.
+PROJECTION_PERCENTILES = (0.5, 99.5)
+
+
+def to_display(images: np.ndarray, symmetric: bool = True,
+               percentiles: tuple[float, float] | None = None) -> np.ndarray:
     """Scales each image of `[n, h, w, c]` on its own to [0, 1].
 
     symmetric=True maps 0 to grey (0.5) and the largest |value| to 0 or 1, as ZFNet shows
     filters and deconvnet projections (signed quantities); symmetric=False stretches
-    min..max to 0..1. An all-zero image becomes uniform grey (or black).
+    min..max to 0..1. With `percentiles` (low, high), e.g. `PROJECTION_PERCENTILES`,
+    each image is first clipped to its own low and high percentiles. An all-zero image
+    becomes uniform grey (or black).
     """
     images = np.asarray(images, np.float32)
     axes = tuple(range(1, images.ndim))
+    if percentiles is not None:
+        low, high = np.percentile(images, percentiles, axis=axes, keepdims=True)
+        images = np.clip(images, low, high)
     if symmetric:
         scale = np.abs(images).max(axis=axes, keepdims=True)
         return 0.5 + 0.5 * images / np.maximum(scale, 1e-12)

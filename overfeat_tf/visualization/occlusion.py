@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from overfeat_tf.models import feature_layer_names
-from overfeat_tf.visualization import deconvnet, images as images_lib
+from overfeat_tf.visualization import colour_bar, deconvnet, images as images_lib
 
 GREY = 0.0
 """The occluder's value in model-input units: the training mean (ZFNet's grey square)."""
@@ -218,25 +218,29 @@ def save(maps: OcclusionMaps, pictures: np.ndarray, output_dir: str,
          names: list[str] | None = None) -> list[str]:
     """Writes heat maps over each image and all arrays (`occlusion.npz`).
 
-    `pictures` are the images as RGB in [0, 1] `[b, h, w, 3]`. Per image `<name>`:
-    `<name>_true_class.png` (probability of the correct class, scale 0..1),
-    `<name>_top_class.png` (the most probable class, one colour per class) and
-    `<name>_feature.png` (feature map total, scale 0..clean total). Returns the paths.
+    `pictures` are the images as RGB in [0, 1] `[b, h, w, 3]`. Per image `<name>`, each
+    with a colour bar giving its scale: `<name>_true_class.png` (probability of the
+    correct class, 0..1), `<name>_top_class.png` (the most probable class, one colour per
+    class index) and `<name>_feature.png` (feature map total, 0..the unoccluded
+    image's). Returns the paths.
     """
     count, height, width = pictures.shape[:3]
     names = names or [f"image{i}" for i in range(count)]
     num_classes = maps.clean_probabilities.shape[1]
     paths = []
     for i, name in enumerate(names):
-        def heat(values, value_range, suffix, name=name, picture=pictures[i]):
+        def heat(values, value_range, suffix, label, name=name, picture=pictures[i]):
             pixels = to_pixels(values, maps.tops, maps.lefts, maps.size, height, width)
             path = os.path.join(output_dir, f"{name}_{suffix}.png")
-            paths.append(images_lib.write_png(
-                path, images_lib.overlay(picture, pixels, 0.6, value_range)))
+            shown = images_lib.overlay(picture, pixels, 0.6, value_range)
+            paths.append(images_lib.write_png(path, colour_bar.with_colour_bar(
+                shown, value_range, label, f"{name}: grey square {maps.size} px")))
 
-        heat(maps.true_class_probability[i], (0.0, 1.0), "true_class")
-        heat(maps.top_class[i], (0, max(num_classes - 1, 1)), "top_class")
+        heat(maps.true_class_probability[i], (0.0, 1.0), "true_class",
+             "probability of the true class")
+        heat(maps.top_class[i], (0, max(num_classes - 1, 1)), "top_class",
+             "most probable class (index)")
         if maps.feature_activation is not None:
             top = max(float(maps.clean_feature_activation[i]), float(maps.feature_activation[i].max()))
-            heat(maps.feature_activation[i], (0.0, top), "feature")
+            heat(maps.feature_activation[i], (0.0, top), "feature", "feature map total")
     return paths + [images_lib.write_npz(os.path.join(output_dir, "occlusion.npz"), maps.arrays())]

@@ -98,7 +98,8 @@ def project_top_activations(deconv: Deconvnet, dataset: tf.data.Dataset, top: To
     """Second pass: (projections, image patches), RGB in [0, 1], `[f, k, p, p, 3]` each.
 
     Each patch is the receptive field of the activation (p = its size, at most the
-    image side), grey outside the image; each projection is scaled on its own.
+    image side), grey outside the image; each projection is clipped at its robust
+    percentiles (`images.PROJECTION_PERCENTILES`) and scaled on its own.
     """
     f, k = top.values.shape
     wanted = {}  # image number -> [(feature slot, rank)]
@@ -127,7 +128,8 @@ def project_top_activations(deconv: Deconvnet, dataset: tf.data.Dataset, top: To
             top_left = deconv.receptive_field.window(*top.positions[slot, rank])[:2]
             window = (*top_left, top_left[0] + side, top_left[1] + side)
             projections[slot, rank] = images_lib.to_display(
-                _crop(projected[j].numpy(), window, 0.0)[None])[0]
+                _crop(projected[j].numpy(), window, 0.0)[None],
+                percentiles=images_lib.PROJECTION_PERCENTILES)[0]
             patches[slot, rank] = _crop(pictures[j], window, 0.5)
         jobs.clear()
 
