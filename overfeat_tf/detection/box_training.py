@@ -240,5 +240,6 @@ def run(spec: BoxSpec) -> BoxResult:
             train_split=split, validation_split=eval_split, seed=spec.seed,
             max_steps=spec.max_steps, checkpoint_every=spec.checkpoint_every,
         ),
+        previews=train_detector.DetectionPreviews(regressor, tuple(scales), previews),
     )
     return BoxResult(model_dir, tuple(scales), metrics, detector_dir, found)
