@@ -123,13 +123,16 @@ def _scales(spec: BoxSpec, model: str, input_size: int) -> list[int]:
     return list(spec.scales)
 
 
-def _previews(source: pipelines.Source, split: str, mean, std) -> box_previews.BoxPreviews:
+def _previews(source: pipelines.Source, split: str, mean, std
+              ) -> box_previews.BoxPreviews | None:
     """The first `PREVIEW_IMAGES` images of `split` as evaluation sees them, and their
-    true boxes (pixels)."""
+    true boxes (pixels); None when the split has no image."""
     batches = pipelines.build_dataset(source, split, batch_size=1, training=False,
                                       crop_size=CROP_SIZE, mean=mean, std=std,
                                       eval_mode="full", with_boxes=True)
     rows = list(metrics.images_with_truth(batches.as_numpy_iterator(), PREVIEW_IMAGES))
+    if not rows:
+        return None
     return box_previews.BoxPreviews([row[0] for row in rows], [row[2] for row in rows],
                                     np.asarray(mean, np.float32), np.asarray(std, np.float32))
 
@@ -240,6 +243,7 @@ def run(spec: BoxSpec) -> BoxResult:
             train_split=split, validation_split=eval_split, seed=spec.seed,
             max_steps=spec.max_steps, checkpoint_every=spec.checkpoint_every,
         ),
-        previews=train_detector.DetectionPreviews(regressor, tuple(scales), previews),
+        previews=None if previews is None else train_detector.DetectionPreviews(
+            regressor, tuple(scales), previews),
     )
     return BoxResult(model_dir, tuple(scales), metrics, detector_dir, found)
