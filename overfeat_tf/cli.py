@@ -17,6 +17,7 @@ from collections.abc import Callable
 from absl import app, flags
 
 TRACEBACK_ENV = "OVERFEAT_TRACEBACK"
+VERBOSE_FLAG = "verbose"  # Defined by `run` for every binary.
 
 
 class UserError(Exception):
@@ -54,15 +55,15 @@ def _first_line(message: str) -> str:
 
 
 def _show_traceback() -> bool:
-    verbose = flags.FLAGS["verbose"].value if "verbose" in flags.FLAGS else False
+    verbose = flags.FLAGS[VERBOSE_FLAG].value if VERBOSE_FLAG in flags.FLAGS else False
     return bool(verbose) or os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
 
 
 def run(main: Callable[[list[str]], int | None], program: str,
         errors: tuple[type[Exception], ...] = ()) -> None:
     """Runs an absl `main` inside the error boundary; `errors` are further user errors."""
-    if "verbose" not in flags.FLAGS:
-        flags.DEFINE_bool("verbose", False, "Show the traceback of a user error too.")
+    if VERBOSE_FLAG not in flags.FLAGS:
+        flags.DEFINE_bool(VERBOSE_FLAG, False, "Show the traceback of a user error too.")
     try:
         app.run(main)
     except Exception as e:  # Sorted into user errors and bugs below.

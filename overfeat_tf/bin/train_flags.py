@@ -9,7 +9,7 @@ from __future__ import annotations
 from absl import flags
 
 import overfeat_tf  # first: turns oneDNN on before TensorFlow loads (see runtime.py)
-from overfeat_tf import flags_common, xla_choice
+from overfeat_tf import cli, flags_common, xla_choice
 from overfeat_tf.cli import FlagError
 from overfeat_tf.training import launch, recipes, strategies
 
@@ -137,7 +137,8 @@ def spec_from_flags(flag_values: flags.FlagValues = FLAGS) -> launch.TrainSpec:
     fields = {
         field.name: flag_values[field.name].value
         for field in launch.TrainSpec.__dataclass_fields__.values()
-        if field.name in flag_values
+        # --verbose is the error boundary's (tracebacks), not the trainer's progress log.
+        if field.name in flag_values and field.name != cli.VERBOSE_FLAG
     }
     if fields["step_epochs"] is not None:
         try:

@@ -21,11 +21,12 @@ import os
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import pipelines
 from overfeat_tf import run_dir
-from overfeat_tf.detection import detector, train_detector, train_regressor
+from overfeat_tf.detection import box_previews, detector, metrics, train_detector, train_regressor
 from overfeat_tf.detection import regressor as regressor_lib
 from overfeat_tf.evaluation import dense
 from overfeat_tf.training.trainer import TrainConfig, Trainer
@@ -44,6 +45,8 @@ TUNING_SPLIT = "detection_tuning"
 # Side of the square training crops: the whole shorter side of the 256 image, so the
 # boxes are rarely cut; each crop is then resized to every training scale.
 CROP_SIZE = 256
+# Validation images drawn with predicted and true boxes to TensorBoard at each epoch end.
+PREVIEW_IMAGES = 4
 
 
 class SpecError(ValueError):
@@ -118,6 +121,20 @@ def _scales(spec: BoxSpec, model: str, input_size: int) -> list[int]:
             f"received {','.join(map(str, spec.scales))}"
         )
     return list(spec.scales)
+
+
+def _previews(source: pipelines.Source, split: str, mean, std
+              ) -> box_previews.BoxPreviews | None:
+    """The first `PREVIEW_IMAGES` images of `split` as evaluation sees them, and their
+    true boxes (pixels); None when the split has no image."""
+    batches = pipelines.build_dataset(source, split, batch_size=1, training=False,
+                                      crop_size=CROP_SIZE, mean=mean, std=std,
+                                      eval_mode="full", with_boxes=True)
+    rows = list(metrics.images_with_truth(batches.as_numpy_iterator(), PREVIEW_IMAGES))
+    if not rows:
+        return None
+    return box_previews.BoxPreviews([row[0] for row in rows], [row[2] for row in rows],
+                                    np.asarray(mean, np.float32), np.asarray(std, np.float32))
 
 
 def run(spec: BoxSpec) -> BoxResult:
@@ -212,7 +229,8 @@ def run(spec: BoxSpec) -> BoxResult:
         checkpoint_every=spec.checkpoint_every,
         xla="off",
     )
-    task = train_regressor.RegressionTask(classifier, scales)
+    previews = _previews(source, eval_split, config["mean"], config["std"])
+    task = train_regressor.RegressionTask(classifier, scales, previews)
     trainer = Trainer(train_config, tf.distribute.get_strategy(), lambda: regressor, task=task)
     metrics = trainer.fit(train_dataset, eval_dataset)
     if spec.task != "detection":
@@ -225,5 +243,7 @@ def run(spec: BoxSpec) -> BoxResult:
             train_split=split, validation_split=eval_split, seed=spec.seed,
             max_steps=spec.max_steps, checkpoint_every=spec.checkpoint_every,
         ),
+        previews=None if previews is None else train_detector.DetectionPreviews(
+            regressor, tuple(scales), previews),
     )
     return BoxResult(model_dir, tuple(scales), metrics, detector_dir, found)

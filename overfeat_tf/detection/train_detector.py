@@ -30,10 +30,10 @@ import tensorflow as tf
 
 from overfeat_tf import run_dir
 from overfeat_tf import transfer
-from overfeat_tf.detection import detection_data
+from overfeat_tf.detection import box_previews, detection_data, detector
 from overfeat_tf.models import build_model, model_info
 from overfeat_tf.training import recipes
-from overfeat_tf.training.trainer import TrainConfig, Trainer
+from overfeat_tf.training.trainer import ClassificationTask, TrainConfig, Trainer
 from pipelines.sources import Source
 
 BACKGROUND_NAME = "background"
@@ -76,6 +76,32 @@ class BackgroundFineTuning:
     verbose: bool = True
 
 
+@dataclasses.dataclass(frozen=True)
+class DetectionPreviews:
+    """What the detection classifier's TensorBoard images show: `previews` with their
+    true boxes and the detections of the classifier being trained with `regressor` (its
+    trained box head) at `scales` (shorter sides), no flips."""
+
+    regressor: keras.Model
+    scales: tuple[int, ...]
+    previews: box_previews.BoxPreviews
+
+
+class _DetectionTask(ClassificationTask):
+    """Classification training that draws `DetectionPreviews` at each epoch end."""
+
+    def __init__(self, global_batch_size: int, previews: DetectionPreviews) -> None:
+        super().__init__(global_batch_size)
+        self._previews = previews
+        self._detector: detector.Detector | None = None  # built on the first call
+
+    def epoch_images(self, model: keras.Model) -> np.ndarray:
+        if self._detector is None:
+            self._detector = detector.Detector(model, self._previews.regressor,
+                                               scales=self._previews.scales)
+        return self._previews.previews.draw(self._detector)
+
+
 def add_background_class(classifier: keras.Model, build_kwargs: dict[str, Any],
                          name: str) -> keras.Model:
     """A new `name` model with one more class than `classifier`, the background last.
@@ -104,7 +130,8 @@ def _objects_in(source: Source, split: str) -> tuple[int, int]:
 
 def fine_tune_with_background(classifier_dir: str, model_dir: str, source: Source,
                               settings: BackgroundFineTuning | None = None,
-                              strategy: tf.distribute.Strategy | None = None
+                              strategy: tf.distribute.Strategy | None = None,
+                              previews: DetectionPreviews | None = None
                               ) -> dict[str, Any]:
     """Trains the detection classifier of `classifier_dir` into `model_dir`.
 
@@ -116,6 +143,8 @@ def fine_tune_with_background(classifier_dir: str, model_dir: str, source: Sourc
       source: a pipelines `Source` with boxes and the settings' splits.
       settings: see `BackgroundFineTuning` (None: its defaults).
       strategy: a `tf.distribute` strategy (default: the default strategy).
+      previews: images drawn with detections to TensorBoard's `validation/` run at
+        each epoch end (None: none).
 
     Returns:
       The final metrics (also `<model_dir>/metrics.json`): training loss and crop
@@ -175,5 +204,6 @@ def fine_tune_with_background(classifier_dir: str, model_dir: str, source: Sourc
             batch_size=context.get_per_replica_batch_size(settings.batch_size),
             seed=settings.seed, **crops)
 
-    trainer = Trainer(train_config, strategy, model_fn)
+    task = None if previews is None else _DetectionTask(settings.batch_size, previews)
+    trainer = Trainer(train_config, strategy, model_fn, task=task)
     return trainer.fit(train_dataset, eval_dataset)

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from overfeat_tf.evaluation import dense
+from overfeat_tf.detection import box_maps, box_previews, localizer
 from overfeat_tf.detection import regressor as regressor_lib
 from overfeat_tf.detection import targets as targets_lib
 from overfeat_tf.training.recipes import Recipe
@@ -47,6 +48,9 @@ class RegressionTask(Task):
       classifier: a trained model from `build_model` (not modified).
       scales: training scales, the side each square crop is resized to, pixels (each at
         least the model's native input).
+      previews: validation images for `epoch_images`, which draws on them the top-1
+        localization guess of the classifier with the current head (`Localizer` at
+        `scales`, no flips); None: no images.
     """
 
     checkpoint_name = "regressor"
@@ -54,8 +58,12 @@ class RegressionTask(Task):
     stats_size = 2
     eval_size = 4
 
-    def __init__(self, classifier: keras.Model, scales: Sequence[int]) -> None:
+    def __init__(self, classifier: keras.Model, scales: Sequence[int],
+                 previews: box_previews.BoxPreviews | None = None) -> None:
         self.scales = list(scales)
+        self._classifier = classifier
+        self.previews = previews
+        self._localizer: localizer.Localizer | None = None  # built on the first call
         # The dense evaluator's trunk + stride-1 pool (and its check of the scales).
         self._dense = dense.DenseEvaluator(classifier, self.scales, flips=False)
         self.window = self._dense.info.input_size
@@ -115,3 +123,12 @@ class RegressionTask(Task):
         """Loss (mean over batches) and mean IoU (predicted vs target box, trained
         locations)."""
         return {"loss": sums[0] / max(sums[3], 1), **self.train_metrics(sums[1:3])}
+
+    def epoch_images(self, model: keras.Model) -> np.ndarray | None:
+        """The previews with their true boxes and the top-1 guess of `model`'s head."""
+        if self.previews is None:
+            return None
+        if self._localizer is None:
+            predictor = box_maps.BoxPredictor(self._classifier, model, self.scales, flips=False)
+            self._localizer = localizer.Localizer(predictor, classes_per_view=1, guesses=1)
+        return self.previews.draw(self._localizer)

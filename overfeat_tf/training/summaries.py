@@ -3,7 +3,8 @@
 `<model_dir>/train/` holds the training scalars and `<model_dir>/validation/` the
 validation ones under the same tags, so TensorBoard draws the two runs of a tag as
 overlaid curves: a history key `val_<name>` is written to `validation/` as
-`epoch/<name>`, every other key to `train/` as `epoch/<name>`.
+`epoch/<name>`, every other key to `train/` as `epoch/<name>`. Images a task draws on
+validation data (e.g. predicted and true boxes) go to `validation/` as `boxes`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 TRAIN_RUN = "train"
 VALIDATION_RUN = "validation"
 _VALIDATION_PREFIX = "val_"
+# The validation images a task draws at each epoch end (`Task.epoch_images`).
+IMAGES_TAG = "boxes"
 
 
 class RunWriters:
@@ -44,6 +48,13 @@ class RunWriters:
             with writer.as_default(step=step):
                 tf.summary.scalar(f"epoch/{name}", value)
         self.flush()
+
+    def write_validation_images(self, step: int, images: np.ndarray) -> None:
+        """Writes uint8 [n, h, w, 3] `images` to `validation/` as the image summary
+        `IMAGES_TAG` at `step`."""
+        with self.validation.as_default(step=step):
+            tf.summary.image(IMAGES_TAG, images, max_outputs=len(images))
+        self.validation.flush()
 
     def flush(self) -> None:
         self.train.flush()

@@ -95,6 +95,11 @@ class Task:
         """Named metrics of a split's summed `eval_sums`."""
         raise NotImplementedError
 
+    def epoch_images(self, model: keras.Model) -> np.ndarray | None:
+        """uint8 [n, h, w, 3] images showing `model` on validation data, written to the
+        `validation/` run at every epoch end (the chief only); None: no images."""
+        return None
+
 
 class ClassificationTask(Task):
     """Softmax cross-entropy over the global batch; top-1 / top-5 error (%).
@@ -527,6 +532,10 @@ class Trainer:
 
     def _write_epoch_summaries(self, epoch: int, history: dict[str, Any]) -> None:
         self._writers.write_epoch(epoch + 1, history)
+        if self.is_chief:
+            images = self.task.epoch_images(self.model)
+            if images is not None:
+                self._writers.write_validation_images(epoch + 1, images)
 
     def _write_images(self, images, step: int) -> None:
         if not self.is_chief:
