@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 import overfeat_tf
+import pipelines
 from overfeat_tf import run_dir
 from overfeat_tf.detection import box_previews, box_training
 from overfeat_tf.training import summaries
@@ -44,6 +45,15 @@ def _classifier(tmp_path) -> str:
     return classifier_dir
 
 
+def _first_image_size(data_dir: str) -> tuple[int, int]:
+    """(height, width) of the embedded validation split's first image."""
+    source = pipelines.open_source("embedded", data_dir)
+    images, _ = next(iter(pipelines.build_dataset(
+        source, "validation", batch_size=1, training=False, crop_size=227,
+        mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), eval_mode="full")))
+    return tuple(images.shape[1:3])
+
+
 def test_localization_training_writes_box_images_to_validation(tiny_data, tmp_path):
     classifier_dir = _classifier(tmp_path)
     model_dir = tmp_path / "localization"
@@ -62,7 +72,8 @@ def test_localization_training_writes_box_images_to_validation(tiny_data, tmp_pa
                 shown = value.tensor.string_val
                 assert len(shown) == 2 + box_training.PREVIEW_IMAGES
                 picture = tf.io.decode_png(shown[2]).numpy()
-                assert picture.shape[-1] == 3 and min(picture.shape[:2]) == 256
+                # The image as evaluation sees it: whole, at its own resolution.
+                assert picture.shape == (*_first_image_size(tiny_data), 3)
                 assert np.all(picture == (0, 200, 0), axis=-1).any()  # true boxes
                 assert np.all(picture == (255, 0, 0), axis=-1).any()  # the guess
 
