@@ -141,7 +141,17 @@ def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Ten
 
 # A training image's random draws that `transforms.augment_batch` applies per batch, and
 # what a skipped image carries in their place.
-_DRAWS = {"flip": tf.zeros([], tf.bool), "shift": tf.zeros([3]), "mean_window": tf.zeros([4])}
+# (Specs, not tensors: a tensor made at import would start TensorFlow's runtime.)
+_DRAWS = {
+    "flip": tf.TensorSpec([], tf.bool),
+    "shift": tf.TensorSpec([3], tf.float32),
+    "mean_window": tf.TensorSpec([4], tf.float32),
+}
+
+
+def _no_draws() -> dict[str, tf.Tensor]:
+    """What a skipped training image carries in place of its draws."""
+    return {name: tf.zeros(spec.shape, spec.dtype) for name, spec in _DRAWS.items()}
 
 
 def _train_transform(crop_size: int, augmentation: str, eigen, scale_jitter):
@@ -295,7 +305,7 @@ def build_dataset(
         image_shape = [constants.RESIZE_SHORTER_SIDE, constants.RESIZE_SHORTER_SIDE, 3]
     dataset = dataset.map(
         _skip_bad_images(transform, image_shape, strict, bad_records,
-                         _DRAWS if training else {}, max_pixels),
+                         _no_draws() if training else {}, max_pixels),
         num_parallel_calls=AUTOTUNE)
     dataset = dataset.filter(lambda element: element["ok"])
     if not strict:
