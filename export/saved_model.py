@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
+from export import boxes as boxes_lib
 from export import requests, signatures
 from overfeat_tf.evaluation import ensemble
 from overfeat_tf.models import towers
@@ -139,10 +140,20 @@ def _latest_with_source(export_base: str, source: dict) -> ExportPaths | None:
                        keras_file if tf.io.gfile.exists(keras_file) else None, existed=True)
 
 
+def _box_signatures(boxes: signatures.BoxServing | None) -> list[str]:
+    """The box signatures an export has, recorded in its source so that a run which
+    gained regressors since its last export is exported again."""
+    if boxes is None:
+        return []
+    return [name for name, part in (("localize", boxes.localizer), ("detect", boxes.detector))
+            if part is not None]
+
+
 def export_model(model: keras.Model | Sequence[keras.Model], config: signatures.ServingConfig,
                  export_base: str, *, model_name: str, version: int | None = None,
                  normalizations: Sequence[ensemble.Normalization] | None = None,
-                 source: dict | None = None) -> ExportPaths:
+                 source: dict | None = None,
+                 boxes: signatures.BoxServing | None = None) -> ExportPaths:
     """Exports `model` as version `version` (default: the next one) of `export_base`.
 
     Args:
@@ -155,6 +166,7 @@ def export_model(model: keras.Model | Sequence[keras.Model], config: signatures.
       source: JSON-able description of what is exported (written to `export.json`);
         with `version` None, a latest version recording the same source is returned
         instead of writing a new one.
+      boxes: the `localize` / `detect` signatures' parts (one model only); None: none.
 
     Raises:
       ValueError: a version below 1. FileExistsError: the version exists already.
@@ -177,7 +189,8 @@ def export_model(model: keras.Model | Sequence[keras.Model], config: signatures.
         with tempfile.TemporaryDirectory() as scratch:
             names_file = os.path.join(scratch, CLASS_NAMES_ASSET)
             signatures.write_class_names(names_file, config.class_names)
-            archive = signatures.build_archive(models, config, names_file, normalizations)
+            archive = signatures.build_archive(models, config, names_file, normalizations,
+                                               boxes)
             archive.write_out(partial, verbose=False)
         write_warmup_requests(partial, model_name)
         if source is not None:
@@ -233,8 +246,10 @@ def export_model_dirs(model_dirs: Sequence[str], export_base: str, *,
                       ) -> ExportPaths:
     """Exports the ensemble of several runs (one run: its model) as one SavedModel.
 
-    The members must share classes and input size (`overfeat_tf.evaluation.ensemble`); the served
-    scores are the mean of their probabilities in every signature.
+    The members must share classes and input size (`overfeat_tf.evaluation.ensemble`); the
+    served scores are the mean of their probabilities in every signature. A single run with
+    the regressors of `overfeat-train-boxes` also gets the `localize` and `detect`
+    signatures (`export.boxes`).
 
     Args:
       model_dirs: the runs' directories.
@@ -253,8 +268,11 @@ def export_model_dirs(model_dirs: Sequence[str], export_base: str, *,
     serving = signatures.ServingConfig.from_model_dir_config(configs[0], top_k=top_k,
                                                              max_pixels=max_pixels)
     name = configs[0]["name"] if len(models) == 1 else f"{configs[0]['name']}_ensemble"
+    boxes = boxes_lib.box_serving(model_dirs[0], models[0]) if len(models) == 1 else None
     return export_model(models if len(models) > 1 else models[0], serving, export_base,
                         model_name=name, version=version,
                         normalizations=[(c["mean"], c["std"]) for c in configs],
                         source={"checkpoints": [_absolute(c) for c in checkpoints],
-                                "top_k": top_k, "max_pixels": max_pixels})
+                                "top_k": top_k, "max_pixels": max_pixels,
+                                "box_signatures": _box_signatures(boxes)},
+                        boxes=boxes)

@@ -21,11 +21,26 @@ Signatures (all batched; b may be 0):
                        `image/encoded` (the ImageNet TFRecord format).
   dense_classify       image_bytes: as serving_default; every scale and flip of the
                        dense evaluator (default: its six paper-pattern scales, flips).
+  localize             image_bytes: as serving_default; OverFeat localization (section
+                       4.3, `overfeat_tf.detection.Localizer`) with the run's
+                       localization regressor: up to 5 guesses, one class each.
+  detect               image_bytes: as serving_default; OverFeat detection (section 5,
+                       `overfeat_tf.detection.Detector`) with the run's detection
+                       classifier and regressor: up to `max_detections` boxes.
+The box signatures exist when the run has the regressors (`export.boxes`), and take
+the whole image at its own resolution, as the dense evaluation does.
 An ensemble (several models, `build_archive(models, ...)`) exports the same signatures;
 its scores are the mean of the members' probabilities (`overfeat_tf.evaluation.ensemble`): one
 preprocessing with the first member's normalisation, renormalised for each other member.
 
-Outputs of each:
+Outputs of the box signatures (k: 5 for localize, max_detections for detect; rows past
+num_boxes are padding: class -1, name "", box and score 0):
+  boxes          float32 [b, k, 4]  (ymin, xmin, ymax, xmax) in pixels of the input image.
+  classes        int32 [b, k]       class ids, best first; class_names string [b, k].
+  scores         float32 [b, k]     the merged box's summed probability.
+  num_boxes      int32 [b]          boxes found per image.
+
+Outputs of the others:
   classes        int32 [b, k]    top-k class indices, best first (k = min(top_k, classes)).
   class_names    string [b, k]   their names, looked up in the `class_names.txt` asset.
   probabilities  float32 [b, k]  their probabilities.
@@ -46,6 +61,8 @@ import tensorflow as tf
 import overfeat_tf
 import pipelines
 from overfeat_tf import evaluation
+from overfeat_tf.detection import detector as detector_lib
+from overfeat_tf.detection import localizer as localizer_lib
 from overfeat_tf.evaluation import ensemble
 from pipelines import constants as pipelines_constants
 from pipelines import decode as pipelines_decode
@@ -56,12 +73,15 @@ SERVING_DEFAULT = "serving_default"
 PREDICT_IMAGES = "predict_images"
 CLASSIFY_TF_EXAMPLE = "classify_tf_example"
 DENSE_CLASSIFY = "dense_classify"
+LOCALIZE = "localize"
+DETECT = "detect"
 
 IMAGE_BYTES = "image_bytes"
 IMAGES = "images"
 EXAMPLES = "examples"
 
 OUTPUT_NAMES = ("classes", "class_names", "probabilities", "scores")
+BOX_OUTPUT_NAMES = ("boxes", "classes", "class_names", "scores", "num_boxes")
 
 # The input of each signature, by name: the exporter, the warm-up writer and the request
 # converters read this one table.
@@ -71,6 +91,30 @@ INPUT_SPECS: dict[str, dict[str, tf.TensorSpec]] = {
     CLASSIFY_TF_EXAMPLE: {EXAMPLES: tf.TensorSpec([None], tf.string, name=EXAMPLES)},
     DENSE_CLASSIFY: {IMAGE_BYTES: tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)},
 }
+# The box signatures' inputs, exported when the run has their regressors.
+BOX_INPUT_SPECS: dict[str, dict[str, tf.TensorSpec]] = {
+    LOCALIZE: {IMAGE_BYTES: tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)},
+    DETECT: {IMAGE_BYTES: tf.TensorSpec([None], tf.string, name=IMAGE_BYTES)},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxServing:
+    """What the box signatures run (`export.boxes.box_serving` builds it).
+
+    Attributes:
+      localizer: the `localize` signature's localizer; None: no such signature.
+      detector: the `detect` signature's detector (object classes, then background,
+        the classifier's classes first); None: no such signature.
+      models: the Keras models they read besides the classifier (regressors, the
+        detection classifier), tracked so their variables are saved.
+      max_detections: boxes per image that `detect` returns at most.
+    """
+
+    localizer: localizer_lib.Localizer | None = None
+    detector: detector_lib.Detector | None = None
+    models: tuple[keras.Model, ...] = ()
+    max_detections: int = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +232,8 @@ class ServingFunctions:
 
     def __init__(self, model: keras.Model | Sequence[keras.Model],
                  class_names: tf.lookup.StaticHashTable, config: ServingConfig,
-                 normalizations: Sequence[ensemble.Normalization] | None = None) -> None:
+                 normalizations: Sequence[ensemble.Normalization] | None = None,
+                 boxes: BoxServing | None = None) -> None:
         models = as_models(model)
         num_classes = models[0].output_shape[-1]
         for member in models:
@@ -199,6 +244,7 @@ class ServingFunctions:
                 )
         self._class_names = class_names
         self._config = config
+        self._boxes = boxes or BoxServing()
         self._num_classes = num_classes
         self._k = min(config.top_k, num_classes)
         self._mean = tf.constant(config.mean, tf.float32)
@@ -280,20 +326,65 @@ class ServingFunctions:
                            fn_output_signature=tf.TensorSpec([self._num_classes], tf.float32))
         return self.answer(scores)
 
+    def _serve_boxes(self, image_bytes: tf.Tensor,
+                     find: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]],
+                     count: int) -> dict[str, tf.Tensor]:
+        """tf.string [b] -> `BOX_OUTPUT_NAMES`; `find`: normalised whole image ->
+        (boxes [n, 4] px, scores [n], classes int32 [n]), best first; `count`: k."""
+        def one(args: tuple[tf.Tensor, tf.Tensor]):
+            image = pipelines_transforms.preprocess_full(
+                decode_checked(*args, self._config.max_pixels), self._mean, self._std)
+            boxes, scores, classes = find(image)
+            found = tf.minimum(tf.shape(scores)[0], count)
+            missing = count - found
+            return (tf.pad(boxes[:found], [[0, missing], [0, 0]]),
+                    tf.pad(classes[:found], [[0, missing]], constant_values=-1),
+                    tf.pad(scores[:found], [[0, missing]]), found)
+
+        names = _element_names(IMAGE_BYTES, tf.shape(image_bytes)[0])
+        boxes, classes, scores, found = tf.map_fn(
+            one, (image_bytes, names), fn_output_signature=(
+                tf.TensorSpec([count, 4], tf.float32), tf.TensorSpec([count], tf.int32),
+                tf.TensorSpec([count], tf.float32), tf.TensorSpec([], tf.int32)))
+        class_names = tf.where(classes >= 0,
+                               self._class_names.lookup(tf.cast(classes, tf.int64)), "")
+        return {"boxes": boxes, "classes": classes, "class_names": class_names,
+                "scores": scores, "num_boxes": found}
+
+    def serve_localize(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        """localize: tf.string [b] encoded images -> up to 5 (class, box) guesses each."""
+        localizer = self._boxes.localizer
+
+        def find(image: tf.Tensor):
+            classes, boxes, scores = localizer.graph(image)
+            return boxes, scores, classes
+
+        return self._serve_boxes(image_bytes, find, localizer.guesses)
+
+    def serve_detect(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        """detect: tf.string [b] encoded images -> detections, score descending."""
+        return self._serve_boxes(image_bytes, self._boxes.detector.graph,
+                                 self._boxes.max_detections)
+
     def endpoints(self) -> dict[str, Callable[[tf.Tensor], dict[str, tf.Tensor]]]:
         """Signature name -> body, in the order they are exported."""
-        return {
+        endpoints = {
             SERVING_DEFAULT: self.serve_image_bytes,
             PREDICT_IMAGES: self.serve_images,
             CLASSIFY_TF_EXAMPLE: self.serve_examples,
             DENSE_CLASSIFY: self.serve_dense,
         }
+        if self._boxes.localizer is not None:
+            endpoints[LOCALIZE] = self.serve_localize
+        if self._boxes.detector is not None:
+            endpoints[DETECT] = self.serve_detect
+        return endpoints
 
 
 def build_archive(model: keras.Model | Sequence[keras.Model], config: ServingConfig,
                   class_names_file: str,
                   normalizations: Sequence[ensemble.Normalization] | None = None,
-                  ) -> keras.export.ExportArchive:
+                  boxes: BoxServing | None = None) -> keras.export.ExportArchive:
     """An ExportArchive holding the model(s), the class-name table and every signature.
 
     Args:
@@ -302,15 +393,17 @@ def build_archive(model: keras.Model | Sequence[keras.Model], config: ServingCon
       class_names_file: a text file with `config.class_names`, one per line; it becomes
         the SavedModel's `assets/<basename>` (see `write_class_names`).
       normalizations: see `ServingFunctions`.
+      boxes: the box signatures' localizer and detector (one model only); None: none.
     """
     archive = keras.export.ExportArchive()
-    for member in as_models(model):
+    for member in [*as_models(model), *(boxes.models if boxes else ())]:
         archive.track(member)
     table = class_name_table(class_names_file)
     archive.track(table)
-    functions = ServingFunctions(model, table, config, normalizations)
+    functions = ServingFunctions(model, table, config, normalizations, boxes)
+    specs = {**INPUT_SPECS, **BOX_INPUT_SPECS}
     for name, body in functions.endpoints().items():
-        archive.add_endpoint(name, body, input_signature=list(INPUT_SPECS[name].values()))
+        archive.add_endpoint(name, body, input_signature=list(specs[name].values()))
     return archive
 
 

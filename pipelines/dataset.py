@@ -122,7 +122,8 @@ def _finish(num_classes: int, with_boxes: bool, draws: bool):
     return finish
 
 
-def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Tensor):
+def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Tensor,
+                    full_shorter_side: int | None):
     def transform(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = decode.decode_image(record["encoded"])
         boxes, values = record["boxes"], _box_values(record)
@@ -133,7 +134,7 @@ def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Ten
         elif eval_mode == "ten_view":
             out = transforms.ten_views(image, crop_size, mean, std)
         else:
-            out = transforms.preprocess_full(image, mean, std)
+            out = transforms.preprocess_full(image, mean, std, full_shorter_side)
         return {**record, "image": out, "boxes": boxes, **_from_box_values(values)}
 
     return transform
@@ -167,8 +168,8 @@ def _train_transform(crop_size: int, augmentation: str, eigen, scale_jitter):
 
 
 def _validate(source: Source, *, batch_size, training, crop_size, mean, std, augmentation,
-              eval_mode, with_boxes, scale_jitter, seed, deterministic, bad_records,
-              data_service, image_dtype="float32") -> None:
+              eval_mode, full_shorter_side, with_boxes, scale_jitter, seed, deterministic,
+              bad_records, data_service, image_dtype="float32") -> None:
     """Raises ValueError naming the bad argument, its value and what is valid."""
     def fail(name: str, value, valid: str) -> None:
         raise ValueError(f"build_dataset: invalid {name}={value!r}; {valid}")
@@ -187,6 +188,8 @@ def _validate(source: Source, *, batch_size, training, crop_size, mean, std, aug
         fail("mean", np.shape(mean), "need 3 per-channel values or a mean image [H, W, 3]")
     if np.shape(std) != (3,) or min(std) <= 0:
         fail("std", std, "need 3 positive values")
+    if full_shorter_side is not None and full_shorter_side < 1:
+        fail("full_shorter_side", full_shorter_side, "must be >= 1, or None (original size)")
     if scale_jitter is not None and not crop_size <= scale_jitter[0] <= scale_jitter[1]:
         fail("scale_jitter", scale_jitter, f"need crop_size ({crop_size}) <= min <= max")
     if not training and eval_mode == "full" and batch_size != 1:
@@ -213,6 +216,7 @@ def build_dataset(
     std: Sequence[float],
     augmentation: str = "alexnet",
     eval_mode: str = "center",
+    full_shorter_side: int | None = None,
     with_boxes: bool = False,
     pca_lighting: bool = True,
     scale_jitter: tuple[int, int] | None = None,
@@ -242,7 +246,10 @@ def build_dataset(
       augmentation: "alexnet" (random crop of the central 256x256), "zfnet" (one of its
         4 corner and centre crops) or "overfeat" (random crop of the whole 256xN image).
       eval_mode: "center" -> images [b, crop, crop, 3]; "ten_view" -> [b, 10, crop,
-        crop, 3]; "full" -> [1, h, w, 3] with min(h, w) == 256 (batch_size must be 1).
+        crop, 3]; "full" -> [1, h, w, 3], whole images (batch_size must be 1).
+      full_shorter_side: "full" images: None keeps each image's original resolution
+        (OverFeat section 3.3 resizes the original to every scale); an int resizes the
+        shorter side to it (256: the pipeline's usual resize).
       with_boxes: labels become {"label": int32 [b], "boxes": float32
         [b, MAX_BOXES, 4] (ymin, xmin, ymax, xmax) normalised to the output image and
         zero-padded, "box_labels": int32 [b, MAX_BOXES] (-1 padded), "difficult": bool
@@ -274,9 +281,9 @@ def build_dataset(
     """
     _validate(source, batch_size=batch_size, training=training, crop_size=crop_size,
               mean=mean, std=std, augmentation=augmentation, eval_mode=eval_mode,
-              with_boxes=with_boxes, scale_jitter=scale_jitter, seed=seed,
-              deterministic=deterministic, bad_records=bad_records,
-              data_service=data_service, image_dtype=image_dtype)
+              full_shorter_side=full_shorter_side, with_boxes=with_boxes,
+              scale_jitter=scale_jitter, seed=seed, deterministic=deterministic,
+              bad_records=bad_records, data_service=data_service, image_dtype=image_dtype)
     mean = tf.constant(mean, tf.float32)
     std = tf.constant(std, tf.float32)
     dataset = source.records(split, input_context, shuffle_files=training, seed=seed)
@@ -296,7 +303,7 @@ def build_dataset(
         dataset = tf.data.Dataset.zip(dataset, seeds)
         transform = _train_transform(crop_size, augmentation, eigen, scale_jitter)
     else:
-        transform = _eval_transform(eval_mode, crop_size, mean, std)
+        transform = _eval_transform(eval_mode, crop_size, mean, std, full_shorter_side)
     if training or eval_mode == "center":
         image_shape = [crop_size, crop_size, 3]
     elif eval_mode == "ten_view":

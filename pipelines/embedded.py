@@ -7,6 +7,13 @@ Classification splits hold one object per image (45-80% of the shorter side, so 
 stays recognisable in a 227 crop); detection splits hold 1-4 non-overlapping objects
 (25-50%). Boxes are tight around the drawn pixels. Generation is deterministic: the
 same config gives the same bytes.
+
+Tuning splits. `tuning` (drawn like `validation`) and `detection_tuning` (drawn like
+`detection_validation`) are where localization's and detection's merge, score and
+suppression thresholds are chosen (`overfeat_tf.detection.tuning`); `validation` and
+`detection_validation` are where the reported figures are measured, on images the
+thresholds never saw. Each split draws from its own seed, so adding the tuning splits
+left the bytes of the others unchanged.
 """
 
 import dataclasses
@@ -23,10 +30,11 @@ from pipelines import sources
 from pipelines import tfrecord_format
 
 DEFAULT_DIR = os.path.join("data", "embedded")
-SPLITS = ("train", "validation", "detection_train", "detection_validation")
+SPLITS = ("train", "validation", "detection_train", "detection_validation", "tuning",
+          "detection_tuning")
 CLASS_NAMES = shapes.CLASS_NAMES
 _MARKER = "COMPLETE"
-_VERSION = 3  # Bump when the drawing or default sizes change, so stale copies regenerate.
+_VERSION = 4  # Bump when drawing, splits or default sizes change: stale copies regenerate.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +48,8 @@ class EmbeddedConfig:
     validation: int = 500
     detection_train: int = 1000
     detection_validation: int = 300
+    tuning: int = 200
+    detection_tuning: int = 200
     seed: int = 0
     images_per_shard: int = 400
     num_classes: int = len(CLASS_NAMES)
@@ -52,7 +62,7 @@ def _make_record(task: tuple[int, int, str, int, int]) -> bytes:
     """Draws image `index` of split number `split_id`; runs in a worker process."""
     seed, split_id, split, index, num_classes = task
     rng = np.random.default_rng([seed, split_id, index])
-    detection = split.startswith("detection")
+    detection = split.startswith("detection")  # detection_train, _validation, _tuning
     num_objects = int(rng.integers(1, 5)) if detection else 1
     size_range = (0.25, 0.5) if detection else (0.45, 0.8)
     encoded, height, width, boxes, labels = shapes.render(rng, num_objects, size_range,

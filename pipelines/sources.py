@@ -355,7 +355,8 @@ def open_source(spec: str, data_dir: str | None = None) -> Source:
     Specs:
       `embedded`: the procedural data set of `pipelines.embedded`, generated into
         `data_dir` (default ./data/embedded) unless already there and complete.
-        Splits train, validation, detection_train, detection_validation.
+        Splits train, validation, detection_train, detection_validation, and the
+        threshold-tuning splits tuning and detection_tuning.
       `tfrecord:/dir`: `train-*` / `validation-*` shards in build_imagenet_data
         format, with an optional `labels.txt`.
       `tfds:NAME`: a prepared TFDS data set (e.g. `tfds:imagenet2012`) in `data_dir`

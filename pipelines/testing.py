@@ -16,7 +16,8 @@ from pipelines import tfrecord_format
 
 # A tiny embedded data set for tests: seconds to generate.
 TINY_EMBEDDED = embedded.EmbeddedConfig(train=48, validation=16, detection_train=16,
-                                        detection_validation=8, images_per_shard=12)
+                                        detection_validation=8, tuning=8, detection_tuning=8,
+                                        images_per_shard=12)
 
 
 def encode(array: np.ndarray, fmt: str = "JPEG", mode: str | None = None,

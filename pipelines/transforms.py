@@ -409,14 +409,20 @@ def ten_views(image: tf.Tensor, crop_size: int, mean, std) -> tf.Tensor:
     return tf.stack(views)
 
 
-def preprocess_full(image: tf.Tensor, mean, std) -> tf.Tensor:
-    """Whole image, shorter side 256 and aspect kept, for dense (OverFeat) evaluation.
+def preprocess_full(image: tf.Tensor, mean, std, shorter_side: int | None = None) -> tf.Tensor:
+    """Whole image, aspect kept, for dense multi-scale (OverFeat) evaluation.
+
+    OverFeat section 3.3 resizes the original image to each scale, so by default the
+    image keeps its own resolution and the evaluator resizes it once per scale.
 
     Args:
       image: uint8 [h, w, 3].
+      shorter_side: None keeps [h, w]; an int resizes the shorter side to it first
+        (256: the pipeline's resized image, which larger scales then upsample).
 
     Returns:
-      float32 [h', w', 3] with min(h', w') == 256. A mean image contributes its
-      per-channel average.
+      float32 [h', w', 3], normalised. A mean image contributes its per-channel average.
     """
-    return normalize(resize_keep_aspect(image, _SHORTER), mean, std)
+    if shorter_side is not None:
+        image = resize_keep_aspect(image, shorter_side)
+    return normalize(image, mean, std)

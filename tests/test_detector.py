@@ -23,9 +23,16 @@ from tests.conftest import TINY_MODEL as TINY
 
 
 
+def test_default_scales_are_the_papers_four_not_the_datas():
+    # OverFeat Table 2's four-scale rows: scales 1, 2, 4, 6 of Table 5 (accurate: 245x245,
+    # 281x317, 389x461, 461x569), shorter sides; the same derivation for AlexNet.
+    assert detector.default_scales("overfeat_accurate") == (245, 281, 389, 461)
+    assert detector.default_scales("alexnet") == (243, 275, 371, 435)
+
+
 def test_scales_for_objects():
     # 227 * 0.6 / 0.5 = 272.4 and 227 * 0.6 / 0.25 = 544.8, geometric steps of 2 ** (1/3).
-    assert detector.scales_for_objects(227) == (272, 343, 432, 545)
+    assert detector.scales_for_objects(227, (0.25, 0.5)) == (272, 343, 432, 545)
     assert detector.scales_for_objects(227, (0.9, 1.0), count=1) == (227,)  # >= the window
     with pytest.raises(ValueError, match="object_sides"):
         detector.scales_for_objects(227, (0.5, 0.25))

@@ -176,7 +176,7 @@ def test_dense_classify_is_the_dense_evaluator_on_whole_images(exported, loaded)
     served = _serve(loaded, "dense_classify", image_bytes=tf.constant(batch))
     evaluator = overfeat_tf.DenseEvaluator(model, xla="off")
     for i, encoded in enumerate(batch):
-        # The pipeline's "full" eval mode: whole image, shorter side 256, aspect kept.
+        # The pipeline's "full" eval mode: the whole image at its own resolution.
         image = pipelines.transforms.preprocess_full(
             pipelines.decode_image(tf.constant(encoded)), config["mean"], config["std"])
         expected = evaluator(image[None]).numpy()[0]

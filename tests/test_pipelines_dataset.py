@@ -58,12 +58,19 @@ def test_eval_modes(source, mode, shape):
     assert sum(int(x.shape[0]) for x, _ in ds) == testing.TINY_EMBEDDED.validation
 
 
-def test_eval_full_keeps_aspect(source):
+def test_eval_full_keeps_the_original_size_or_resizes_on_request(source):
     ds = pipelines.build_dataset(source, "validation", batch_size=1, training=False,
-                                 eval_mode="full", with_boxes=True, **COMMON)
-    for images, target in ds.take(6):
-        assert images.shape[0] == 1 and min(images.shape[1:3]) == 256
+                                 eval_mode="full", with_boxes=True, deterministic=True,
+                                 **COMMON)
+    resized = pipelines.build_dataset(source, "validation", batch_size=1, training=False,
+                                      eval_mode="full", full_shorter_side=256,
+                                      deterministic=True, **COMMON)
+    records = source.records("validation")
+    for (images, target), (small, _), record in zip(ds.take(6), resized.take(6), records):
+        original = pipelines.decode_image(record["encoded"]).shape[:2]
+        assert images.shape[0] == 1 and images.shape[1:3] == original
         assert target["num_boxes"][0] == 1
+        assert min(small.shape[1:3]) == 256
     with pytest.raises(ValueError, match="batch_size=4.*use 1"):
         pipelines.build_dataset(source, "validation", batch_size=4, training=False,
                                 eval_mode="full", **COMMON)
@@ -73,7 +80,8 @@ def test_center_eval_boxes_follow_the_crop(source):
     args = dict(batch_size=1, training=False, with_boxes=True, crop_size=128,
                 mean=(0, 0, 0), std=(1, 1, 1), deterministic=True)
     ds = pipelines.build_dataset(source, "validation", **args)
-    full = pipelines.build_dataset(source, "validation", eval_mode="full", **args)
+    full = pipelines.build_dataset(source, "validation", eval_mode="full",
+                                   full_shorter_side=256, **args)
     for (crop, c), (image, f) in zip(ds.take(4), full.take(4)):
         h, w = image.shape[1:3]
         oy, ox = (h - 128) // 2, (w - 128) // 2

@@ -70,7 +70,11 @@ flags.DEFINE_list(
 )
 flags_common.define_data()
 flags_common.define_data_dir()
-flags_common.define_split(help=f"Split to evaluate (detection: {DETECTION_SPLIT}).")
+flags_common.define_split(
+    help=f"Split to evaluate (detection: {DETECTION_SPLIT}). The embedded set's tuning and "
+    "detection_tuning splits are for choosing thresholds (benchmarks/tune_thresholds.py); "
+    "report on validation / detection_validation."
+)
 flags.DEFINE_list(
     "modes", list(MODES), f"Comma list of evaluation modes: {', '.join(MODES + BOX_MODES)}."
 )

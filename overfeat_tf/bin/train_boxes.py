@@ -44,8 +44,9 @@ flags.DEFINE_string(
 flags.DEFINE_list(
     "scales", None,
     "Training scales, shorter side in px (default: localization, the smallest three of "
-    "the model's dense scales, 243,275,307 for alexnet; detection, the detector's, "
-    "272,343,432,545 for alexnet); evaluation uses the same by default.",
+    "the model's dense scales, 243,275,307 for alexnet; detection, the detector's: "
+    "the model's dense scales 1,2,4,6 of OverFeat Table 2, 243,275,371,435 for alexnet); "
+    "evaluation uses the same by default.",
 )
 flags.DEFINE_bool("per_class", True, "One box per class (paper) instead of one shared box.")
 flags_common.define_batch_size(32, "Images per step.")

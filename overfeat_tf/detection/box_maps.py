@@ -95,10 +95,12 @@ class BoxPredictor:
         self._regressor = regressor_lib.head_layers(regressor)
         self.outputs = self._regressor[-1].filters // 4
         signature = [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")]
-        self._fn = tf.function(self._maps, input_signature=signature)
+        self._fn = tf.function(self.maps, input_signature=signature)
 
-    def _maps(self, images: tf.Tensor) -> list[tf.Tensor]:
-        """(probs, boxes, windows) per view, flattened; batch of same-size images."""
+    def maps(self, images: tf.Tensor) -> list[tf.Tensor]:
+        """(probs, boxes, windows) per view, flattened, as TF ops (graphs call this):
+        `images` float32 [b, h, w, 3] of one size -> per view probs [b, H, W, C],
+        boxes [b, H, W, R, 4] and windows [H, W, 4], pixels of `images`."""
         size = tf.cast(tf.shape(images)[1:3], tf.float32)
         batch = tf.shape(images)[0]
         flat = []

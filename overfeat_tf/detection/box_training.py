@@ -24,7 +24,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import overfeat_tf
 import pipelines
 from overfeat_tf import run_dir
 from overfeat_tf.detection import box_previews, detector, metrics, train_detector, train_regressor
@@ -40,7 +39,8 @@ SPLITS = {
     "detection": ("detection_train", "detection_validation"),
 }
 # Validation during training reads the tuning split when the data has one (converted
-# VOC / ILSVRC DET data, `pipelines.voc`), so the reported split stays unseen.
+# VOC / ILSVRC DET data, `pipelines.voc`; the embedded set), so the reported split stays
+# unseen.
 TUNING_SPLIT = "detection_tuning"
 # Side of the square training crops: the whole shorter side of the 256 image, so the
 # boxes are rarely cut; each crop is then resized to every training scale.
@@ -95,9 +95,9 @@ class BoxResult:
 def default_scales(model: str, task: str) -> list[int]:
     """Localization: the smallest three of the model's dense scales, as shorter sides
     (alexnet: 243, 275, 307, where the embedded set's objects, 45-80 % of the image,
-    fill much of the 227 window). Detection: `detector.scales_for_objects`."""
+    fill much of the 227 window). Detection: `detector.default_scales`."""
     if task == "detection":
-        return list(detector.scales_for_objects(overfeat_tf.model_info(model).input_size))
+        return list(detector.default_scales(model))
     return [min(scale) for scale in dense.default_scales(model)[:3]]
 
 

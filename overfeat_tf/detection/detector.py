@@ -11,14 +11,12 @@ dropped (`merge.suppress_overlaps`; not in the paper: it removes the clusters th
 merge leaves beside an object, e.g. from windows seeing part of it). An image where no
 location passes the threshold gets no detection.
 
-Scales. A window sees an object best when the object fills 50-100 % of its side (how the
-detection classifier was trained, `detection_data.CropSampling.fill`), so the scales
-follow from the objects' sizes: `scales_for_objects` spaces them geometrically so that the
-smallest and the largest expected objects fill `fill` of the window at the last and
-first scale. The embedded detection set's objects span 25-50 % of the image's shorter
-side: AlexNet's 227-px window gives shorter sides 272, 343, 432 and 545 px (the
-end objects fill 60 % of the window, the low end of the training range, which keeps the
-largest scale, the costliest, small).
+Scales. By default the detector runs at the scales of OverFeat's four-scale rows
+(Table 2: scales 1, 2, 4 and 6 of the six of Table 5), derived for the model's
+geometry by `overfeat_tf.evaluation.dense.default_scales` (AlexNet: shorter sides 243,
+275, 371, 435 px; OverFeat accurate: 245, 281, 389, 461): nothing about the data
+decides them. Users who know their objects' sizes can space scales to fit them with
+`scales_for_objects`, or choose them on a tuning split (`overfeat_tf.detection.tuning`).
 """
 
 from __future__ import annotations
@@ -30,18 +28,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from overfeat_tf.detection import box_maps, merge, metrics
+from overfeat_tf.evaluation import dense
+from overfeat_tf.detection import box_maps, graph_merge, merge, metrics
 from overfeat_tf.detection import boxes as box_ops
-from overfeat_tf.models import model_info
 
-# Objects of the embedded detection splits: 25-50 % of the image's shorter side.
-EMBEDDED_OBJECT_SIDES = (0.25, 0.5)
 DEFAULT_SCORE_THRESHOLD = 0.3
 DEFAULT_MERGE_THRESHOLD = 0.5
 DEFAULT_SUPPRESS_IOU = 0.3
 
 
-def scales_for_objects(window: int, object_sides: tuple[float, float] = EMBEDDED_OBJECT_SIDES,
+def default_scales(model: str | keras.Model) -> tuple[int, ...]:
+    """Shorter sides (px) of the model's dense scales 1, 2, 4 and 6 (OverFeat Table 2's
+    four-scale rows; `dense.PAPER_FOUR_SCALES`), ascending."""
+    six = dense.default_scales(model)
+    return tuple(min(six[index - 1]) for index in dense.PAPER_FOUR_SCALES)
+
+
+def scales_for_objects(window: int, object_sides: tuple[float, float],
                        fill: float = 0.6, count: int = 4) -> tuple[int, ...]:
     """Shorter sides (px), ascending, at which objects whose side is `object_sides` of
     the image's shorter side fill `fill` of a `window`-px window: the largest object at
@@ -60,8 +63,7 @@ class Detector:
     Args:
       model: the detection classifier: the object classes, then background (last).
       regressor: its box head (one box per object class, or one shared box).
-      scales: shorter sides (or (h, w) pairs); None: `scales_for_objects` for the
-        model's window.
+      scales: shorter sides (or (h, w) pairs); None: `default_scales` of the model.
       flips: also run the mirrored image.
       score_threshold: a location proposes class c when P(c) exceeds this.
       merge_threshold, match: the greedy merge's (see `merge.greedy_merge`).
@@ -90,7 +92,7 @@ class Detector:
         merge.match_score(match)  # fails early on an unknown name
         self.background = model.output.shape[-1] - 1
         if scales is None:
-            scales = scales_for_objects(model_info(model).input_size)
+            scales = default_scales(model)
         self.predictor = box_maps.BoxPredictor(model, regressor, scales, flips)
         if self.predictor.outputs not in (1, self.background, self.background + 1):
             raise ValueError(
@@ -136,6 +138,35 @@ class Detector:
         if self.suppress_iou is None:
             return merged
         return merge.suppress_overlaps(merged, iou_threshold=self.suppress_iou)
+
+
+    def graph(self, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """`__call__` as TF ops (a serving signature): a normalised image [h, w, 3] ->
+        (boxes float32 [k, 4] in its pixels, summed scores float32 [k], classes int32
+        [k]), score descending; float64 merge, as `__call__`."""
+        flat = self.predictor.maps(image[tf.newaxis])
+        size = tf.cast(tf.shape(image)[:2], tf.float32)
+        boxes, scores, classes = [], [], []
+        for index in range(len(self.predictor.views)):
+            probs, view_boxes = flat[3 * index][0], flat[3 * index + 1][0]
+            objects = tf.one_hot(self.background, tf.shape(probs)[-1], 0.0, 1.0)
+            probs = probs * objects  # the background proposes nothing
+            where = tf.where(probs > self.score_threshold)  # [m, 3]: row, column, class
+            output = where[:, 2] if self.predictor.outputs > 1 else tf.zeros_like(where[:, 2])
+            boxes.append(tf.gather_nd(view_boxes, tf.stack([where[:, 0], where[:, 1], output], 1)))
+            scores.append(tf.gather_nd(probs, where))
+            classes.append(where[:, 2])
+        clipped = tf.clip_by_value(tf.concat(boxes, 0), 0.0, tf.tile(size, [2]))
+        merged_boxes, merged_scores, merged_classes = graph_merge.greedy_merge(
+            clipped, tf.concat(scores, 0), tf.concat(classes, 0),
+            threshold=self.merge_threshold, match=self.match)
+        if self.suppress_iou is not None:
+            kept = graph_merge.suppress_overlaps(merged_boxes, merged_classes,
+                                                 iou_threshold=self.suppress_iou)
+            merged_boxes, merged_scores, merged_classes = (
+                tf.gather(t, kept) for t in (merged_boxes, merged_scores, merged_classes))
+        return (tf.cast(merged_boxes, tf.float32), tf.cast(merged_scores, tf.float32),
+                tf.cast(merged_classes, tf.int32))
 
 
 # Called per image with (index, image [h, w, 3], detections, true classes [n], true

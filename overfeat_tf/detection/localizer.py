@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from overfeat_tf.detection import boxes as box_ops
-from overfeat_tf.detection import merge, metrics
+from overfeat_tf.detection import graph_merge, merge, metrics
 from overfeat_tf.detection.box_maps import BoxPredictor
 
 # Guesses per image scored by ILSVRC localization (top-5).
@@ -97,8 +97,14 @@ class Localizer:
     def __call__(self, image: tf.Tensor | np.ndarray) -> Localization:
         """A normalised image `[h, w, 3]` (or `[1, h, w, 3]`) -> its guesses."""
         height, width = np.shape(image)[-3:-1]
-        merged = merge.greedy_merge(*self.candidates(image), threshold=self.threshold,
-                                    match=self.match, per_class=True)
+        return self.guesses_of(self.candidates(image), height, width, self.threshold)
+
+    def guesses_of(self, candidates: merge.Merged, height: int, width: int,
+                   threshold: float) -> Localization:
+        """The guesses of an image's `candidates` merged at `threshold` (a sweep over
+        thresholds reuses one `candidates` call)."""
+        merged = merge.greedy_merge(*candidates, threshold=threshold, match=self.match,
+                                    per_class=True)
         # Sorted by score: a class's first merged box is its best.
         _, first = np.unique(merged.classes, return_index=True)
         best = np.sort(first)[: self.guesses]
@@ -107,6 +113,39 @@ class Localizer:
             box_ops.clip_boxes(merged.boxes[best], height, width),
             merged.scores[best],
         )
+
+
+    def graph(self, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """`__call__` as TF ops (a serving signature): a normalised image [h, w, 3] ->
+        (classes int32 [g], boxes float32 [g, 4] in its pixels, scores float32 [g]),
+        g <= `guesses`; float64 merge, so it matches `__call__` to float32 rounding."""
+        flat = self.predictor.maps(image[tf.newaxis])
+        boxes, scores, classes = [], [], []
+        for index in range(len(self.predictor.views)):
+            probs, view_boxes = flat[3 * index][0], flat[3 * index + 1][0]
+            count = min(self.classes_per_view, probs.shape[-1])
+            top = tf.math.top_k(tf.reduce_max(probs, axis=[0, 1]), k=count).indices
+            top_probs = tf.gather(probs, top, axis=-1)  # [H, W, k]
+            if self.predictor.outputs > 1:
+                top_boxes = tf.gather(view_boxes, top, axis=2)
+            else:
+                top_boxes = tf.repeat(view_boxes, count, axis=2)
+            keep = top_probs >= self.min_score
+            boxes.append(tf.boolean_mask(top_boxes, keep))
+            scores.append(tf.boolean_mask(top_probs, keep))
+            classes.append(tf.boolean_mask(tf.broadcast_to(top, tf.shape(top_probs)), keep))
+        merged_boxes, merged_scores, merged_classes = graph_merge.greedy_merge(
+            tf.concat(boxes, 0), tf.concat(scores, 0), tf.concat(classes, 0),
+            threshold=self.threshold, match=self.match)
+        # Sorted by score: the first box of each class is its best; classes in that order.
+        unique, first_of = tf.unique(merged_classes)
+        first = tf.math.unsorted_segment_min(tf.range(tf.shape(first_of)[0]), first_of,
+                                             tf.shape(unique)[0])
+        best = first[: self.guesses]
+        size = tf.cast(tf.shape(image)[:2], tf.float64)
+        clipped = tf.clip_by_value(tf.gather(merged_boxes, best), 0.0, tf.tile(size, [2]))
+        return (tf.cast(tf.gather(merged_classes, best), tf.int32), tf.cast(clipped, tf.float32),
+                tf.cast(tf.gather(merged_scores, best), tf.float32))
 
 
 # Called per image with (index, image [h, w, 3], localization, true classes [n],

@@ -1,8 +1,9 @@
 """Localization or detection on a folder of plain images: a JSON and a PNG per image.
 
-Each image is decoded, resized to shorter side 256 and normalised as in evaluation
-(`pipelines.transforms.preprocess_full`), given to a `Localizer` or `Detector`, and its boxes are
-scaled back to the image's own pixels. `<output_dir>/<stem>.json` holds
+Each image is decoded and normalised at its own resolution as in evaluation
+(`pipelines.transforms.preprocess_full`; OverFeat section 3.3 resizes the original to every
+scale), given to a `Localizer` or `Detector`, and its boxes are mapped to the image's own
+pixels. `<output_dir>/<stem>.json` holds
 
     {"image": "cat.jpg", "width": 500, "height": 375, "task": "detection",
      "objects": [{"class": "cat", "class_index": 7, "score": 2.41,

@@ -9,7 +9,8 @@ columns of the object classes and gets a fresh background column. Training uses 
 crops of `detection_data` (positives around objects, negatives from the background,
 drawn on the fly) and the project's `Trainer` (checkpoints, resume, metrics.json).
 
-By default the trunk (through the last pool) stays frozen: the detection classifier then
+By default the trunk (through the model's last pool, `ModelInfo.last_pool`: pool5 for
+AlexNet, ZFNet and OverFeat fast, pool6 for OverFeat accurate) stays frozen: the detection classifier then
 shares its trunk with the classification run exactly, so a box regressor trained on that
 trunk (`train_regressor`) serves the detector unchanged, and each step costs only the
 classifier's backward pass.
@@ -47,7 +48,8 @@ class BackgroundFineTuning:
       batch_size: crops per step.
       learning_rate, momentum, weight_decay: SGD with coupled L2 (AlexNet's rule).
       step_epochs, step_factor: multiply the rate by `step_factor` after these epochs.
-      freeze_through: keep this layer and all below fixed (None: train everything).
+      freeze_trunk: keep the trunk fixed, through the model's last pool (the registry's
+        `ModelInfo.last_pool`); False trains every layer.
       train_split, validation_split: detection splits (several boxes per image).
       sampling: how crops are drawn (`detection_data.CropSampling`).
       seed: initialisation of the background column and the crops.
@@ -63,7 +65,7 @@ class BackgroundFineTuning:
     weight_decay: float = 5e-4
     step_epochs: tuple[int, ...] = (4,)
     step_factor: float = 0.1
-    freeze_through: str | None = "pool5"
+    freeze_trunk: bool = True
     train_split: str = "detection_train"
     validation_split: str = "detection_validation"
     sampling: detection_data.CropSampling = dataclasses.field(
@@ -186,8 +188,8 @@ def fine_tune_with_background(classifier_dir: str, model_dir: str, source: Sourc
     def model_fn() -> keras.Model:
         classifier, _ = run_dir.restore_model(classifier_dir)
         model = add_background_class(classifier, build_kwargs, name)
-        if settings.freeze_through is not None:
-            transfer.freeze_through(model, settings.freeze_through)
+        if settings.freeze_trunk:
+            transfer.freeze_through(model, model_info(name).last_pool.name)
         return model
 
     def train_dataset(epoch: int, skip: int, context: tf.distribute.InputContext):

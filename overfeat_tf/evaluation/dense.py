@@ -60,6 +60,8 @@ View = tuple[Scale, bool]  # (scale, flipped)
 # OverFeat Table 5 scales as steps of the coarse stride above the smallest size at which
 # all offsets fit: 245 + 36 * (0, 1, 2, 4, 5, 6) x 245 + 36 * (0, 2, 4, 6, 7, 9).
 PAPER_SCALE_STEPS: tuple[Scale, ...] = ((0, 0), (1, 2), (2, 4), (4, 6), (5, 7), (6, 9))
+# OverFeat Table 2's four-scale rows use scales 1, 2, 4 and 6 of the six (1-based).
+PAPER_FOUR_SCALES = (1, 2, 4, 6)
 
 
 def _info(model: str | keras.Model | ModelInfo) -> ModelInfo:

@@ -52,7 +52,8 @@ def model_inputs(records: tf.data.Dataset, *, crop_size: int, mean, std, batch_s
     def transform(record):
         image = pipelines.decode_image(record["encoded"])
         if full_image:
-            image = transforms.preprocess_full(image, mean, std)
+            image = transforms.preprocess_full(
+                image, mean, std, pipelines.constants.RESIZE_SHORTER_SIDE)
         else:
             image = pipelines.preprocess_for_eval(image, crop_size, mean, std)
         return {**{k: v for k, v in record.items() if k != "encoded"}, "image": image}
