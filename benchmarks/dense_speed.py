@@ -65,8 +65,7 @@ def main(argv: list[str]) -> None:
     tf.keras.utils.set_random_seed(0)
     model = overfeat_tf.build_model(FLAGS.model, 1000, FLAGS.width, init="he")
     info = overfeat_tf.model_info(model)
-    evaluator = dense.DenseEvaluator(model, scales, fine_stride=True, flips=False,
-                                     xla=FLAGS.xla)
+    evaluator = dense.DenseEvaluator(model, scales, fine_stride=True, flips=False, xla=FLAGS.xla)
     image = tf.random.stateless_normal([1, image_h, image_w, 3], [0, 0])
     size, step = info.input_size, evaluator.cell_stride
 
@@ -85,8 +84,12 @@ def main(argv: list[str]) -> None:
             corners = [(i * step, j * step) for i in range(rows) for j in range(cols)]
             best = None
             for first in range(0, len(corners), FLAGS.batch):
-                windows = tf.stack([x[0, top:top + size, left:left + size]
-                                    for top, left in corners[first:first + FLAGS.batch]])
+                windows = tf.stack(
+                    [
+                        x[0, top : top + size, left : left + size]
+                        for top, left in corners[first : first + FLAGS.batch]
+                    ]
+                )
                 probs = tf.reduce_max(classify(windows), axis=0)
                 best = probs if best is None else tf.maximum(best, probs)
             per_scale.append(best)
@@ -98,20 +101,24 @@ def main(argv: list[str]) -> None:
     window_s = _median_time(batched_windows, FLAGS.repeats)
 
     windows = sum(rows * cols for rows, cols in grids)
-    dense_flops = sum(
-        _flops(evaluator.logit_map, x.shape) for x in resized
-    )
+    dense_flops = sum(_flops(evaluator.logit_map, x.shape) for x in resized)
     window_flops = windows * _flops(lambda x: model(x, training=False), [1, size, size, 3])
 
     print(runtime.cpu_summary())
-    print(f"TensorFlow {tf.__version__}, oneDNN {overfeat_tf.ONEDNN_STATUS}, dense XLA "
-          f"{evaluator.xla_choice}")
-    print(f"{info.name}, width {FLAGS.width}, image {image_h}x{image_w}, no flips, "
-          f"median of {FLAGS.repeats}")
+    print(
+        f"TensorFlow {tf.__version__}, oneDNN {overfeat_tf.ONEDNN_STATUS}, dense XLA "
+        f"{evaluator.xla_choice}"
+    )
+    print(
+        f"{info.name}, width {FLAGS.width}, image {image_h}x{image_w}, no flips, "
+        f"median of {FLAGS.repeats}"
+    )
     print("scale      resized     fine map  windows")
     for scale, x, (rows, cols) in zip(evaluator.scales, resized, grids):
-        print(f"{scale[0]}x{scale[1]:<6} {x.shape[1]}x{x.shape[2]:<7} {rows}x{cols:<6} "
-              f"{rows * cols:>7}")
+        print(
+            f"{scale[0]}x{scale[1]:<6} {x.shape[1]}x{x.shape[2]:<7} {rows}x{cols:<6} "
+            f"{rows * cols:>7}"
+        )
     print(f"windows of {size} px every {step} px: {windows}")
     print(f"dense:             {dense_s:8.3f} s  {dense_flops / 1e9:9.2f} GFLOP")
     print(f"windows, batch {FLAGS.batch}: {window_s:8.3f} s  {window_flops / 1e9:9.2f} GFLOP")

@@ -33,8 +33,11 @@ def spread(rng: np.random.Generator, n: int):
     """n boxes 4-40 px a side spread over a 300 x 300 image, one class."""
     centre = rng.uniform(0, 300, (n, 2))
     half = rng.uniform(2, 20, (n, 2))
-    return np.concatenate([centre - half, centre + half], 1), rng.uniform(0, 1, n), \
-        np.zeros(n, np.int64)
+    return (
+        np.concatenate([centre - half, centre + half], 1),
+        rng.uniform(0, 1, n),
+        np.zeros(n, np.int64),
+    )
 
 
 def detections(rng: np.random.Generator, n: int):
@@ -68,14 +71,21 @@ def main(argv: list[str]) -> None:
     rng = np.random.default_rng(0)
     for name, make in (("spread", spread), ("detections", detections)):
         boxes, scores, classes = make(rng, FLAGS.boxes)
-        fast_s, got = _median_time(_vectorised, (boxes, scores, classes, FLAGS.threshold),
-                                   FLAGS.repeats)
-        loop_s, want = _median_time(_reference, (boxes, scores, classes, FLAGS.threshold,
-                                                 "centre_iou", True), FLAGS.repeats)
-        same = (np.array_equal(got.boxes, want[0]) and np.array_equal(got.scores, want[1])
-                and np.array_equal(got.classes, want[2]))
-        print(f"{name:<12} {len(got.boxes):>6} {fast_s * 1e3:>9.1f} ms {loop_s * 1e3:>9.1f} ms "
-              f"{loop_s / fast_s:>6.1f}x  {same}")
+        fast_s, got = _median_time(
+            _vectorised, (boxes, scores, classes, FLAGS.threshold), FLAGS.repeats
+        )
+        loop_s, want = _median_time(
+            _reference, (boxes, scores, classes, FLAGS.threshold, "centre_iou", True), FLAGS.repeats
+        )
+        same = (
+            np.array_equal(got.boxes, want[0])
+            and np.array_equal(got.scores, want[1])
+            and np.array_equal(got.classes, want[2])
+        )
+        print(
+            f"{name:<12} {len(got.boxes):>6} {fast_s * 1e3:>9.1f} ms {loop_s * 1e3:>9.1f} ms "
+            f"{loop_s / fast_s:>6.1f}x  {same}"
+        )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,11 @@ flags.DEFINE_integer("epochs", 3, "Timed passes (after one warm-up pass).", lowe
 flags.DEFINE_integer("batch_size", 64, "Batch size.", lower_bound=1)
 flags.DEFINE_string("work_dir", None, "Where the shards go (default: a temp dir).")
 flags.DEFINE_list("threads", ["1", "2"], "tf.data thread-pool sizes to measure.")
-flags.DEFINE_list("sizes", ["original", "pre-resized"], "Which files: original 500x375 "
-                  "and/or pre-resized to shorter side 256.")
+flags.DEFINE_list(
+    "sizes",
+    ["original", "pre-resized"],
+    "Which files: original 500x375 and/or pre-resized to shorter side 256.",
+)
 
 
 def photo_like(seed: int, height: int = 375, width: int = 500) -> np.ndarray:
@@ -107,21 +110,29 @@ def steady_state(datasets: dict[str, tf.data.Dataset], batches: int) -> dict[str
 def decode_only(source: sources.Source) -> tf.data.Dataset:
     """Read, parse and fully decode each image; yields its shape (images differ in
     size, and the shape depends on the decode, so it cannot be skipped)."""
-    return (source.records("train")
-            .map(lambda r: (tf.shape(decode.decode_image(r["encoded"])), r["label"]),
-                 num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(FLAGS.batch_size)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        source.records("train")
+        .map(
+            lambda r: (tf.shape(decode.decode_image(r["encoded"])), r["label"]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .batch(FLAGS.batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def main(argv: list[str]) -> None:
     del argv
     work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="pipeline_speed_")
     print(runtime.cpu_summary())
-    print(f"{FLAGS.num_images} images, batch {FLAGS.batch_size}, load average "
-          f"{os.getloadavg()[0]:.1f}")
-    print(f"{'files':<12} {'threads':>7} {'way':<13} {'decode img/s':>12} "
-          f"{'train img/s':>11} {'ratio':>6}")
+    print(
+        f"{FLAGS.num_images} images, batch {FLAGS.batch_size}, load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'files':<12} {'threads':>7} {'way':<13} {'decode img/s':>12} "
+        f"{'train img/s':>11} {'ratio':>6}"
+    )
     batches = FLAGS.num_images // FLAGS.batch_size
     for label, resize in (("original", 0), ("pre-resized", 256)):
         if label not in FLAGS.sizes:
@@ -130,15 +141,28 @@ def main(argv: list[str]) -> None:
         write_shards(directory, resize)
         source = pipelines.open_source(f"tfrecord:{directory}")
         train = pipelines.build_dataset(
-            source, "train", batch_size=FLAGS.batch_size, training=True, crop_size=227,
-            mean=pipelines.IMAGENET_MEAN_RGB, std=(58.4, 57.1, 57.4), seed=0)
+            source,
+            "train",
+            batch_size=FLAGS.batch_size,
+            training=True,
+            crop_size=227,
+            mean=pipelines.IMAGENET_MEAN_RGB,
+            std=(58.4, 57.1, 57.4),
+            seed=0,
+        )
         for threads in map(int, FLAGS.threads):
-            datasets = {"decode": _with_threads(decode_only(source), threads),
-                        "train": _with_threads(train, threads)}
-            for way, rates in (("per epoch", per_epoch(datasets)),
-                               ("steady state", steady_state(datasets, batches))):
-                print(f"{label:<12} {threads:>7} {way:<13} {rates['decode']:>12.1f} "
-                      f"{rates['train']:>11.1f} {rates['train'] / rates['decode']:>6.2f}")
+            datasets = {
+                "decode": _with_threads(decode_only(source), threads),
+                "train": _with_threads(train, threads),
+            }
+            for way, rates in (
+                ("per epoch", per_epoch(datasets)),
+                ("steady state", steady_state(datasets, batches)),
+            ):
+                print(
+                    f"{label:<12} {threads:>7} {way:<13} {rates['decode']:>12.1f} "
+                    f"{rates['train']:>11.1f} {rates['train'] / rates['decode']:>6.2f}"
+                )
 
 
 if __name__ == "__main__":

@@ -68,8 +68,9 @@ def _time_rounds(paths: dict[str, Callable[[], object]], calls: int) -> dict[str
     return {name: np.array(t) for name, t in times.items()}
 
 
-def _paths(functions: signatures.ServingFunctions, serve, model,
-           encoded: list[bytes]) -> dict[str, Callable[[], object]]:
+def _paths(
+    functions: signatures.ServingFunctions, serve, model, encoded: list[bytes]
+) -> dict[str, Callable[[], object]]:
     image_bytes = tf.constant(encoded)
     preprocess = tf.function(functions.preprocess_encoded)
     head = tf.function(functions.classify)
@@ -89,42 +90,46 @@ def _report(seconds: dict[str, float]) -> str:
     keras_s = min(v for k, v in seconds.items() if k.startswith("keras"))
     head = seconds["head"] / keras_s - 1
     end_to_end = (seconds["signature"] - seconds["preprocess"]) / keras_s - 1
-    return (f"signature overhead (decode and preprocessing excluded) over the fastest Keras "
-            f"call ({1e3 * keras_s:.2f} ms): head {100 * head:+.1f} %, "
-            f"end to end {100 * end_to_end:+.1f} %")
+    return (
+        f"signature overhead (decode and preprocessing excluded) over the fastest Keras "
+        f"call ({1e3 * keras_s:.2f} ms): head {100 * head:+.1f} %, "
+        f"end to end {100 * end_to_end:+.1f} %"
+    )
 
 
 def main(argv: list[str]) -> None:
     del argv
     height, width = (int(v) for v in FLAGS.image_size)
-    model = overfeat_tf.build_model(FLAGS.model, num_classes=FLAGS.num_classes,
-                                    width=FLAGS.width)
+    model = overfeat_tf.build_model(FLAGS.model, num_classes=FLAGS.num_classes, width=FLAGS.width)
     info = overfeat_tf.model_info(model)
     config = signatures.ServingConfig(
         class_names=tuple(f"class_{i}" for i in range(FLAGS.num_classes)),
-        crop_size=info.input_size, mean=info.mean, std=info.std,
+        crop_size=info.input_size,
+        mean=info.mean,
+        std=info.std,
     )
     with tempfile.TemporaryDirectory() as base:
         paths = saved_model.export_model(model, config, base, model_name=FLAGS.model)
         serve = tf.saved_model.load(paths.saved_model_dir).signatures["serving_default"]
         names = signatures.class_name_table(
-            os.path.join(paths.saved_model_dir, "assets", saved_model.CLASS_NAMES_ASSET))
+            os.path.join(paths.saved_model_dir, "assets", saved_model.CLASS_NAMES_ASSET)
+        )
         functions = signatures.ServingFunctions(model, names, config)
         encoded = _jpegs(FLAGS.batch, height, width)
 
-        print(f"{FLAGS.model} width {FLAGS.width}, {FLAGS.num_classes} classes, "
-              f"{height}x{width} JPEGs -> {info.input_size}^2; oneDNN "
-              f"{overfeat_tf.ONEDNN_STATUS}; TF {tf.__version__}")
-        latency = _time_rounds(_paths(functions, serve, model, encoded[:1]),
-                               FLAGS.latency_calls)
+        print(
+            f"{FLAGS.model} width {FLAGS.width}, {FLAGS.num_classes} classes, "
+            f"{height}x{width} JPEGs -> {info.input_size}^2; oneDNN "
+            f"{overfeat_tf.ONEDNN_STATUS}; TF {tf.__version__}"
+        )
+        latency = _time_rounds(_paths(functions, serve, model, encoded[:1]), FLAGS.latency_calls)
         print(f"\nbatch 1 latency, ms ({FLAGS.latency_calls} calls)")
         print(f"{'path':<24}{'p50':>9}{'p99':>9}")
         for name, t in latency.items():
             print(f"{name:<24}{1e3 * np.percentile(t, 50):>9.2f}{1e3 * np.percentile(t, 99):>9.2f}")
         print(_report({k: np.percentile(t, 50) for k, t in latency.items()}))
 
-        throughput = _time_rounds(_paths(functions, serve, model, encoded),
-                                  FLAGS.throughput_calls)
+        throughput = _time_rounds(_paths(functions, serve, model, encoded), FLAGS.throughput_calls)
         print(f"\nbatch {FLAGS.batch} throughput, images/s ({FLAGS.throughput_calls} calls)")
         for name, t in throughput.items():
             print(f"{name:<24}{FLAGS.batch / np.median(t):>9.1f}")

@@ -70,9 +70,7 @@ def main(argv: list[str]) -> None:
     )
     placements = {
         "one device": lambda: speed(tf.distribute.OneDeviceStrategy(devices[0])),
-        "towers": lambda: speed(
-            tf.distribute.OneDeviceStrategy(devices[0]), tower_devices=devices
-        ),
+        "towers": lambda: speed(tf.distribute.OneDeviceStrategy(devices[0]), tower_devices=devices),
         "mirrored": lambda: speed(tf.distribute.MirroredStrategy(devices)),
     }
     runs = {name: [] for name in placements}

@@ -58,7 +58,9 @@ def main(argv: list[str]) -> None:
     for name in FLAGS.models:
         single = images_per_second(name, one)
         mirrored = images_per_second(name, two)
-        print(f"{name:<18} {single:10.1f}/s {mirrored:10.1f}/s {mirrored / single:7.2f}", flush=True)
+        print(
+            f"{name:<18} {single:10.1f}/s {mirrored:10.1f}/s {mirrored / single:7.2f}", flush=True
+        )
 
 
 if __name__ == "__main__":

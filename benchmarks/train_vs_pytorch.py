@@ -50,7 +50,9 @@ try:
     import torch  # noqa: E402
     from torch import nn  # noqa: E402
 except ImportError as error:  # an optional benchmark dependency, never a runtime one
-    raise SystemExit("This benchmark needs PyTorch: pip install 'overfeat_tf[benchmark]'") from error
+    raise SystemExit(
+        "This benchmark needs PyTorch: pip install 'overfeat_tf[benchmark]'"
+    ) from error
 
 flags.DEFINE_float("width", 1.0, "Channel multiplier (1.0 is the paper's network).")
 flags.DEFINE_integer("batch_size", 64, "Images per step.")
@@ -87,15 +89,29 @@ class TorchAlexNet(nn.Module):
         relu = lambda: nn.ReLU(inplace=True)  # noqa: E731
         lrn = lambda: nn.LocalResponseNorm(5, alpha=5 * 1e-4, beta=0.75, k=2.0)  # noqa: E731
         self.features = nn.Sequential(
-            nn.Conv2d(3, c1, 11, stride=4), relu(), lrn(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(c1, c2, 5, padding=2, groups=2), relu(), lrn(), nn.MaxPool2d(3, 2),
-            nn.Conv2d(c2, c3, 3, padding=1), relu(),
-            nn.Conv2d(c3, c4, 3, padding=1, groups=2), relu(),
-            nn.Conv2d(c4, c5, 3, padding=1, groups=2), relu(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(3, c1, 11, stride=4),
+            relu(),
+            lrn(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(c1, c2, 5, padding=2, groups=2),
+            relu(),
+            lrn(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(c2, c3, 3, padding=1),
+            relu(),
+            nn.Conv2d(c3, c4, 3, padding=1, groups=2),
+            relu(),
+            nn.Conv2d(c4, c5, 3, padding=1, groups=2),
+            relu(),
+            nn.MaxPool2d(3, 2),
         )
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(c5 * 6 * 6, f6), relu(),
-            nn.Dropout(dropout), nn.Linear(f6, f7), relu(),
+            nn.Dropout(dropout),
+            nn.Linear(c5 * 6 * 6, f6),
+            relu(),
+            nn.Dropout(dropout),
+            nn.Linear(f6, f7),
+            relu(),
             nn.Linear(f7, num_classes),
         )
 
@@ -155,23 +171,30 @@ def training_gflop_per_image(model: keras.Model) -> float:
 # ---- the configurations: each a warmed-up callable that runs one synchronised step ----
 
 
-def project_train_steps(images: tf.Tensor, labels: tf.Tensor) -> tuple[keras.Model, dict[str, Step]]:
+def project_train_steps(
+    images: tf.Tensor, labels: tf.Tensor
+) -> tuple[keras.Model, dict[str, Step]]:
     """The training binary's step (one-device `Trainer.train_step`), XLA off and on."""
     # The training binary's run, on images made here (so no demo defaults apply).
-    spec = launch.TrainSpec(data="synthetic", model=MODEL, batch_size=FLAGS.batch_size,
-                            epochs=1, verbose=False)
+    spec = launch.TrainSpec(
+        data="synthetic", model=MODEL, batch_size=FLAGS.batch_size, epochs=1, verbose=False
+    )
     recipe = launch.resolve_recipe(spec, MODEL)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
-    config = launch.train_config(spec, recipe, tempfile.mkdtemp(prefix="train_vs_pytorch_"),
-                                 10**9)
-    trainer = Trainer(config, strategy, lambda: overfeat_tf.build_model(MODEL, NUM_CLASSES, FLAGS.width))
-    iterator = iter(strategy.distribute_datasets_from_function(
-        lambda context: tf.data.Dataset.from_tensors((images, labels)).repeat()
-    ))
+    config = launch.train_config(spec, recipe, tempfile.mkdtemp(prefix="train_vs_pytorch_"), 10**9)
+    trainer = Trainer(
+        config, strategy, lambda: overfeat_tf.build_model(MODEL, NUM_CLASSES, FLAGS.width)
+    )
+    iterator = iter(
+        strategy.distribute_datasets_from_function(
+            lambda context: tf.data.Dataset.from_tensors((images, labels)).repeat()
+        )
+    )
     # What `Trainer.fit` runs per step: fetching the batch, the step, the update.
     steps = {
-        f"overfeat_tf, XLA {'on' if xla else 'off'}":
-            lambda xla=xla: float(trainer.train_step(iterator, xla=xla)[0])
+        f"overfeat_tf, XLA {'on' if xla else 'off'}": lambda xla=xla: float(
+            trainer.train_step(iterator, xla=xla)[0]
+        )
         for xla in (False, True)
     }
     return trainer.model, steps
@@ -180,9 +203,7 @@ def project_train_steps(images: tf.Tensor, labels: tf.Tensor) -> tuple[keras.Mod
 def project_inference(model: keras.Model, images: tf.Tensor) -> dict[str, Step]:
     """The centre-crop classifier as evaluation runs it, and the same compiled with XLA."""
     evaluator = CenterEvaluator(model)
-    compiled = tf.function(
-        lambda x: tf.nn.softmax(model(x, training=False)), jit_compile=True
-    )
+    compiled = tf.function(lambda x: tf.nn.softmax(model(x, training=False)), jit_compile=True)
     return {
         "overfeat_tf, XLA off": lambda: evaluator(images).numpy(),
         "overfeat_tf, XLA on": lambda: compiled(images).numpy(),
@@ -195,7 +216,9 @@ def torch_steps(net: TorchAlexNet, images: np.ndarray, labels: np.ndarray):
     x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
     y = torch.from_numpy(labels.astype(np.int64))
     optimizer = torch.optim.SGD(
-        net.parameters(), lr=recipe.learning_rate, momentum=recipe.momentum,
+        net.parameters(),
+        lr=recipe.learning_rate,
+        momentum=recipe.momentum,
         weight_decay=recipe.weight_decay,
     )
 
@@ -207,6 +230,7 @@ def torch_steps(net: TorchAlexNet, images: np.ndarray, labels: np.ndarray):
             loss.backward()
             optimizer.step()
             return loss.item()
+
         return step
 
     def infer_step(forward) -> Step:
@@ -214,6 +238,7 @@ def torch_steps(net: TorchAlexNet, images: np.ndarray, labels: np.ndarray):
             net.eval()
             with torch.inference_mode():
                 return torch.softmax(forward(x), -1).numpy()
+
         return step
 
     train = {"PyTorch eager": train_step(net)}
@@ -225,8 +250,10 @@ def torch_steps(net: TorchAlexNet, images: np.ndarray, labels: np.ndarray):
             try:
                 step()  # compiles; failures (no C++ compiler, ...) show here
             except Exception as error:  # noqa: BLE001 -- report any compiler failure, go on
-                print(f"torch.compile failed, left out: {type(error).__name__}: "
-                      f"{str(error).splitlines()[0] if str(error) else ''}")
+                print(
+                    f"torch.compile failed, left out: {type(error).__name__}: "
+                    f"{str(error).splitlines()[0] if str(error) else ''}"
+                )
                 break
             table["torch.compile"] = step
     return train, infer
@@ -262,19 +289,29 @@ def matmul_steps() -> dict[str, Step]:
 
 
 def print_table(title: str, rates: dict[str, float], gflop_per_image: float, peak: float) -> None:
-    print(f"\n{title} (batch {FLAGS.batch_size}, best of {FLAGS.rounds} rounds of {FLAGS.steps} steps)")
-    print(f"  {'configuration':<22} {'img/s':>8} {'GFLOP/s':>8} {'of peak':>8}" + "".join(
-        f" {'/ ' + name:>16}" for name in GOALS if name in rates))
+    print(
+        f"\n{title} (batch {FLAGS.batch_size}, best of {FLAGS.rounds} rounds of {FLAGS.steps} steps)"
+    )
+    print(
+        f"  {'configuration':<22} {'img/s':>8} {'GFLOP/s':>8} {'of peak':>8}"
+        + "".join(f" {'/ ' + name:>16}" for name in GOALS if name in rates)
+    )
     for name, rate in rates.items():
         flops = rate * gflop_per_image
-        print(f"  {name:<22} {rate:8.1f} {flops:8.1f} {flops / peak:8.2f}" + "".join(
-            f" {rate / rates[other]:15.2f}x" for other in GOALS if other in rates))
+        print(
+            f"  {name:<22} {rate:8.1f} {flops:8.1f} {flops / peak:8.2f}"
+            + "".join(f" {rate / rates[other]:15.2f}x" for other in GOALS if other in rates)
+        )
 
 
 def print_goals(rates: dict[str, float], gflop_per_image: float, peak: float) -> None:
     ours = max((name for name in rates if name.startswith("overfeat_tf")), key=rates.get)
     print(f"\nGoals, training, for the project's fastest step ({ours}):")
-    checks = [(f"vs {name}", rates[ours] / rates[name], goal) for name, goal in GOALS.items() if name in rates]
+    checks = [
+        (f"vs {name}", rates[ours] / rates[name], goal)
+        for name, goal in GOALS.items()
+        if name in rates
+    ]
     checks.append(("of the matmul peak", rates[ours] * gflop_per_image / peak, PEAK_GOAL))
     for label, value, goal in checks:
         verdict = "met" if value >= goal else f"MISSED by {100 * (1 - value / goal):.0f}%"
@@ -313,8 +350,10 @@ def main(argv: list[str]) -> None:
     )
     matmul = best_rates(matmul_steps(), 2 * MATMUL_SIZE**3 / 1e9)
     peak = max(matmul.values())
-    print(f"\n{MATMUL_SIZE}^2 float32 matmul, GFLOP/s: "
-          + ", ".join(f"{name} {rate:.1f}" for name, rate in matmul.items()))
+    print(
+        f"\n{MATMUL_SIZE}^2 float32 matmul, GFLOP/s: "
+        + ", ".join(f"{name} {rate:.1f}" for name, rate in matmul.items())
+    )
     choice = xla_choice.choose("auto", *train.values())
     print(f"\nThe binary's --xla=auto start-up comparison on this step: {choice.summary()}")
     training = best_rates({**train, **torch_train}, FLAGS.batch_size)

@@ -45,8 +45,14 @@ def training_images_per_second(
     speeds = []
     with tempfile.TemporaryDirectory() as model_dir:
         config = TrainConfig(
-            model_dir=model_dir, recipe=recipe, steps_per_epoch=steps, epochs=2,
-            batch_size=batch_size, checkpoint_every=10**9, xla=xla, verbose=False,
+            model_dir=model_dir,
+            recipe=recipe,
+            steps_per_epoch=steps,
+            epochs=2,
+            batch_size=batch_size,
+            checkpoint_every=10**9,
+            xla=xla,
+            verbose=False,
         )
         trainer = Trainer(config, strategy, model_fn)
         trainer.fit(dataset_fn, on_epoch_end=lambda e, h: speeds.append(h["images_per_second"]))
@@ -58,4 +64,6 @@ def two_cpu_devices_without_gpus() -> None:
     cores), so two-device placements run; call before TensorFlow starts its runtime."""
     if not tf.config.list_physical_devices("GPU"):
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )

@@ -53,11 +53,18 @@ def main(argv: list[str]) -> None:
     merge_thresholds = _floats(FLAGS.merge_thresholds)
     if FLAGS.task == "detection":
         model, config = run_dir.restore_model(os.path.join(box_dir, "classifier"))
-        evaluator = detector.Detector(model, head, scales=list(reg_config.scales) or None,
-                                      flips=FLAGS.flips, match=FLAGS.merge_match)
-        settings = tuning.grid(merge_threshold=merge_thresholds,
-                               score_threshold=_floats(FLAGS.score_thresholds),
-                               suppress_iou=_floats(FLAGS.suppress_ious))
+        evaluator = detector.Detector(
+            model,
+            head,
+            scales=list(reg_config.scales) or None,
+            flips=FLAGS.flips,
+            match=FLAGS.merge_match,
+        )
+        settings = tuning.grid(
+            merge_threshold=merge_thresholds,
+            score_threshold=_floats(FLAGS.score_thresholds),
+            suppress_iou=_floats(FLAGS.suppress_ious),
+        )
         sweep, key = tuning.sweep_detection, "map"
     else:
         model, config = run_dir.restore_model(FLAGS.model_dir)
@@ -67,9 +74,17 @@ def main(argv: list[str]) -> None:
         sweep, key = tuning.sweep_localization, "top5_error"
     split = FLAGS.split or SPLITS[FLAGS.task]
     source = pipelines.open_source(FLAGS.data, FLAGS.data_dir)
-    batches = pipelines.build_dataset(source, split, batch_size=1, training=False,
-                                      crop_size=config["input_size"], mean=config["mean"],
-                                      std=config["std"], eval_mode="full", with_boxes=True)
+    batches = pipelines.build_dataset(
+        source,
+        split,
+        batch_size=1,
+        training=False,
+        crop_size=config["input_size"],
+        mean=config["mean"],
+        std=config["std"],
+        eval_mode="full",
+        with_boxes=True,
+    )
     rows = sweep(evaluator, batches, settings, FLAGS.max_examples)
     for row in rows:
         print("  ".join(f"{k} {v}" for k, v in row.items()))
@@ -77,8 +92,11 @@ def main(argv: list[str]) -> None:
     print(f"Best on {split} ({key}): {best}")
     if FLAGS.output_json:
         with open(FLAGS.output_json, "w") as f:
-            json.dump({"split": split, "match": FLAGS.merge_match, "rows": rows, "best": best},
-                      f, indent=2)
+            json.dump(
+                {"split": split, "match": FLAGS.merge_match, "rows": rows, "best": best},
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ from pipelines import embedded, testing
 flags.DEFINE_string("work_dir", "/tmp/voc_workflow", "Scratch folder (emptied first).")
 flags.DEFINE_integer("train_images", 160, "Images of VOC train + val.")
 flags.DEFINE_integer("test_images", 80, "Images of VOC test.")
-flags.DEFINE_float("difficult_area", 0.08, "Objects below this share of the image area "
-                   "are marked difficult.")
+flags.DEFINE_float(
+    "difficult_area", 0.08, "Objects below this share of the image area are marked difficult."
+)
 flags.DEFINE_float("width", 0.125, "Channel multiplier of the AlexNet trained.")
 flags.DEFINE_integer("epochs", 8, "Classifier epochs.")
 flags.DEFINE_integer("box_epochs", 3, "Regressor epochs.")
@@ -51,8 +52,9 @@ FLAGS = flags.FLAGS
 def _voc_from_embedded(root: str) -> None:
     """Writes VOC2007/ under `root` from a freshly generated embedded set."""
     train_val = FLAGS.train_images
-    config = embedded.EmbeddedConfig(train=8, validation=8, detection_train=train_val,
-                                     detection_validation=FLAGS.test_images)
+    config = embedded.EmbeddedConfig(
+        train=8, validation=8, detection_train=train_val, detection_validation=FLAGS.test_images
+    )
     source_dir = embedded.ensure_embedded_dataset(os.path.join(root, "embedded"), config)
     from pipelines import sources  # TensorFlow loads here, after the flags
 
@@ -68,8 +70,7 @@ def _voc_from_embedded(root: str) -> None:
                 ymin, xmin, ymax, xmax = box
                 # VOC pixels: 1-based, both ends inclusive.
                 left, top = round(xmin * width) + 1, round(ymin * height) + 1
-                pixels = (left, top, max(left, round(xmax * width)),
-                          max(top, round(ymax * height)))
+                pixels = (left, top, max(left, round(xmax * width)), max(top, round(ymax * height)))
                 small = (ymax - ymin) * (xmax - xmin) < FLAGS.difficult_area
                 objects.append((embedded.CLASS_NAMES[label], pixels, bool(small)))
             images[image_id] = (encoded, testing.annotation_xml(width, height, objects))
@@ -101,8 +102,7 @@ def _uptime() -> str:
 def _timed(name: str, module: str, *flags: str) -> float:
     print(f"\n$ {name} {' '.join(flags)}", flush=True)
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", module, *flags], capture_output=True,
-                            text=True)
+    result = subprocess.run([sys.executable, "-m", module, *flags], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if result.returncode:
         sys.exit(f"{name} failed:\n{result.stderr[-3000:]}")
@@ -126,29 +126,59 @@ def main(argv: list[str]) -> None:
         shutil.copy(os.path.join(voc, "JPEGImages", name), photos)
     steps = [f"--max_steps={FLAGS.max_steps}"] if FLAGS.max_steps else []
     times = {
-        "overfeat-convert": _timed("overfeat-convert", "pipelines.bin.convert", f"--voc={voc}",
-                                   f"--output_dir={data}", "--train_shards=4",
-                                   "--validation_shards=2"),
+        "overfeat-convert": _timed(
+            "overfeat-convert",
+            "pipelines.bin.convert",
+            f"--voc={voc}",
+            f"--output_dir={data}",
+            "--train_shards=4",
+            "--validation_shards=2",
+        ),
         "overfeat-train": _timed(
-            "overfeat-train", "overfeat_tf.bin.train", f"--data=tfrecord:{data}",
-            "--split=detection_train", "--eval_split=detection_tuning", f"--model_dir={run}",
-            "--recipe=quick", f"--width={FLAGS.width}", f"--epochs={FLAGS.epochs}",
-            f"--batch_size={FLAGS.batch_size}", "--noexport", *steps),
+            "overfeat-train",
+            "overfeat_tf.bin.train",
+            f"--data=tfrecord:{data}",
+            "--split=detection_train",
+            "--eval_split=detection_tuning",
+            f"--model_dir={run}",
+            "--recipe=quick",
+            f"--width={FLAGS.width}",
+            f"--epochs={FLAGS.epochs}",
+            f"--batch_size={FLAGS.batch_size}",
+            "--noexport",
+            *steps,
+        ),
         "overfeat-train-boxes": _timed(
-            "overfeat-train-boxes", "overfeat_tf.bin.train_boxes", "--task=detection",
-            f"--classifier_dir={run}", f"--data=tfrecord:{data}",
-            f"--batch_size={FLAGS.batch_size}", f"--epochs={FLAGS.box_epochs}", *steps),
+            "overfeat-train-boxes",
+            "overfeat_tf.bin.train_boxes",
+            "--task=detection",
+            f"--classifier_dir={run}",
+            f"--data=tfrecord:{data}",
+            f"--batch_size={FLAGS.batch_size}",
+            f"--epochs={FLAGS.box_epochs}",
+            *steps,
+        ),
         "overfeat-evaluate": _timed(
-            "overfeat-evaluate", "overfeat_tf.bin.evaluate", f"--model_dir={run}",
-            f"--data=tfrecord:{data}", "--modes=detection"),
+            "overfeat-evaluate",
+            "overfeat_tf.bin.evaluate",
+            f"--model_dir={run}",
+            f"--data=tfrecord:{data}",
+            "--modes=detection",
+        ),
         "overfeat-detect": _timed(
-            "overfeat-detect", "overfeat_tf.bin.detect", f"--model_dir={run}",
-            f"--image_dir={photos}", f"--output_dir={os.path.join(root, 'detected')}"),
+            "overfeat-detect",
+            "overfeat_tf.bin.detect",
+            f"--model_dir={run}",
+            f"--image_dir={photos}",
+            f"--output_dir={os.path.join(root, 'detected')}",
+        ),
     }
     result = _read_json(os.path.join(run, "eval.json"))["results"]["detection"]
     counts = _read_json(os.path.join(data, "num_examples.json"))
-    print(f"\nsplits {counts}; detection_validation mAP@0.5 {result['map']:.3f} "
-          f"(VOC 2007 11-point {result['map_11point']:.3f})")
+    print(
+        f"\nsplits {counts}; detection_validation mAP@0.5 {result['map']:.3f} "
+        f"(VOC 2007 11-point {result['map_11point']:.3f})"
+    )
     for name, seconds in times.items():
         print(f"{name:22s} {seconds:8.1f} s")
     print(f"{'total':22s} {float(np.sum(list(times.values()))):8.1f} s")

@@ -55,7 +55,7 @@ def best_rates(calls: dict[str, Call], units: float) -> dict[str, float]:
         call()
     best = dict.fromkeys(calls, 0.0)
     for round_ in range(FLAGS.rounds):
-        for name in (list(calls) if round_ % 2 == 0 else list(reversed(calls))):
+        for name in list(calls) if round_ % 2 == 0 else list(reversed(calls)):
             start = time.perf_counter()
             for _ in range(FLAGS.steps):
                 calls[name]()
@@ -72,19 +72,23 @@ def report(title: str, rates: dict[str, float], plain: str, compiled: str, unit:
 
 def training(images: tf.Tensor, labels: tf.Tensor, num_classes: int) -> None:
     # The training binary's run, on images made here (so no demo defaults apply).
-    spec = launch.TrainSpec(data="synthetic", model=FLAGS.model, batch_size=FLAGS.batch_size,
-                            epochs=1, verbose=False)
+    spec = launch.TrainSpec(
+        data="synthetic", model=FLAGS.model, batch_size=FLAGS.batch_size, epochs=1, verbose=False
+    )
     recipe = launch.resolve_recipe(spec, FLAGS.model)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     config = launch.train_config(spec, recipe, tempfile.mkdtemp(prefix="xla_speed_"), 10**9)
     build = lambda: overfeat_tf.build_model(FLAGS.model, num_classes, FLAGS.width)  # noqa: E731
     trainer = Trainer(config, strategy, build)
-    iterator = iter(strategy.distribute_datasets_from_function(
-        lambda context: tf.data.Dataset.from_tensors((images, labels)).repeat()
-    ))
+    iterator = iter(
+        strategy.distribute_datasets_from_function(
+            lambda context: tf.data.Dataset.from_tensors((images, labels)).repeat()
+        )
+    )
     calls = {
-        f"Trainer.train_step, XLA {'on' if xla else 'off'}":
-            lambda xla=xla: float(trainer.train_step(iterator, xla=xla)[0])
+        f"Trainer.train_step, XLA {'on' if xla else 'off'}": lambda xla=xla: float(
+            trainer.train_step(iterator, xla=xla)[0]
+        )
         for xla in (False, True)
     }
     for jit in (False, True):
@@ -94,8 +98,8 @@ def training(images: tf.Tensor, labels: tf.Tensor, num_classes: int) -> None:
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             jit_compile=jit,
         )
-        calls[f"Keras train_on_batch, jit_compile={jit}"] = (
-            lambda model=model: model.train_on_batch(images, labels)
+        calls[f"Keras train_on_batch, jit_compile={jit}"] = lambda model=model: (
+            model.train_on_batch(images, labels)
         )
     probe = build()
     probe.compile(optimizer="sgd", loss="mse")  # jit_compile defaults to "auto"
@@ -103,15 +107,19 @@ def training(images: tf.Tensor, labels: tf.Tensor, num_classes: int) -> None:
     rates = best_rates(calls, FLAGS.batch_size)
     report(f"Training, batch {FLAGS.batch_size}", rates, *list(rates)[:2], "img/s")
     keras_names = list(rates)[2:]
-    print(f"  Keras jit_compile=True / False: {rates[keras_names[1]] / rates[keras_names[0]]:.2f}x;"
-          f" Keras' default jit_compile='auto' resolved to {probe.jit_compile} here")
+    print(
+        f"  Keras jit_compile=True / False: {rates[keras_names[1]] / rates[keras_names[0]]:.2f}x;"
+        f" Keras' default jit_compile='auto' resolved to {probe.jit_compile} here"
+    )
     print(f"  --xla=auto: {choice.summary()}")
 
 
 def centre_crop(images: tf.Tensor, model: keras.Model) -> None:
     evaluators = {xla: evaluation.CenterEvaluator(model, xla=xla) for xla in ("off", "on")}
-    calls = {f"CenterEvaluator, XLA {xla}": lambda e=e: e(images).numpy()
-             for xla, e in evaluators.items()}
+    calls = {
+        f"CenterEvaluator, XLA {xla}": lambda e=e: e(images).numpy()
+        for xla, e in evaluators.items()
+    }
     choice = xla_choice.choose("auto", *calls.values())
     rates = best_rates(calls, FLAGS.batch_size)
     report(f"Centre-crop inference, batch {FLAGS.batch_size}", rates, *rates, "img/s")
@@ -134,11 +142,18 @@ def dense_evaluation(model: keras.Model) -> None:
     }
     choice = xla_choice.choose("auto", *calls.values())
     rates = best_rates(calls, len(images))
-    report(f"Dense evaluation, {len(evaluators['on'].scales)} scales, flips, images "
-           f"{', '.join(FLAGS.dense_sizes)}", rates, *rates, "img/s")
+    report(
+        f"Dense evaluation, {len(evaluators['on'].scales)} scales, flips, images "
+        f"{', '.join(FLAGS.dense_sizes)}",
+        rates,
+        *rates,
+        "img/s",
+    )
     compiles = len(evaluators["on"].compiled_shapes)
-    print(f"  XLA compiles: {compiles} (one per padded shape); first pass over the images "
-          f"{first['on']:.1f} s compiled vs {first['off']:.1f} s plain")
+    print(
+        f"  XLA compiles: {compiles} (one per padded shape); first pass over the images "
+        f"{first['on']:.1f} s compiled vs {first['off']:.1f} s plain"
+    )
     print(f"  --xla=auto: {choice.summary('pass')}")
 
 
@@ -150,8 +165,10 @@ def main(argv: list[str]) -> None:
     rng = np.random.default_rng(0)
     images = tf.constant(rng.normal(size=(FLAGS.batch_size, size, size, 3)).astype(np.float32))
     labels = tf.constant(rng.integers(0, num_classes, FLAGS.batch_size).astype(np.int32))
-    print(f"{FLAGS.model} width {FLAGS.width}, CPU: {runtime.cpu_model()}, TensorFlow "
-          f"{tf.__version__}, oneDNN {overfeat_tf.ONEDNN_STATUS}")
+    print(
+        f"{FLAGS.model} width {FLAGS.width}, CPU: {runtime.cpu_model()}, TensorFlow "
+        f"{tf.__version__}, oneDNN {overfeat_tf.ONEDNN_STATUS}"
+    )
     training(images, labels, num_classes)
     model = overfeat_tf.build_model(FLAGS.model, num_classes, FLAGS.width)
     centre_crop(images, model)

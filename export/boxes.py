@@ -29,8 +29,9 @@ def _has(directory: str, name: str) -> bool:
     return tf.io.gfile.exists(os.path.join(directory, name))
 
 
-def box_serving(model_dir: str, classifier: keras.Model,
-                max_detections: int = 100) -> signatures.BoxServing | None:
+def box_serving(
+    model_dir: str, classifier: keras.Model, max_detections: int = 100
+) -> signatures.BoxServing | None:
     """The localizer and detector of the run `model_dir`, where it has them.
 
     Args:
@@ -54,8 +55,9 @@ def box_serving(model_dir: str, classifier: keras.Model,
         head, config = regressor_lib.restore_regressor(path)
         model, _ = run_dir.restore_model(classifier_dir)
         model = towers.default_placement(model)
-        found["detector"] = detector.Detector(model, head, scales=list(config.scales) or None,
-                                              flips=True)
+        found["detector"] = detector.Detector(
+            model, head, scales=list(config.scales) or None, flips=True
+        )
         models += [head, model]
     if not found:
         return None

@@ -23,8 +23,9 @@ DEFAULT_SIGNATURE = "serving_default"
 Signatures = Mapping[str, Any]  # name -> ConcreteFunction, e.g. `loaded.signatures`.
 
 
-def predict_request(inputs: Mapping[str, Any], *, model_name: str,
-                    signature_name: str = DEFAULT_SIGNATURE) -> predict_pb2.PredictRequest:
+def predict_request(
+    inputs: Mapping[str, Any], *, model_name: str, signature_name: str = DEFAULT_SIGNATURE
+) -> predict_pb2.PredictRequest:
     """A gRPC PredictRequest carrying `inputs` (name -> array-like; bytes lists for strings)."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
@@ -42,8 +43,9 @@ def _input_specs(signatures: Signatures, signature_name: str) -> dict[str, tf.Te
     return dict(signatures[signature_name].structured_input_signature[1])
 
 
-def _checked(inputs: Mapping[str, np.ndarray], specs: Mapping[str, tf.TensorSpec],
-             signature_name: str) -> dict[str, tf.Tensor]:
+def _checked(
+    inputs: Mapping[str, np.ndarray], specs: Mapping[str, tf.TensorSpec], signature_name: str
+) -> dict[str, tf.Tensor]:
     """Converts arrays to tensors of the signature's dtypes; names must match exactly."""
     if set(inputs) != set(specs):
         raise ValueError(
@@ -92,8 +94,9 @@ def _is_named(instance: Any) -> bool:
     return isinstance(instance, dict) and set(instance) != {"b64"}
 
 
-def inputs_from_rest(body: str | bytes | Mapping[str, Any],
-                     signatures: Signatures) -> tuple[str, dict[str, tf.Tensor]]:
+def inputs_from_rest(
+    body: str | bytes | Mapping[str, Any], signatures: Signatures
+) -> tuple[str, dict[str, tf.Tensor]]:
     """(signature name, input tensors) of a REST predict body, as TF Serving reads it.
 
     Row format: `{"instances": [x0, x1, ...]}`, each x the value of the single input, or

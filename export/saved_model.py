@@ -67,7 +67,8 @@ def existing_versions(export_base: str) -> list[int]:
         return []
     names = (n.rstrip("/") for n in tf.io.gfile.listdir(export_base))
     return sorted(
-        int(n) for n in names
+        int(n)
+        for n in names
         if re.fullmatch(r"\d+", n) and tf.io.gfile.isdir(os.path.join(export_base, n))
     )
 
@@ -100,8 +101,9 @@ def warmup_requests(model_name: str) -> list[prediction_log_pb2.PredictionLog]:
     ]
     logs = []
     for signature_name, inputs in bodies:
-        request = requests.predict_request(inputs, model_name=model_name,
-                                           signature_name=signature_name)
+        request = requests.predict_request(
+            inputs, model_name=model_name, signature_name=signature_name
+        )
         log = prediction_log_pb2.PredictionLog()
         log.predict_log.request.CopyFrom(request)
         logs.append(log)
@@ -121,7 +123,8 @@ def write_warmup_requests(saved_model_dir: str, model_name: str) -> str:
 def _paths(export_base: str, version: int) -> tuple[str, str]:
     """(SavedModel directory, `.keras` file) of `version`."""
     return os.path.join(export_base, str(version)), os.path.join(
-        export_base, f"{version}{KERAS_SUFFIX}")
+        export_base, f"{version}{KERAS_SUFFIX}"
+    )
 
 
 def _latest_with_source(export_base: str, source: dict) -> ExportPaths | None:
@@ -136,8 +139,12 @@ def _latest_with_source(export_base: str, source: dict) -> ExportPaths | None:
     with tf.io.gfile.GFile(path) as f:
         if json.load(f) != source:
             return None
-    return ExportPaths(versions[-1], saved_model_dir,
-                       keras_file if tf.io.gfile.exists(keras_file) else None, existed=True)
+    return ExportPaths(
+        versions[-1],
+        saved_model_dir,
+        keras_file if tf.io.gfile.exists(keras_file) else None,
+        existed=True,
+    )
 
 
 def _box_signatures(boxes: signatures.BoxServing | None) -> list[str]:
@@ -145,15 +152,24 @@ def _box_signatures(boxes: signatures.BoxServing | None) -> list[str]:
     gained regressors since its last export is exported again."""
     if boxes is None:
         return []
-    return [name for name, part in (("localize", boxes.localizer), ("detect", boxes.detector))
-            if part is not None]
+    return [
+        name
+        for name, part in (("localize", boxes.localizer), ("detect", boxes.detector))
+        if part is not None
+    ]
 
 
-def export_model(model: keras.Model | Sequence[keras.Model], config: signatures.ServingConfig,
-                 export_base: str, *, model_name: str, version: int | None = None,
-                 normalizations: Sequence[ensemble.Normalization] | None = None,
-                 source: dict | None = None,
-                 boxes: signatures.BoxServing | None = None) -> ExportPaths:
+def export_model(
+    model: keras.Model | Sequence[keras.Model],
+    config: signatures.ServingConfig,
+    export_base: str,
+    *,
+    model_name: str,
+    version: int | None = None,
+    normalizations: Sequence[ensemble.Normalization] | None = None,
+    source: dict | None = None,
+    boxes: signatures.BoxServing | None = None,
+) -> ExportPaths:
     """Exports `model` as version `version` (default: the next one) of `export_base`.
 
     Args:
@@ -189,8 +205,7 @@ def export_model(model: keras.Model | Sequence[keras.Model], config: signatures.
         with tempfile.TemporaryDirectory() as scratch:
             names_file = os.path.join(scratch, CLASS_NAMES_ASSET)
             signatures.write_class_names(names_file, config.class_names)
-            archive = signatures.build_archive(models, config, names_file, normalizations,
-                                               boxes)
+            archive = signatures.build_archive(models, config, names_file, normalizations, boxes)
             archive.write_out(partial, verbose=False)
         write_warmup_requests(partial, model_name)
         if source is not None:
@@ -217,10 +232,15 @@ def _absolute(path: str | None) -> str | None:
     return path if path is None or "://" in path else os.path.abspath(path)
 
 
-def export_model_dir(model_dir: str, export_base: str, *, version: int | None = None,
-                     top_k: int = 5, checkpoint: str | None = None,
-                     max_pixels: int = MAX_PIXELS,
-                     ) -> ExportPaths:
+def export_model_dir(
+    model_dir: str,
+    export_base: str,
+    *,
+    version: int | None = None,
+    top_k: int = 5,
+    checkpoint: str | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> ExportPaths:
     """Exports a training run's model (`overfeat_tf.run_dir` layout) with its class names.
 
     Args:
@@ -235,15 +255,25 @@ def export_model_dir(model_dir: str, export_base: str, *, version: int | None = 
     Raises:
       FileNotFoundError: no model.json or no checkpoint. See also `export_model`.
     """
-    return export_model_dirs([model_dir], export_base, version=version, top_k=top_k,
-                             checkpoints=[checkpoint], max_pixels=max_pixels)
+    return export_model_dirs(
+        [model_dir],
+        export_base,
+        version=version,
+        top_k=top_k,
+        checkpoints=[checkpoint],
+        max_pixels=max_pixels,
+    )
 
 
-def export_model_dirs(model_dirs: Sequence[str], export_base: str, *,
-                      version: int | None = None, top_k: int = 5,
-                      checkpoints: Sequence[str | None] | None = None,
-                      max_pixels: int = MAX_PIXELS,
-                      ) -> ExportPaths:
+def export_model_dirs(
+    model_dirs: Sequence[str],
+    export_base: str,
+    *,
+    version: int | None = None,
+    top_k: int = 5,
+    checkpoints: Sequence[str | None] | None = None,
+    max_pixels: int = MAX_PIXELS,
+) -> ExportPaths:
     """Exports the ensemble of several runs (one run: its model) as one SavedModel.
 
     The members must share classes and input size (`overfeat_tf.evaluation.ensemble`); the
@@ -265,14 +295,23 @@ def export_model_dirs(model_dirs: Sequence[str], export_base: str, *,
     models, configs = ensemble.restore_ensemble(model_dirs, checkpoints)
     # No device pins of the training machine (`towers`) in a SavedModel.
     models = [towers.default_placement(model) for model in models]
-    serving = signatures.ServingConfig.from_model_dir_config(configs[0], top_k=top_k,
-                                                             max_pixels=max_pixels)
+    serving = signatures.ServingConfig.from_model_dir_config(
+        configs[0], top_k=top_k, max_pixels=max_pixels
+    )
     name = configs[0]["name"] if len(models) == 1 else f"{configs[0]['name']}_ensemble"
     boxes = boxes_lib.box_serving(model_dirs[0], models[0]) if len(models) == 1 else None
-    return export_model(models if len(models) > 1 else models[0], serving, export_base,
-                        model_name=name, version=version,
-                        normalizations=[(c["mean"], c["std"]) for c in configs],
-                        source={"checkpoints": [_absolute(c) for c in checkpoints],
-                                "top_k": top_k, "max_pixels": max_pixels,
-                                "box_signatures": _box_signatures(boxes)},
-                        boxes=boxes)
+    return export_model(
+        models if len(models) > 1 else models[0],
+        serving,
+        export_base,
+        model_name=name,
+        version=version,
+        normalizations=[(c["mean"], c["std"]) for c in configs],
+        source={
+            "checkpoints": [_absolute(c) for c in checkpoints],
+            "top_k": top_k,
+            "max_pixels": max_pixels,
+            "box_signatures": _box_signatures(boxes),
+        },
+        boxes=boxes,
+    )

@@ -154,9 +154,12 @@ class ServingConfig:
             )
 
     @classmethod
-    def from_model_dir_config(cls, config: Mapping[str, Any], top_k: int = 5,
-                              max_pixels: int = pipelines_constants.MAX_PIXELS,
-                              ) -> ServingConfig:
+    def from_model_dir_config(
+        cls,
+        config: Mapping[str, Any],
+        top_k: int = 5,
+        max_pixels: int = pipelines_constants.MAX_PIXELS,
+    ) -> ServingConfig:
         """From the dict `overfeat_tf.run_dir.read_config` returns."""
         return cls(
             class_names=tuple(config["class_names"]),
@@ -230,10 +233,14 @@ class ServingFunctions:
       normalizations: (mean, std) per member of an ensemble; None: `config`'s for all.
     """
 
-    def __init__(self, model: keras.Model | Sequence[keras.Model],
-                 class_names: tf.lookup.StaticHashTable, config: ServingConfig,
-                 normalizations: Sequence[ensemble.Normalization] | None = None,
-                 boxes: BoxServing | None = None) -> None:
+    def __init__(
+        self,
+        model: keras.Model | Sequence[keras.Model],
+        class_names: tf.lookup.StaticHashTable,
+        config: ServingConfig,
+        normalizations: Sequence[ensemble.Normalization] | None = None,
+        boxes: BoxServing | None = None,
+    ) -> None:
         models = as_models(model)
         num_classes = models[0].output_shape[-1]
         for member in models:
@@ -255,8 +262,7 @@ class ServingFunctions:
             [evaluation.CenterEvaluator(m, xla="off") for m in models], normalizations
         )
         self._dense = ensemble.averaged(
-            [overfeat_tf.DenseEvaluator(m, scales=config.dense_scales, xla="off")
-             for m in models],
+            [overfeat_tf.DenseEvaluator(m, scales=config.dense_scales, xla="off") for m in models],
             normalizations,
         )
 
@@ -272,8 +278,8 @@ class ServingFunctions:
         """tf.string [b] encoded images (sizes may differ) -> float32 [b, s, s, 3]."""
         names = _element_names(input_name, tf.shape(encoded)[0])
         return self._map_images(
-            lambda args: self.preprocess_image(
-                decode_checked(*args, self._config.max_pixels)), (encoded, names)
+            lambda args: self.preprocess_image(decode_checked(*args, self._config.max_pixels)),
+            (encoded, names),
         )
 
     def answer(self, scores: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -316,40 +322,65 @@ class ServingFunctions:
 
     def serve_dense(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         """dense_classify: tf.string [b] encoded images, each evaluated whole, alone."""
+
         def dense_scores(args: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
             image = pipelines_transforms.preprocess_full(
-                decode_checked(*args, self._config.max_pixels), self._mean, self._std)
+                decode_checked(*args, self._config.max_pixels), self._mean, self._std
+            )
             return self._dense(image[tf.newaxis])[0]
 
         names = _element_names(IMAGE_BYTES, tf.shape(image_bytes)[0])
-        scores = tf.map_fn(dense_scores, (image_bytes, names),
-                           fn_output_signature=tf.TensorSpec([self._num_classes], tf.float32))
+        scores = tf.map_fn(
+            dense_scores,
+            (image_bytes, names),
+            fn_output_signature=tf.TensorSpec([self._num_classes], tf.float32),
+        )
         return self.answer(scores)
 
-    def _serve_boxes(self, image_bytes: tf.Tensor,
-                     find: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]],
-                     count: int) -> dict[str, tf.Tensor]:
+    def _serve_boxes(
+        self,
+        image_bytes: tf.Tensor,
+        find: Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]],
+        count: int,
+    ) -> dict[str, tf.Tensor]:
         """tf.string [b] -> `BOX_OUTPUT_NAMES`; `find`: normalised whole image ->
         (boxes [n, 4] px, scores [n], classes int32 [n]), best first; `count`: k."""
+
         def one(args: tuple[tf.Tensor, tf.Tensor]):
             image = pipelines_transforms.preprocess_full(
-                decode_checked(*args, self._config.max_pixels), self._mean, self._std)
+                decode_checked(*args, self._config.max_pixels), self._mean, self._std
+            )
             boxes, scores, classes = find(image)
             found = tf.minimum(tf.shape(scores)[0], count)
             missing = count - found
-            return (tf.pad(boxes[:found], [[0, missing], [0, 0]]),
-                    tf.pad(classes[:found], [[0, missing]], constant_values=-1),
-                    tf.pad(scores[:found], [[0, missing]]), found)
+            return (
+                tf.pad(boxes[:found], [[0, missing], [0, 0]]),
+                tf.pad(classes[:found], [[0, missing]], constant_values=-1),
+                tf.pad(scores[:found], [[0, missing]]),
+                found,
+            )
 
         names = _element_names(IMAGE_BYTES, tf.shape(image_bytes)[0])
         boxes, classes, scores, found = tf.map_fn(
-            one, (image_bytes, names), fn_output_signature=(
-                tf.TensorSpec([count, 4], tf.float32), tf.TensorSpec([count], tf.int32),
-                tf.TensorSpec([count], tf.float32), tf.TensorSpec([], tf.int32)))
-        class_names = tf.where(classes >= 0,
-                               self._class_names.lookup(tf.cast(classes, tf.int64)), "")
-        return {"boxes": boxes, "classes": classes, "class_names": class_names,
-                "scores": scores, "num_boxes": found}
+            one,
+            (image_bytes, names),
+            fn_output_signature=(
+                tf.TensorSpec([count, 4], tf.float32),
+                tf.TensorSpec([count], tf.int32),
+                tf.TensorSpec([count], tf.float32),
+                tf.TensorSpec([], tf.int32),
+            ),
+        )
+        class_names = tf.where(
+            classes >= 0, self._class_names.lookup(tf.cast(classes, tf.int64)), ""
+        )
+        return {
+            "boxes": boxes,
+            "classes": classes,
+            "class_names": class_names,
+            "scores": scores,
+            "num_boxes": found,
+        }
 
     def serve_localize(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         """localize: tf.string [b] encoded images -> up to 5 (class, box) guesses each."""
@@ -363,8 +394,9 @@ class ServingFunctions:
 
     def serve_detect(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         """detect: tf.string [b] encoded images -> detections, score descending."""
-        return self._serve_boxes(image_bytes, self._boxes.detector.graph,
-                                 self._boxes.max_detections)
+        return self._serve_boxes(
+            image_bytes, self._boxes.detector.graph, self._boxes.max_detections
+        )
 
     def endpoints(self) -> dict[str, Callable[[tf.Tensor], dict[str, tf.Tensor]]]:
         """Signature name -> body, in the order they are exported."""
@@ -381,10 +413,13 @@ class ServingFunctions:
         return endpoints
 
 
-def build_archive(model: keras.Model | Sequence[keras.Model], config: ServingConfig,
-                  class_names_file: str,
-                  normalizations: Sequence[ensemble.Normalization] | None = None,
-                  boxes: BoxServing | None = None) -> keras.export.ExportArchive:
+def build_archive(
+    model: keras.Model | Sequence[keras.Model],
+    config: ServingConfig,
+    class_names_file: str,
+    normalizations: Sequence[ensemble.Normalization] | None = None,
+    boxes: BoxServing | None = None,
+) -> keras.export.ExportArchive:
     """An ExportArchive holding the model(s), the class-name table and every signature.
 
     Args:

@@ -18,4 +18,11 @@ from overfeat_tf.models import (  # noqa: E402  (must follow the oneDNN set-up)
 )
 from overfeat_tf.evaluation.dense import DenseEvaluator  # noqa: E402
 
-__all__ = ["DenseEvaluator", "MODEL_NAMES", "ModelInfo", "build_model", "model_info", "native_input_size"]
+__all__ = [
+    "DenseEvaluator",
+    "MODEL_NAMES",
+    "ModelInfo",
+    "build_model",
+    "model_info",
+    "native_input_size",
+]

@@ -29,12 +29,16 @@ class FlagError(UserError, ValueError):
 
 
 # OS errors about a path the user named: missing, unwritable, a file for a directory.
-_PATH_ERRORS = (FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError,
-                FileExistsError)
+_PATH_ERRORS = (
+    FileNotFoundError,
+    PermissionError,
+    NotADirectoryError,
+    IsADirectoryError,
+    FileExistsError,
+)
 
 
-def user_error_line(error: BaseException,
-                    errors: tuple[type[Exception], ...] = ()) -> str | None:
+def user_error_line(error: BaseException, errors: tuple[type[Exception], ...] = ()) -> str | None:
     """The one line that reports `error` to the user; None when it is unexpected (a bug)."""
     import tensorflow as tf  # After overfeat_tf's oneDNN set-up, like every binary.
 
@@ -59,8 +63,9 @@ def _show_traceback() -> bool:
     return bool(verbose) or os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
 
 
-def run(main: Callable[[list[str]], int | None], program: str,
-        errors: tuple[type[Exception], ...] = ()) -> None:
+def run(
+    main: Callable[[list[str]], int | None], program: str, errors: tuple[type[Exception], ...] = ()
+) -> None:
     """Runs an absl `main` inside the error boundary; `errors` are further user errors."""
     if VERBOSE_FLAG not in flags.FLAGS:
         flags.DEFINE_bool(VERBOSE_FLAG, False, "Show the traceback of a user error too.")

@@ -35,7 +35,10 @@ def feature_model(model: keras.Model, layers: Sequence[str]) -> keras.Model:
 
 def layer_shapes(model: keras.Model, layers: Sequence[str]) -> dict[str, tuple[int, ...]]:
     """Per-image output shape of each layer at the model's native input size."""
-    return {name: tuple(model.get_layer(name).output.shape[1:]) for name in feature_model(model, layers).output}
+    return {
+        name: tuple(model.get_layer(name).output.shape[1:])
+        for name in feature_model(model, layers).output
+    }
 
 
 def extract(
@@ -75,8 +78,12 @@ def extract(
     return arrays, filenames, np.concatenate(labels) if labels else None
 
 
-def write(output_dir: str, features: dict[str, np.ndarray], filenames: Sequence[str],
-          labels: np.ndarray | None = None) -> list[str]:
+def write(
+    output_dir: str,
+    features: dict[str, np.ndarray],
+    filenames: Sequence[str],
+    labels: np.ndarray | None = None,
+) -> list[str]:
     """Writes `<layer>.npy` per layer, `filenames.txt` (row i names row i of every array)
     and `labels.npy` when labels are given. Returns the paths."""
     tf.io.gfile.makedirs(output_dir)

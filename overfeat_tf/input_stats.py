@@ -51,8 +51,9 @@ class InputStats:
 def published(name: str, init: str = "paper") -> InputStats:
     """The published ImageNet constants for model `name` built with `init`."""
     mean, std = registry.normalization(name, init)
-    return InputStats(tuple(mean), tuple(std), pipelines.PCA_EIGVAL, pipelines.PCA_EIGVEC,
-                      PUBLISHED)
+    return InputStats(
+        tuple(mean), tuple(std), pipelines.PCA_EIGVAL, pipelines.PCA_EIGVEC, PUBLISHED
+    )
 
 
 def from_file(name: str, path: str, init: str = "paper") -> InputStats:

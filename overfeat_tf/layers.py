@@ -117,8 +117,10 @@ class GroupedConv2D(_LoadHint, keras.layers.Conv2D):
             return super().convolution_op(inputs, kernel)
         input_groups = tf.split(inputs, self.groups, axis=-1)
         kernel_groups = tf.split(kernel, self.groups, axis=-1)
-        outputs = [super(GroupedConv2D, self).convolution_op(x, k)
-                   for x, k in zip(input_groups, kernel_groups)]
+        outputs = [
+            super(GroupedConv2D, self).convolution_op(x, k)
+            for x, k in zip(input_groups, kernel_groups)
+        ]
         return tf.concat(outputs, axis=-1)
 
     def get_config(self) -> dict[str, Any]:

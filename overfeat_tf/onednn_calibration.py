@@ -49,7 +49,12 @@ def time_setting(onednn: bool, steps: int = 5, batch: int = 32, width: float = 0
     env = {**os.environ, runtime.ONEDNN_ENV: "1" if onednn else "0"}
     result = subprocess.run(
         [sys.executable, "-c", _TIMING, str(steps), str(batch), str(width)],
-        env=env, capture_output=True, text=True, timeout=1800, check=True)
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=True,
+    )
     return float(result.stdout.strip().splitlines()[-1])
 
 
@@ -82,17 +87,20 @@ def store(key: str, entry: dict) -> None:
         cache = {}
     cache[key] = entry
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=os.path.dirname(os.path.abspath(path)),
-                                     delete=False, suffix=".tmp") as f:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=os.path.dirname(os.path.abspath(path)), delete=False, suffix=".tmp"
+    ) as f:
         json.dump(cache, f, indent=2, sort_keys=True)
     os.replace(f.name, path)
 
 
 def main() -> None:
     entry = calibrate()
-    print(f"{runtime.machine_key()}\n  oneDNN on {entry['seconds_on']:.3f} s/step, off "
-          f"{entry['seconds_off']:.3f} s/step: {'on' if entry['onednn'] else 'off'}; "
-          f"cached in {runtime.cache_path()}")
+    print(
+        f"{runtime.machine_key()}\n  oneDNN on {entry['seconds_on']:.3f} s/step, off "
+        f"{entry['seconds_off']:.3f} s/step: {'on' if entry['onednn'] else 'off'}; "
+        f"cached in {runtime.cache_path()}"
+    )
 
 
 if __name__ == "__main__":

@@ -93,7 +93,8 @@ def check_compatible(
         changed = sorted(set(config["class_names"]) ^ set(class_names))[:3]
         raise ValueError(
             f"{model_dir!r} holds a run with other classes ({len(config['class_names'])}, "
-            f"not {len(class_names)}; " + (f"differing: {changed}" if changed else "another order")
+            f"not {len(class_names)}; "
+            + (f"differing: {changed}" if changed else "another order")
             + "); use another model_dir for a different run"
         )
     if data is not None and config.get("data", data) != data:
@@ -104,8 +105,9 @@ def check_compatible(
 def remove_partial_checkpoints(model_dir: str) -> list[str]:
     """Removes the `<prefix>_temp` folders a checkpoint write leaves when it is killed;
     returns their paths. Call only as the run's one writer (`overfeat_tf.run_lock`)."""
-    partial = [p for p in tf.io.gfile.glob(os.path.join(model_dir, "*_temp"))
-               if tf.io.gfile.isdir(p)]
+    partial = [
+        p for p in tf.io.gfile.glob(os.path.join(model_dir, "*_temp")) if tf.io.gfile.isdir(p)
+    ]
     for path in partial:
         tf.io.gfile.rmtree(path)
     return partial
@@ -163,5 +165,7 @@ def restore_model(
         raise FileNotFoundError(f"No checkpoint in {model_dir!r}")
     model = build_from_config(config)
     target = legacy.checkpoint_view(model, path)  # runs saved before dropout moved
-    tf.train.Checkpoint(model=target).restore(path).expect_partial().assert_existing_objects_matched()
+    tf.train.Checkpoint(model=target).restore(
+        path
+    ).expect_partial().assert_existing_objects_matched()
     return model, config

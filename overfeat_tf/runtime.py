@@ -122,9 +122,25 @@ def _decide(argv: Sequence[str]) -> tuple[str, str, dict | None]:
     return ("enabled" if wanted else "disabled"), reason, calibration
 
 
-_ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-              "avx512_vnni", "avx512vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16",
-              "amx_int8", "asimd", "sve")
+_ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "asimd",
+    "sve",
+)
 
 
 def _cpuinfo_field(name: str) -> str | None:
@@ -148,8 +164,10 @@ def cpu_flags() -> tuple[str, ...]:
 
 def cpu_summary() -> str:
     """One line naming the CPU, its instruction-set flags and core count, for reports."""
-    return (f"CPU: {cpu_model()} ({os.cpu_count()} logical cores); instruction sets: "
-            f"{' '.join(cpu_flags()) or 'unknown'}")
+    return (
+        f"CPU: {cpu_model()} ({os.cpu_count()} logical cores); instruction sets: "
+        f"{' '.join(cpu_flags()) or 'unknown'}"
+    )
 
 
 def cpu_model() -> str:

@@ -68,8 +68,9 @@ def _number(element: ElementTree.Element, path: str) -> float:
     return float(text)
 
 
-def parse_annotation(xml_text: str | bytes, name: str, problems: Problems,
-                     pixel_offset: float = 0.0) -> Annotation | None:
+def parse_annotation(
+    xml_text: str | bytes, name: str, problems: Problems, pixel_offset: float = 0.0
+) -> Annotation | None:
     """Parses one annotation XML; None (and a "bad XML" problem) when it cannot be read.
 
     Args:
@@ -97,8 +98,12 @@ def parse_annotation(xml_text: str | bytes, name: str, problems: Problems,
         return None
     names, boxes, flags = [], [], []
     for label, (ymin, xmin, ymax, xmax), difficult in objects:
-        raw = ((ymin - pixel_offset) / height, (xmin - pixel_offset) / width,
-               ymax / height, xmax / width)
+        raw = (
+            (ymin - pixel_offset) / height,
+            (xmin - pixel_offset) / width,
+            ymax / height,
+            xmax / width,
+        )
         box = tuple(min(max(v, 0.0), 1.0) for v in raw)
         pixels = f"{label} box x {xmin:g}..{xmax:g}, y {ymin:g}..{ymax:g} in {width:g}x{height:g}"
         if not (box[2] > box[0] and box[3] > box[1]):
@@ -112,8 +117,7 @@ def parse_annotation(xml_text: str | bytes, name: str, problems: Problems,
     return Annotation(int(height), int(width), tuple(names), tuple(boxes), tuple(flags))
 
 
-def read_annotation(path: str, problems: Problems, pixel_offset: float = 0.0
-                    ) -> Annotation | None:
+def read_annotation(path: str, problems: Problems, pixel_offset: float = 0.0) -> Annotation | None:
     """`parse_annotation` of a file; an unreadable file is a "bad XML" problem."""
     try:
         with open(path, "rb") as f:

@@ -17,13 +17,17 @@ class BadRecordCounter:
     def __init__(self) -> None:
         with tf.init_scope(), tf.device("/cpu:0"):
             self._seen = tf.lookup.experimental.MutableHashTable(
-                tf.string, tf.int64, default_value=0, name="bad_records")
+                tf.string, tf.int64, default_value=0, name="bad_records"
+            )
 
     def add(self, filename: tf.Tensor, encoded: tf.Tensor) -> tf.Operation:
         """Records one skipped file (tf.string scalars: its name, its bytes); returns the op."""
         fingerprint = tf.bitcast(tf.fingerprint(encoded[tf.newaxis])[0], tf.int64)
-        key = tf.where(filename != "",
-                       filename, tf.strings.join(["<bytes ", tf.strings.as_string(fingerprint), ">"]))
+        key = tf.where(
+            filename != "",
+            filename,
+            tf.strings.join(["<bytes ", tf.strings.as_string(fingerprint), ">"]),
+        )
         return self._seen.insert(key[tf.newaxis], tf.ones([1], tf.int64))
 
     def value(self) -> int:

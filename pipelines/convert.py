@@ -91,13 +91,22 @@ def make_record(task: ImageTask) -> bytes | None:
         print(f"Skipping {task.filename} ({task.path}): {error}", file=sys.stderr)
         return None
     return tfrecord_format.make_example(
-        encoded=encoded, filename=task.filename, label=task.label, synset=task.synset,
-        text=task.text, height=height, width=width, boxes=task.boxes,
-        box_labels=task.box_labels, difficult=task.difficult)
+        encoded=encoded,
+        filename=task.filename,
+        label=task.label,
+        synset=task.synset,
+        text=task.text,
+        height=height,
+        width=width,
+        boxes=task.boxes,
+        box_labels=task.box_labels,
+        difficult=task.difficult,
+    )
 
 
-def read_bbox_annotations(location: str | None, problems: annotations.Problems
-                          ) -> dict[str, annotations.Annotation]:
+def read_bbox_annotations(
+    location: str | None, problems: annotations.Problems
+) -> dict[str, annotations.Annotation]:
     """{image stem: annotation} from a directory tree or a .tar(.gz) of ImageNet XMLs;
     unreadable XMLs and bad boxes go to `problems`."""
     if not location:
@@ -114,8 +123,9 @@ def read_bbox_annotations(location: str | None, problems: annotations.Problems
     with tarfile.open(location) as archive:
         for member in archive:
             if member.isfile() and member.name.endswith(".xml"):
-                parsed = annotations.parse_annotation(archive.extractfile(member).read(),
-                                                      member.name, problems)
+                parsed = annotations.parse_annotation(
+                    archive.extractfile(member).read(), member.name, problems
+                )
                 if parsed is not None:
                     found[os.path.basename(member.name)[:-4]] = parsed
     return found
@@ -155,10 +165,16 @@ def _members(path: str) -> Iterable[tuple[str, int, int]]:
                 yield member.name, member.offset_data, member.size
 
 
-def tasks_from_tars(train_tar: str | None, val_tar: str | None, bbox_train: str | None,
-                    bbox_val: str | None, synset_words: str | None, resize_shorter: int,
-                    quality: int, problems: annotations.Problems | None = None,
-                    ) -> tuple[list[str], dict[str, list[ImageTask]]]:
+def tasks_from_tars(
+    train_tar: str | None,
+    val_tar: str | None,
+    bbox_train: str | None,
+    bbox_val: str | None,
+    synset_words: str | None,
+    resize_shorter: int,
+    quality: int,
+    problems: annotations.Problems | None = None,
+) -> tuple[list[str], dict[str, list[ImageTask]]]:
     """Tasks of the raw ILSVRC2012 tars.
 
     Train labels come from the file names (`n01440764_10026.JPEG`); validation labels
@@ -175,24 +191,37 @@ def tasks_from_tars(train_tar: str | None, val_tar: str | None, bbox_train: str 
     words = read_synset_words(synset_words)
     train_files = list(_members(train_tar)) if train_tar else []
     val_boxes = read_bbox_annotations(bbox_val, problems)
-    synsets = sorted({_stem(n).split("_")[0] for n, _, _ in train_files}
-                     or {a.names[0] for a in val_boxes.values() if a.names})
+    synsets = sorted(
+        {_stem(n).split("_")[0] for n, _, _ in train_files}
+        or {a.names[0] for a in val_boxes.values() if a.names}
+    )
     index = {s: i for i, s in enumerate(synsets)}
     train_boxes = read_bbox_annotations(bbox_train, problems)
     none = annotations.Annotation(0, 0, (), (), ())
 
     def task(path, name, offset, size, synset, found):
         known = [i for i, n in enumerate(found.names) if n in index]
-        return ImageTask(path, offset, size, os.path.basename(name), index[synset], synset,
-                         words.get(synset, synset), tuple(found.boxes[i] for i in known),
-                         resize_shorter, quality, tuple(index[found.names[i]] for i in known))
+        return ImageTask(
+            path,
+            offset,
+            size,
+            os.path.basename(name),
+            index[synset],
+            synset,
+            words.get(synset, synset),
+            tuple(found.boxes[i] for i in known),
+            resize_shorter,
+            quality,
+            tuple(index[found.names[i]] for i in known),
+        )
 
     splits = {"train": [], "validation": []}
     for name, offset, size in train_files:
         synset = _stem(name).split("_")[0]
-        splits["train"].append(task(train_tar, name, offset, size, synset,
-                                    train_boxes.get(_stem(name), none)))
-    for name, offset, size in (_members(val_tar) if val_tar else []):
+        splits["train"].append(
+            task(train_tar, name, offset, size, synset, train_boxes.get(_stem(name), none))
+        )
+    for name, offset, size in _members(val_tar) if val_tar else []:
         found = val_boxes.get(_stem(name), none)
         if not found.names or found.names[0] not in index:
             print(f"Skipping {name}: no label in {bbox_val}", file=sys.stderr)
@@ -202,8 +231,11 @@ def tasks_from_tars(train_tar: str | None, val_tar: str | None, bbox_train: str 
 
 
 def tasks_from_annotations(
-    images: dict[str, list[tuple[str, annotations.Annotation]]], words: dict[str, str],
-    resize_shorter: int, quality: int, problems: annotations.Problems,
+    images: dict[str, list[tuple[str, annotations.Annotation]]],
+    words: dict[str, str],
+    resize_shorter: int,
+    quality: int,
+    problems: annotations.Problems,
 ) -> tuple[list[str], dict[str, list[ImageTask]]]:
     """Tasks of annotated detection images, {split: [(image path, annotation)]}.
 
@@ -224,19 +256,31 @@ def tasks_from_annotations(
             if not found.names:
                 problems.add("no objects", path, "skipped")
                 continue
-            first = next((n for n, d in zip(found.names, found.difficult) if not d),
-                         found.names[0])
-            tasks.append(ImageTask(
-                path, 0, -1, os.path.basename(path), index[first], first,
-                words.get(first, first), found.boxes, resize_shorter, quality,
-                tuple(index[n] for n in found.names), found.difficult))
+            first = next((n for n, d in zip(found.names, found.difficult) if not d), found.names[0])
+            tasks.append(
+                ImageTask(
+                    path,
+                    0,
+                    -1,
+                    os.path.basename(path),
+                    index[first],
+                    first,
+                    words.get(first, first),
+                    found.boxes,
+                    resize_shorter,
+                    quality,
+                    tuple(index[n] for n in found.names),
+                    found.difficult,
+                )
+            )
         if tasks:
             splits[split] = tasks
     return synsets, splits
 
 
-def tasks_from_folder(root: str, resize_shorter: int, quality: int
-                      ) -> tuple[list[str], dict[str, list[ImageTask]]]:
+def tasks_from_folder(
+    root: str, resize_shorter: int, quality: int
+) -> tuple[list[str], dict[str, list[ImageTask]]]:
     """Tasks of a class-folder tree (`FolderSource` layout). With train/ and
     validation/ sub-folders both splits are converted; a single tree becomes `train`."""
     layout = {s: os.path.join(root, s) for s in ("train", "validation")}
@@ -247,16 +291,32 @@ def tasks_from_folder(root: str, resize_shorter: int, quality: int
     splits = {}
     for split, tree in trees.items():
         splits[split] = [
-            ImageTask(path, 0, -1, os.path.basename(path), synsets.index(synset), synset,
-                      synset, (), resize_shorter, quality)
-            for synset, paths in tree.items() for path in paths
+            ImageTask(
+                path,
+                0,
+                -1,
+                os.path.basename(path),
+                synsets.index(synset),
+                synset,
+                synset,
+                (),
+                resize_shorter,
+                quality,
+            )
+            for synset, paths in tree.items()
+            for path in paths
         ]
     return synsets, splits
 
 
-def write_dataset(output_dir: str, synsets: list[str], splits: dict[str, list[ImageTask]],
-                  num_shards: dict[str, int], num_workers: int | None = None,
-                  seed: int = 12345) -> dict[str, int]:
+def write_dataset(
+    output_dir: str,
+    synsets: list[str],
+    splits: dict[str, list[ImageTask]],
+    num_shards: dict[str, int],
+    num_workers: int | None = None,
+    seed: int = 12345,
+) -> dict[str, int]:
     """Shuffles each split's tasks (fixed seed) and writes its shards in parallel.
 
     Returns:
@@ -269,7 +329,8 @@ def write_dataset(output_dir: str, synsets: list[str], splits: dict[str, list[Im
         random.Random(seed).shuffle(tasks)
         shards = max(1, min(num_shards[split], len(tasks)))
         counts[split] = shard_writer.write_shards(
-            shard_writer.shard_paths(output_dir, split, shards), tasks, make_record, num_workers)
+            shard_writer.shard_paths(output_dir, split, shards), tasks, make_record, num_workers
+        )
     texts = {t.synset: t.text for tasks in splits.values() for t in tasks}
     sources.write_labels_file(output_dir, [(s, texts.get(s, s)) for s in synsets])
     sources.write_counts_file(output_dir, counts)

@@ -37,9 +37,14 @@ def data_error_line(message: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _skip_bad_images(transform, image_shape: list[int], strict: bool,
-                     counter: BadRecordCounter | None, extra: dict[str, tf.Tensor],
-                     max_pixels: int | None):
+def _skip_bad_images(
+    transform,
+    image_shape: list[int],
+    strict: bool,
+    counter: BadRecordCounter | None,
+    extra: dict[str, tf.Tensor],
+    max_pixels: int | None,
+):
     """Wraps a record transform so that it runs only on bytes that pass
     `decode.check_encoded` (with the pixel limit); adds a bool "ok" to its output for a
     later filter.
@@ -50,6 +55,7 @@ def _skip_bad_images(transform, image_shape: list[int], strict: bool,
     naming the file and the problem. Runs inside the parallel map, so the check is
     not a serial stage.
     """
+
     def wrapped(record: dict[str, tf.Tensor], *args):
         ok, reason = decode.check_encoded(record["encoded"], max_pixels)
 
@@ -62,17 +68,23 @@ def _skip_bad_images(transform, image_shape: list[int], strict: bool,
                 if counter is not None:
                     ops.append(counter.add(record["filename"], record["encoded"]))
             with tf.control_dependencies(ops):
-                return {**record, **extra, "image": tf.zeros(image_shape),
-                        "boxes": tf.zeros([0, 4]), "box_labels": tf.zeros([0], tf.int32),
-                        "difficult": tf.zeros([0], tf.bool)}
+                return {
+                    **record,
+                    **extra,
+                    "image": tf.zeros(image_shape),
+                    "boxes": tf.zeros([0, 4]),
+                    "box_labels": tf.zeros([0], tf.int32),
+                    "difficult": tf.zeros([0], tf.bool),
+                }
 
         return {**tf.cond(ok, lambda: transform(record, *args), bad), "ok": ok}
 
     return wrapped
 
 
-def _pad_boxes(boxes: tf.Tensor, box_labels: tf.Tensor,
-               difficult: tf.Tensor) -> dict[str, tf.Tensor]:
+def _pad_boxes(
+    boxes: tf.Tensor, box_labels: tf.Tensor, difficult: tf.Tensor
+) -> dict[str, tf.Tensor]:
     """Pads/truncates to MAX_BOXES: boxes [MAX_BOXES, 4] (zeros), box_labels
     [MAX_BOXES] (-1), difficult [MAX_BOXES] (False), num_boxes int32 scalar."""
     n = tf.minimum(tf.shape(boxes)[0], MAX_BOXES)
@@ -98,23 +110,33 @@ def _from_box_values(values: tf.Tensor) -> dict[str, tf.Tensor]:
 def _finish(num_classes: int, with_boxes: bool, draws: bool):
     """Checks labels, naming the record, and shapes the element for the model (with the
     training draws as a third part when `draws`, for `augment_batch`)."""
+
     def finish(element: dict[str, tf.Tensor]):
         labels = tf.concat([element["label"][tf.newaxis], element["box_labels"]], 0)
         ok = tf.reduce_all(tf.logical_and(labels >= 0, labels < num_classes))
 
         def fail() -> tf.Tensor:
-            message = tf.strings.join([
-                "Record ", element["filename"], tf.strings.format(
-                    " has label {} and box labels {} (0-based; TFRecords store them "
-                    "1-based, -1 = missing): valid labels are 0.." + str(num_classes - 1),
-                    (element["label"], element["box_labels"]), summarize=-1)])
+            message = tf.strings.join(
+                [
+                    "Record ",
+                    element["filename"],
+                    tf.strings.format(
+                        " has label {} and box labels {} (0-based; TFRecords store them "
+                        "1-based, -1 = missing): valid labels are 0.." + str(num_classes - 1),
+                        (element["label"], element["box_labels"]),
+                        summarize=-1,
+                    ),
+                ]
+            )
             with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
                 return tf.identity(element["label"])
 
         label = tf.cond(ok, lambda: element["label"], fail)
         if with_boxes:
-            label = {"label": label, **_pad_boxes(
-                element["boxes"], element["box_labels"], element["difficult"])}
+            label = {
+                "label": label,
+                **_pad_boxes(element["boxes"], element["box_labels"], element["difficult"]),
+            }
         if draws:
             return element["image"], label, {name: element[name] for name in _DRAWS}
         return element["image"], label
@@ -122,14 +144,16 @@ def _finish(num_classes: int, with_boxes: bool, draws: bool):
     return finish
 
 
-def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Tensor,
-                    full_shorter_side: int | None):
+def _eval_transform(
+    eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Tensor, full_shorter_side: int | None
+):
     def transform(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = decode.decode_image(record["encoded"])
         boxes, values = record["boxes"], _box_values(record)
         if eval_mode == "center":
             boxes, values = transforms.center_crop_boxes(
-                boxes, values, tf.shape(image)[:2], crop_size)
+                boxes, values, tf.shape(image)[:2], crop_size
+            )
             out = transforms.preprocess_for_eval(image, crop_size, mean, std)
         elif eval_mode == "ten_view":
             out = transforms.ten_views(image, crop_size, mean, std)
@@ -142,25 +166,59 @@ def _eval_transform(eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Ten
 
 # A training image's random draws that `transforms.augment_batch` applies per batch, and
 # what a skipped image carries in their place.
-_DRAWS = {"flip": tf.zeros([], tf.bool), "shift": tf.zeros([3]), "mean_window": tf.zeros([4])}
+# (Specs, not tensors: a tensor made at import would start TensorFlow's runtime.)
+_DRAWS = {
+    "flip": tf.TensorSpec([], tf.bool),
+    "shift": tf.TensorSpec([3], tf.float32),
+    "mean_window": tf.TensorSpec([4], tf.float32),
+}
+
+
+def _no_draws() -> dict[str, tf.Tensor]:
+    """What a skipped training image carries in place of its draws."""
+    return {name: tf.zeros(spec.shape, spec.dtype) for name, spec in _DRAWS.items()}
 
 
 def _train_transform(crop_size: int, augmentation: str, eigen, scale_jitter):
     """The per-image half of training augmentation (`transforms.train_crop`)."""
+
     def transform(record: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
         image, boxes, values, draws = transforms.train_crop(
-            record["encoded"], record["boxes"], _box_values(record), seed,
-            crop_size=crop_size, augmentation=transforms.AUGMENTATIONS[augmentation],
-            eigen=eigen, scale_jitter=scale_jitter)
+            record["encoded"],
+            record["boxes"],
+            _box_values(record),
+            seed,
+            crop_size=crop_size,
+            augmentation=transforms.AUGMENTATIONS[augmentation],
+            eigen=eigen,
+            scale_jitter=scale_jitter,
+        )
         return {**record, **draws, "image": image, "boxes": boxes, **_from_box_values(values)}
 
     return transform
 
 
-def _validate(source: Source, *, batch_size, training, crop_size, mean, std, augmentation,
-              eval_mode, full_shorter_side, with_boxes, scale_jitter, seed, deterministic,
-              bad_records, data_service, image_dtype="float32") -> None:
+def _validate(
+    source: Source,
+    *,
+    batch_size,
+    training,
+    crop_size,
+    mean,
+    std,
+    augmentation,
+    eval_mode,
+    full_shorter_side,
+    with_boxes,
+    scale_jitter,
+    seed,
+    deterministic,
+    bad_records,
+    data_service,
+    image_dtype="float32",
+) -> None:
     """Raises ValueError naming the bad argument, its value and what is valid."""
+
     def fail(name: str, value, valid: str) -> None:
         raise ValueError(f"build_dataset: invalid {name}={value!r}; {valid}")
 
@@ -191,8 +249,11 @@ def _validate(source: Source, *, batch_size, training, crop_size, mean, std, aug
     if deterministic and training and seed is None:
         fail("seed", seed, "deterministic=True training needs an integer seed")
     if bad_records is not None and data_service is not None:
-        fail("bad_records", bad_records, "cannot count on tf.data service workers: "
-             "pass bad_records=None with data_service")
+        fail(
+            "bad_records",
+            bad_records,
+            "cannot count on tf.data service workers: pass bad_records=None with data_service",
+        )
 
 
 def build_dataset(
@@ -269,11 +330,24 @@ def build_dataset(
     Returns:
       A dataset of `(images float32, labels)` batches as described above.
     """
-    _validate(source, batch_size=batch_size, training=training, crop_size=crop_size,
-              mean=mean, std=std, augmentation=augmentation, eval_mode=eval_mode,
-              full_shorter_side=full_shorter_side, with_boxes=with_boxes,
-              scale_jitter=scale_jitter, seed=seed, deterministic=deterministic,
-              bad_records=bad_records, data_service=data_service, image_dtype=image_dtype)
+    _validate(
+        source,
+        batch_size=batch_size,
+        training=training,
+        crop_size=crop_size,
+        mean=mean,
+        std=std,
+        augmentation=augmentation,
+        eval_mode=eval_mode,
+        full_shorter_side=full_shorter_side,
+        with_boxes=with_boxes,
+        scale_jitter=scale_jitter,
+        seed=seed,
+        deterministic=deterministic,
+        bad_records=bad_records,
+        data_service=data_service,
+        image_dtype=image_dtype,
+    )
     mean = tf.constant(mean, tf.float32)
     std = tf.constant(std, tf.float32)
     dataset = source.records(split, input_context, shuffle_files=training, seed=seed)
@@ -289,7 +363,8 @@ def build_dataset(
         pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
         # One stateless seed per image: (random int64, input pipeline id).
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(
-            lambda r: tf.stack([r, tf.constant(pipeline_id, tf.int64)]))
+            lambda r: tf.stack([r, tf.constant(pipeline_id, tf.int64)])
+        )
         dataset = tf.data.Dataset.zip(dataset, seeds)
         transform = _train_transform(crop_size, augmentation, eigen, scale_jitter)
     else:
@@ -301,9 +376,11 @@ def build_dataset(
     else:  # "full": whole images of any size; the placeholder is never batched.
         image_shape = [constants.RESIZE_SHORTER_SIDE, constants.RESIZE_SHORTER_SIDE, 3]
     dataset = dataset.map(
-        _skip_bad_images(transform, image_shape, strict, bad_records,
-                         _DRAWS if training else {}, max_pixels),
-        num_parallel_calls=AUTOTUNE)
+        _skip_bad_images(
+            transform, image_shape, strict, bad_records, _no_draws() if training else {}, max_pixels
+        ),
+        num_parallel_calls=AUTOTUNE,
+    )
     dataset = dataset.filter(lambda element: element["ok"])
     if not strict:
         # Last line of defence against bytes that pass the cheap check yet fail to
@@ -313,19 +390,25 @@ def build_dataset(
         # After the filter: tf.data ends a repeat whose pass yields nothing, so a split
         # without one usable image ends (the trainer reports it) instead of looping.
         dataset = dataset.repeat()
-    dataset = dataset.map(_finish(source.num_classes, with_boxes, training),
-                          num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(
+        _finish(source.num_classes, with_boxes, training), num_parallel_calls=AUTOTUNE
+    )
     dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
     if training:  # flip, lighting, normalisation and dtype once per batch
         dataset = dataset.map(
             lambda images, labels, draws: (
                 transforms.augment_batch(images, draws, mean, std, tf.as_dtype(image_dtype)),
-                labels),
-            num_parallel_calls=AUTOTUNE)
+                labels,
+            ),
+            num_parallel_calls=AUTOTUNE,
+        )
     if data_service is not None:
-        dataset = dataset.apply(tf.data.experimental.service.distribute(
-            processing_mode=tf.data.experimental.service.ShardingPolicy.OFF,
-            service=data_service))
+        dataset = dataset.apply(
+            tf.data.experimental.service.distribute(
+                processing_mode=tf.data.experimental.service.ShardingPolicy.OFF,
+                service=data_service,
+            )
+        )
     dataset = dataset.prefetch(AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = deterministic

@@ -31,8 +31,7 @@ def _tail_has_eoi(encoded: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
     the end-of-image marker is legal)."""
     start = tf.maximum(length - _JPEG_TAIL_BYTES, 0)
     tail = tf.strings.bytes_split(tf.strings.substr(encoded, start, _JPEG_TAIL_BYTES))
-    return tf.reduce_any(
-        tf.logical_and(tail[:-1] == _JPEG_EOI[:1], tail[1:] == _JPEG_EOI[1:]))
+    return tf.reduce_any(tf.logical_and(tail[:-1] == _JPEG_EOI[:1], tail[1:] == _JPEG_EOI[1:]))
 
 
 def _problem(encoded: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
@@ -54,7 +53,7 @@ def _problem(encoded: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
 def _read_uint(header: tf.Tensor, offset: int, size: int, big_endian: bool) -> tf.Tensor:
     """int64 scalar: the unsigned integer of `size` bytes at `offset` of `header`."""
     raw = tf.io.decode_raw(tf.strings.substr(header, offset, size), tf.uint8, fixed_length=size)
-    weights = [256 ** i for i in range(size)]
+    weights = [256**i for i in range(size)]
     return tf.reduce_sum(tf.cast(raw, tf.int64) * (weights[::-1] if big_endian else weights))
 
 
@@ -68,31 +67,34 @@ def header_size(encoded: tf.Tensor) -> tf.Tensor:
     other bytes.
     """
     # Padded, so that reading past the end of a short file gives zeros, not an error.
-    header = tf.strings.join([tf.strings.substr(encoded, 0, _HEADER_BYTES),
-                              b"\0" * _HEADER_BYTES])
+    header = tf.strings.join([tf.strings.substr(encoded, 0, _HEADER_BYTES), b"\0" * _HEADER_BYTES])
     head = tf.strings.substr(header, 0, 4)
 
     def bmp() -> tf.Tensor:
         core = _read_uint(header, 14, 4, big_endian=False) == 12  # OS/2 BITMAPCOREHEADER
         width = tf.where(core, _read_uint(header, 18, 2, False), _read_uint(header, 18, 4, False))
         height = tf.where(core, _read_uint(header, 20, 2, False), _read_uint(header, 22, 4, False))
-        height = tf.where(height >= 2 ** 31, 2 ** 32 - height, height)  # int32 sign
+        height = tf.where(height >= 2**31, 2**32 - height, height)  # int32 sign
         return tf.stack([height, width])
 
     branches = [
-        (is_jpeg(encoded),
-         lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)),
-        (head == _PNG_MAGIC,
-         lambda: tf.stack([_read_uint(header, 20, 4, True), _read_uint(header, 16, 4, True)])),
-        (head == b"GIF8",
-         lambda: tf.stack([_read_uint(header, 8, 2, False), _read_uint(header, 6, 2, False)])),
+        (is_jpeg(encoded), lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)),
+        (
+            head == _PNG_MAGIC,
+            lambda: tf.stack([_read_uint(header, 20, 4, True), _read_uint(header, 16, 4, True)]),
+        ),
+        (
+            head == b"GIF8",
+            lambda: tf.stack([_read_uint(header, 8, 2, False), _read_uint(header, 6, 2, False)]),
+        ),
         (tf.strings.substr(head, 0, 2) == b"BM", bmp),
     ]
     index = tf.constant(len(branches))
     for i, (matches, _) in reversed(list(enumerate(branches))):  # The first match wins.
         index = tf.where(matches, i, index)
-    return tf.switch_case(index, [fn for _, fn in branches],
-                          default=lambda: tf.zeros([2], tf.int64))
+    return tf.switch_case(
+        index, [fn for _, fn in branches], default=lambda: tf.zeros([2], tf.int64)
+    )
 
 
 def _within(encoded: tf.Tensor, max_pixels: int) -> tuple[tf.Tensor, tf.Tensor]:
@@ -100,12 +102,12 @@ def _within(encoded: tf.Tensor, max_pixels: int) -> tuple[tf.Tensor, tf.Tensor]:
     size = header_size(encoded)
     ok = size[0] * size[1] <= max_pixels
     reason = tf.strings.format(
-        "{}x{} pixels exceed the limit of " + str(max_pixels), (size[0], size[1]))
+        "{}x{} pixels exceed the limit of " + str(max_pixels), (size[0], size[1])
+    )
     return ok, tf.where(ok, "", reason)
 
 
-def check_encoded(encoded: tf.Tensor,
-                  max_pixels: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+def check_encoded(encoded: tf.Tensor, max_pixels: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """Cheap validity check of encoded image bytes, without decoding.
 
     Catches empty files, unknown formats, JPEGs without their end-of-image marker
@@ -126,13 +128,17 @@ def check_encoded(encoded: tf.Tensor,
     jpeg = is_jpeg(encoded)
     ends = tf.strings.substr(encoded, tf.maximum(length - 8, 0), 8)
     last_two = tf.strings.substr(ends, tf.maximum(tf.strings.length(ends) - 2, 0), 2)
-    complete_jpeg = tf.cond(last_two == _JPEG_EOI, lambda: tf.constant(True),
-                            lambda: _tail_has_eoi(encoded, length))
+    complete_jpeg = tf.cond(
+        last_two == _JPEG_EOI, lambda: tf.constant(True), lambda: _tail_has_eoi(encoded, length)
+    )
     head = tf.strings.substr(encoded, 0, 4)
     ok = tf.logical_or(
         tf.logical_and(jpeg, complete_jpeg),
-        tf.logical_or(tf.logical_and(head == _PNG_MAGIC, ends == _PNG_END),
-                      tf.logical_or(head == b"GIF8", tf.strings.substr(head, 0, 2) == b"BM")))
+        tf.logical_or(
+            tf.logical_and(head == _PNG_MAGIC, ends == _PNG_END),
+            tf.logical_or(head == b"GIF8", tf.strings.substr(head, 0, 2) == b"BM"),
+        ),
+    )
     reason = tf.cond(ok, lambda: tf.constant(""), lambda: _problem(encoded, length))
     if max_pixels is None:
         return ok, reason
@@ -183,6 +189,7 @@ def decode_and_crop(encoded: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
       uint8 [height, width, 3]: the window, identical to cropping `decode_image`.
       Non-JPEG bytes (PNG named .JPEG, GIF, BMP) fall back to decode then crop.
     """
+
     def fused() -> tf.Tensor:
         return tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
 

@@ -30,8 +30,14 @@ from pipelines import sources
 from pipelines import tfrecord_format
 
 DEFAULT_DIR = os.path.join("data", "embedded")
-SPLITS = ("train", "validation", "detection_train", "detection_validation", "tuning",
-          "detection_tuning")
+SPLITS = (
+    "train",
+    "validation",
+    "detection_train",
+    "detection_validation",
+    "tuning",
+    "detection_tuning",
+)
 CLASS_NAMES = shapes.CLASS_NAMES
 _MARKER = "COMPLETE"
 _VERSION = 4  # Bump when drawing, splits or default sizes change: stale copies regenerate.
@@ -65,26 +71,33 @@ def _make_record(task: tuple[int, int, str, int, int]) -> bytes:
     detection = split.startswith("detection")  # detection_train, _validation, _tuning
     num_objects = int(rng.integers(1, 5)) if detection else 1
     size_range = (0.25, 0.5) if detection else (0.45, 0.8)
-    encoded, height, width, boxes, labels = shapes.render(rng, num_objects, size_range,
-                                                          num_classes)
+    encoded, height, width, boxes, labels = shapes.render(rng, num_objects, size_range, num_classes)
     name = CLASS_NAMES[labels[0]]
     return tfrecord_format.make_example(
-        encoded=encoded, filename=f"{split}_{index:06d}.JPEG", label=labels[0],
-        synset=name, text=name, height=height, width=width, boxes=boxes,
+        encoded=encoded,
+        filename=f"{split}_{index:06d}.JPEG",
+        label=labels[0],
+        synset=name,
+        text=name,
+        height=height,
+        width=width,
+        boxes=boxes,
         box_labels=labels,
     )
 
 
-def generate(directory: str, config: EmbeddedConfig = EmbeddedConfig(),
-             num_workers: int | None = None) -> None:
+def generate(
+    directory: str, config: EmbeddedConfig = EmbeddedConfig(), num_workers: int | None = None
+) -> None:
     """Writes the data set into `directory` (created; existing shards overwritten)."""
     tf.io.gfile.makedirs(directory)
     for split_id, (split, count) in enumerate(config.split_sizes().items()):
         num_shards = max(1, -(-count // config.images_per_shard))
         tasks = [(config.seed, split_id, split, i, config.num_classes) for i in range(count)]
-        shard_writer.write_shards(shard_writer.shard_paths(directory, split, num_shards),
-                                  tasks, _make_record, num_workers)
-    sources.write_labels_file(directory, [(n, n) for n in CLASS_NAMES[:config.num_classes]])
+        shard_writer.write_shards(
+            shard_writer.shard_paths(directory, split, num_shards), tasks, _make_record, num_workers
+        )
+    sources.write_labels_file(directory, [(n, n) for n in CLASS_NAMES[: config.num_classes]])
     sources.write_counts_file(directory, config.split_sizes())
 
 
@@ -130,8 +143,10 @@ def ensure_embedded_dataset(data_dir: str, config: EmbeddedConfig | None = None)
         return data_dir
     config = config or EmbeddedConfig()
     if tf.io.gfile.exists(data_dir) and not _is_ours(data_dir):
-        raise ValueError(f"data_dir {data_dir!r} exists and is not an embedded data set; "
-                         f"name an empty or new directory")
+        raise ValueError(
+            f"data_dir {data_dir!r} exists and is not an embedded data set; "
+            f"name an empty or new directory"
+        )
     tmp = f"{data_dir.rstrip('/')}.tmp-{os.getpid()}"
     generate(tmp, config)
     with tf.io.gfile.GFile(os.path.join(tmp, _MARKER), "w") as f:

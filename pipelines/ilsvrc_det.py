@@ -35,8 +35,12 @@ def split_folders(root: str) -> dict[str, tuple[str, str]]:
     """
     found = {}
     for split in ("train", "val"):
-        candidates = [(os.path.join(root, "Data", "DET", split),
-                       os.path.join(root, "Annotations", "DET", split))]
+        candidates = [
+            (
+                os.path.join(root, "Data", "DET", split),
+                os.path.join(root, "Annotations", "DET", split),
+            )
+        ]
         for xml_dir in sorted(glob.glob(os.path.join(root, f"ILSVRC20??_DET_bbox_{split}"))):
             candidates.append((xml_dir.replace("_bbox_", "_"), xml_dir))
         for images, xmls in candidates:
@@ -44,9 +48,11 @@ def split_folders(root: str) -> dict[str, tuple[str, str]]:
                 found[split] = (images, xmls)
                 break
     if not found:
-        raise ValueError(f"{root} is not an ILSVRC DET folder: neither Data/DET/<split> with "
-                         "Annotations/DET/<split> nor ILSVRC20NN_DET_<split> with "
-                         "ILSVRC20NN_DET_bbox_<split> (split train or val)")
+        raise ValueError(
+            f"{root} is not an ILSVRC DET folder: neither Data/DET/<split> with "
+            "Annotations/DET/<split> nor ILSVRC20NN_DET_<split> with "
+            "ILSVRC20NN_DET_bbox_<split> (split train or val)"
+        )
     return found
 
 
@@ -58,15 +64,16 @@ def _image_path(images: str, relative_stem: str) -> str | None:
     return None
 
 
-def _read_split(images: str, xmls: str, problems: annotations.Problems
-                ) -> list[tuple[str, annotations.Annotation]]:
+def _read_split(
+    images: str, xmls: str, problems: annotations.Problems
+) -> list[tuple[str, annotations.Annotation]]:
     items = []
     for directory, _, files in sorted(os.walk(xmls)):
         for name in sorted(files):
             if not name.endswith(".xml"):
                 continue
             xml = os.path.join(directory, name)
-            stem = os.path.relpath(xml, xmls)[:-len(".xml")]
+            stem = os.path.relpath(xml, xmls)[: -len(".xml")]
             image = _image_path(images, stem)
             if image is None:
                 problems.add("missing image", xml, f"no {stem}.JPEG in {images}")
@@ -77,8 +84,9 @@ def _read_split(images: str, xmls: str, problems: annotations.Problems
     return items
 
 
-def read_ilsvrc_det(root: str, problems: annotations.Problems
-                    ) -> dict[str, list[tuple[str, annotations.Annotation]]]:
+def read_ilsvrc_det(
+    root: str, problems: annotations.Problems
+) -> dict[str, list[tuple[str, annotations.Annotation]]]:
     """{output split: [(image path, annotation)]} of an ILSVRC DET root, by the rule in
     the module docstring; bad XMLs and missing images are recorded in `problems`."""
     splits = {}

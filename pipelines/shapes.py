@@ -14,10 +14,16 @@ from PIL import Image, ImageDraw
 Polygon = list[tuple[float, float]]
 
 
-def _regular(n: int, radius: float = 1.0, cx: float = 0.0, cy: float = 0.0,
-             phase: float = -math.pi / 2) -> Polygon:
-    return [(cx + radius * math.cos(phase + 2 * math.pi * k / n),
-             cy + radius * math.sin(phase + 2 * math.pi * k / n)) for k in range(n)]
+def _regular(
+    n: int, radius: float = 1.0, cx: float = 0.0, cy: float = 0.0, phase: float = -math.pi / 2
+) -> Polygon:
+    return [
+        (
+            cx + radius * math.cos(phase + 2 * math.pi * k / n),
+            cy + radius * math.sin(phase + 2 * math.pi * k / n),
+        )
+        for k in range(n)
+    ]
 
 
 def _star(points: int = 5, inner: float = 0.42) -> Polygon:
@@ -42,11 +48,30 @@ SHAPES: dict[str, tuple[list[Polygon], list[Polygon]]] = {
     "square": ([[(-0.85, -0.85), (0.85, -0.85), (0.85, 0.85), (-0.85, 0.85)]], []),
     "diamond": ([[(0, -1), (1, 0), (0, 1), (-1, 0)]], []),
     "star": ([_star()], []),
-    "cross": ([[(-0.3, -1), (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3),
-                (0.3, 1), (-0.3, 1), (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3)]], []),
+    "cross": (
+        [
+            [
+                (-0.3, -1),
+                (0.3, -1),
+                (0.3, -0.3),
+                (1, -0.3),
+                (1, 0.3),
+                (0.3, 0.3),
+                (0.3, 1),
+                (-0.3, 1),
+                (-0.3, 0.3),
+                (-1, 0.3),
+                (-1, -0.3),
+                (-0.3, -0.3),
+            ]
+        ],
+        [],
+    ),
     "crescent": ([_regular(64)], [_regular(64, 0.85, cx=0.45, cy=-0.15)]),
-    "arrow": ([[(-1, -0.3), (0.15, -0.3), (0.15, -0.8), (1, 0), (0.15, 0.8), (0.15, 0.3),
-                (-1, 0.3)]], []),
+    "arrow": (
+        [[(-1, -0.3), (0.15, -0.3), (0.15, -0.8), (1, 0), (0.15, 0.8), (0.15, 0.3), (-1, 0.3)]],
+        [],
+    ),
     "heart": ([_heart()], []),
     "hourglass": ([[(-1, -1), (1, -1), (0.12, 0), (1, 1), (-1, 1), (-0.12, 0)]], []),
     "lshape": ([[(-1, -1), (-0.35, -1), (-0.35, 0.35), (1, 0.35), (1, 1), (-1, 1)]], []),
@@ -54,8 +79,7 @@ SHAPES: dict[str, tuple[list[Polygon], list[Polygon]]] = {
 CLASS_NAMES: list[str] = list(SHAPES)
 
 # (height, width) of the images: shorter side 256-320, a few aspect ratios.
-IMAGE_SIZES = [(256, 256), (256, 320), (320, 256), (288, 288), (256, 288), (300, 256),
-               (320, 320)]
+IMAGE_SIZES = [(256, 256), (256, 320), (320, 256), (288, 288), (256, 288), (300, 256), (320, 320)]
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> Image.Image:
@@ -63,8 +87,7 @@ def _background(rng: np.random.Generator, height: int, width: int) -> Image.Imag
     c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
     t = np.linspace(0, 1, width if rng.random() < 0.5 else height)
     ramp = c0[None] + (c1 - c0)[None] * t[:, None]
-    grid = np.broadcast_to(ramp[None] if len(t) == width else ramp[:, None],
-                           (height, width, 3))
+    grid = np.broadcast_to(ramp[None] if len(t) == width else ramp[:, None], (height, width, 3))
     image = Image.fromarray(grid.astype(np.uint8))
     draw = ImageDraw.Draw(image)
     for _ in range(rng.integers(20, 50)):
@@ -78,8 +101,9 @@ def _background(rng: np.random.Generator, height: int, width: int) -> Image.Imag
     return image
 
 
-def _shape_mask(name: str, height: int, width: int, box: tuple[float, float, float, float],
-                angle: float) -> np.ndarray:
+def _shape_mask(
+    name: str, height: int, width: int, box: tuple[float, float, float, float], angle: float
+) -> np.ndarray:
     """bool [height, width]: shape `name` rotated by `angle` (radians) and stretched to
     fill `box` = (cy, cx, half_height, half_width) in pixels."""
     cy, cx, hh, hw = box
@@ -114,9 +138,12 @@ def _object_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarr
     return 255 - background.astype(np.int64)
 
 
-def render(rng: np.random.Generator, num_objects: int, size_range: tuple[float, float],
-           num_classes: int = len(CLASS_NAMES)
-           ) -> tuple[bytes, int, int, list[tuple[float, float, float, float]], list[int]]:
+def render(
+    rng: np.random.Generator,
+    num_objects: int,
+    size_range: tuple[float, float],
+    num_classes: int = len(CLASS_NAMES),
+) -> tuple[bytes, int, int, list[tuple[float, float, float, float]], list[int]]:
     """Draws one image.
 
     Args:
@@ -137,12 +164,14 @@ def render(rng: np.random.Generator, num_objects: int, size_range: tuple[float, 
         for _ in range(50):
             side = rng.uniform(*size_range) * min(height, width)
             aspect = math.exp(rng.uniform(-0.3, 0.3))
-            hh, hw = min(side / aspect ** 0.5, height) / 2, min(side * aspect ** 0.5, width) / 2
+            hh, hw = min(side / aspect**0.5, height) / 2, min(side * aspect**0.5, width) / 2
             cy, cx = rng.uniform(hh, height - hh), rng.uniform(hw, width - hw)
             angle = math.radians(rng.uniform(-20, 20))
             mask = _shape_mask(CLASS_NAMES[label], height, width, (cy, cx, hh, hw), angle)
             ymin, xmin, ymax, xmax = _tight_box(mask)
-            region = np.s_[int(ymin * height):int(ymax * height), int(xmin * width):int(xmax * width)]
+            region = np.s_[
+                int(ymin * height) : int(ymax * height), int(xmin * width) : int(xmax * width)
+            ]
             if not occupied[region].any():
                 break
         else:

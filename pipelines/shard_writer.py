@@ -16,8 +16,9 @@ import tensorflow as tf
 
 def shard_paths(directory: str, split: str, num_shards: int) -> list[str]:
     """build_imagenet_data naming: `<dir>/<split>-00000-of-00008`."""
-    return [os.path.join(directory, f"{split}-{i:05d}-of-{num_shards:05d}")
-            for i in range(num_shards)]
+    return [
+        os.path.join(directory, f"{split}-{i:05d}-of-{num_shards:05d}") for i in range(num_shards)
+    ]
 
 
 def write_serialized(path: str, records: Sequence[bytes]) -> None:

@@ -44,8 +44,13 @@ class Source(abc.ABC):
     validation_note: str | None = None
 
     @abc.abstractmethod
-    def records(self, split: str, input_context: tf.distribute.InputContext | None = None,
-                shuffle_files: bool = False, seed: int | None = None) -> tf.data.Dataset:
+    def records(
+        self,
+        split: str,
+        input_context: tf.distribute.InputContext | None = None,
+        shuffle_files: bool = False,
+        seed: int | None = None,
+    ) -> tf.data.Dataset:
         """Dataset of record dicts for one split (`train`, `validation`, ...).
 
         Each element: {"encoded": tf.string [], "label": int32 [] 0-based,
@@ -70,8 +75,9 @@ def _empty_boxes(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     }
 
 
-def _shard(dataset: tf.data.Dataset, num_items: int,
-           input_context: tf.distribute.InputContext | None) -> tuple[tf.data.Dataset, bool]:
+def _shard(
+    dataset: tf.data.Dataset, num_items: int, input_context: tf.distribute.InputContext | None
+) -> tuple[tf.data.Dataset, bool]:
     """Shards a dataset of files per input pipeline.
 
     Returns (dataset, records_need_sharding): when there are fewer files than input
@@ -145,17 +151,20 @@ class TFRecordSource(Source):
 
     def records(self, split, input_context=None, shuffle_files=False, seed=None):
         files = self.files(split)
-        dataset, shard_records = _shard(tf.data.Dataset.from_tensor_slices(files),
-                                        len(files), input_context)
+        dataset, shard_records = _shard(
+            tf.data.Dataset.from_tensor_slices(files), len(files), input_context
+        )
         if shuffle_files:
             dataset = dataset.shuffle(len(files), seed=seed)
         dataset = dataset.interleave(
-            tf.data.TFRecordDataset, cycle_length=min(len(files), 16),
+            tf.data.TFRecordDataset,
+            cycle_length=min(len(files), 16),
             num_parallel_calls=AUTOTUNE,
         )
         if shard_records:
-            dataset = dataset.shard(input_context.num_input_pipelines,
-                                    input_context.input_pipeline_id)
+            dataset = dataset.shard(
+                input_context.num_input_pipelines, input_context.input_pipeline_id
+            )
         return dataset.map(tfrecord_format.parse_record, num_parallel_calls=AUTOTUNE)
 
     def num_examples(self, split):
@@ -176,7 +185,8 @@ def list_class_folder(root: str) -> dict[str, list[str]]:
         if not tf.io.gfile.isdir(path):
             continue
         classes[name] = sorted(
-            os.path.join(path, f) for f in tf.io.gfile.listdir(path)
+            os.path.join(path, f)
+            for f in tf.io.gfile.listdir(path)
             if f.lower().endswith(IMAGE_EXTENSIONS)
         )
     if not classes:
@@ -184,8 +194,9 @@ def list_class_folder(root: str) -> dict[str, list[str]]:
     return classes
 
 
-def hold_out(paths: list[str], root: str, fraction: float = HOLDOUT_FRACTION
-             ) -> tuple[list[str], list[str]]:
+def hold_out(
+    paths: list[str], root: str, fraction: float = HOLDOUT_FRACTION
+) -> tuple[list[str], list[str]]:
     """Splits one class's image paths into (train, held out).
 
     Holds out round(fraction * n) images, at least one when the class has two or more:
@@ -253,14 +264,16 @@ class FolderSource(Source):
         files, labels = self._files_and_labels(split)
         dataset = tf.data.Dataset.from_tensor_slices((files, tf.constant(labels, tf.int32)))
         if input_context is not None:  # Each file is one record: always shard files.
-            dataset = dataset.shard(input_context.num_input_pipelines,
-                                    input_context.input_pipeline_id)
+            dataset = dataset.shard(
+                input_context.num_input_pipelines, input_context.input_pipeline_id
+            )
         if shuffle_files:
             dataset = dataset.shuffle(len(files), seed=seed)
 
         def read(path: tf.Tensor, label: tf.Tensor) -> dict[str, tf.Tensor]:
-            return _empty_boxes({"encoded": tf.io.read_file(path), "label": label,
-                                 "filename": path})
+            return _empty_boxes(
+                {"encoded": tf.io.read_file(path), "label": label, "filename": path}
+            )
 
         return dataset.map(read, num_parallel_calls=AUTOTUNE)
 
@@ -294,8 +307,9 @@ class TFDSSource(Source):
     def _feature_key(self, features, feature_type, what: str) -> str:
         keys = [k for k, v in features.items() if isinstance(v, feature_type)]
         if not keys:
-            raise ValueError(f"TFDS data set {self.name!r} has no {what} feature; "
-                             f"features: {list(features)}")
+            raise ValueError(
+                f"TFDS data set {self.name!r} has no {what} feature; features: {list(features)}"
+            )
         return keys[0]
 
     def _tfds_split(self, split: str) -> str:
@@ -305,8 +319,10 @@ class TFDSSource(Source):
         if split == "validation" and "validation" not in available and "test" in available:
             return "test"
         if split not in ("train", "validation") or (available and split not in available):
-            raise ValueError(f"Unknown split {split!r} for TFDS {self.name!r}; "
-                             f"valid splits: train, validation (available: {available})")
+            raise ValueError(
+                f"Unknown split {split!r} for TFDS {self.name!r}; "
+                f"valid splits: train, validation (available: {available})"
+            )
         return split
 
     def records(self, split, input_context=None, shuffle_files=False, seed=None):
@@ -320,11 +336,13 @@ class TFDSSource(Source):
         has_filename = "file_name" in self.builder.info.features
 
         def to_record(example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-            return _empty_boxes({
-                "encoded": example[self._image_key],
-                "label": tf.cast(example[self._label_key], tf.int32),
-                "filename": example["file_name"] if has_filename else tf.constant(""),
-            })
+            return _empty_boxes(
+                {
+                    "encoded": example[self._image_key],
+                    "label": tf.cast(example[self._label_key], tf.int32),
+                    "filename": example["file_name"] if has_filename else tf.constant(""),
+                }
+            )
 
         return dataset.map(to_record, num_parallel_calls=AUTOTUNE)
 

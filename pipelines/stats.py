@@ -42,18 +42,20 @@ def _center_square(encoded: tf.Tensor) -> tf.Tensor:
     return tf.image.resize_with_crop_or_pad(image, _SIDE, _SIDE)
 
 
-def compute_statistics(source: Source, split: str = "train", max_images: int | None = None,
-                       batch_size: int = 64) -> DatasetStatistics:
+def compute_statistics(
+    source: Source, split: str = "train", max_images: int | None = None, batch_size: int = 64
+) -> DatasetStatistics:
     """Streams `split` once (undecodable images skipped) and returns its statistics."""
     records = source.records(split)
     if max_images:
         records = records.take(max_images)
-    images = (records
-              .filter(lambda r: decode.check_encoded(r["encoded"])[0])
-              .map(lambda r: _center_square(r["encoded"]), num_parallel_calls=tf.data.AUTOTUNE)
-              .ignore_errors(log_warning=True)
-              .batch(batch_size)
-              .prefetch(tf.data.AUTOTUNE))
+    images = (
+        records.filter(lambda r: decode.check_encoded(r["encoded"])[0])
+        .map(lambda r: _center_square(r["encoded"]), num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors(log_warning=True)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
     image_sum = np.zeros((_SIDE, _SIDE, 3))
     outer_sum = np.zeros((3, 3))
     count = 0

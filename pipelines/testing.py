@@ -15,13 +15,20 @@ from pipelines import shard_writer
 from pipelines import tfrecord_format
 
 # A tiny embedded data set for tests: seconds to generate.
-TINY_EMBEDDED = embedded.EmbeddedConfig(train=48, validation=16, detection_train=16,
-                                        detection_validation=8, tuning=8, detection_tuning=8,
-                                        images_per_shard=12)
+TINY_EMBEDDED = embedded.EmbeddedConfig(
+    train=48,
+    validation=16,
+    detection_train=16,
+    detection_validation=8,
+    tuning=8,
+    detection_tuning=8,
+    images_per_shard=12,
+)
 
 
-def encode(array: np.ndarray, fmt: str = "JPEG", mode: str | None = None,
-           quality: int = 90) -> bytes:
+def encode(
+    array: np.ndarray, fmt: str = "JPEG", mode: str | None = None, quality: int = 90
+) -> bytes:
     """Encodes uint8 [h, w, 3] (or [h, w]) as `fmt`, after converting to `mode`
     (e.g. "CMYK", "L") when given."""
     image = Image.fromarray(array)
@@ -77,13 +84,27 @@ def write_records(directory: str, split: str, records: list[bytes], num_shards: 
         shard_writer.write_serialized(path, records[i::num_shards])
 
 
-def example(encoded: bytes, filename: str, label: int, height: int = 0, width: int = 0,
-            boxes=(), box_labels=()) -> bytes:
+def example(
+    encoded: bytes,
+    filename: str,
+    label: int,
+    height: int = 0,
+    width: int = 0,
+    boxes=(),
+    box_labels=(),
+) -> bytes:
     """A build_imagenet_data record with synset/text derived from the 0-based label."""
     return tfrecord_format.make_example(
-        encoded=encoded, filename=filename, label=label, synset=f"n{label:08d}",
-        text=f"class {label}", height=height, width=width, boxes=boxes,
-        box_labels=box_labels)
+        encoded=encoded,
+        filename=filename,
+        label=label,
+        synset=f"n{label:08d}",
+        text=f"class {label}",
+        height=height,
+        width=width,
+        boxes=boxes,
+        box_labels=box_labels,
+    )
 
 
 # One object of an annotation XML: (class name, (xmin, ymin, xmax, ymax) pixels, difficult).
@@ -92,17 +113,21 @@ XmlObject = tuple[str, tuple[float, float, float, float], bool]
 
 def annotation_xml(width: int, height: int, objects: list[XmlObject]) -> bytes:
     """A PASCAL VOC / ILSVRC annotation XML of an image of width x height."""
-    parts = [f"<annotation><size><width>{width}</width><height>{height}</height>"
-             "<depth>3</depth></size>"]
+    parts = [
+        f"<annotation><size><width>{width}</width><height>{height}</height><depth>3</depth></size>"
+    ]
     for name, (xmin, ymin, xmax, ymax), difficult in objects:
-        parts.append(f"<object><name>{name}</name><difficult>{int(difficult)}</difficult>"
-                     f"<bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax>"
-                     f"<ymax>{ymax}</ymax></bndbox></object>")
+        parts.append(
+            f"<object><name>{name}</name><difficult>{int(difficult)}</difficult>"
+            f"<bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax>"
+            f"<ymax>{ymax}</ymax></bndbox></object>"
+        )
     return ("".join(parts) + "</annotation>").encode()
 
 
-def write_voc_tree(root: str, images: dict[str, tuple[bytes, bytes]],
-                   image_sets: dict[str, list[str]]) -> None:
+def write_voc_tree(
+    root: str, images: dict[str, tuple[bytes, bytes]], image_sets: dict[str, list[str]]
+) -> None:
     """Writes a PASCAL VOC folder: {image id: (JPEG bytes, XML bytes)} (either may be
     b"" to leave the file out) and ImageSets/Main/<name>.txt of {name: ids}."""
     for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):

@@ -43,7 +43,9 @@ def parse_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
       after decoding so that skipping bad images never hides a bad label.
     """
     f = tf.io.parse_single_example(serialized, _FEATURES)
-    coords = [tf.sparse.to_dense(f[f"image/object/bbox/{k}"]) for k in ("ymin", "xmin", "ymax", "xmax")]
+    coords = [
+        tf.sparse.to_dense(f[f"image/object/bbox/{k}"]) for k in ("ymin", "xmin", "ymax", "xmax")
+    ]
     boxes = tf.stack(coords, axis=1)
     label = tf.cast(f["image/class/label"], tf.int32) - 1
     box_labels = tf.cast(tf.sparse.to_dense(f["image/object/bbox/label"]), tf.int32) - 1

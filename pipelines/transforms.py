@@ -93,8 +93,9 @@ def resize_keep_aspect(image: tf.Tensor, shorter_side: int) -> tf.Tensor:
     return _resize(image, _scaled_size(tf.shape(image)[:2], shorter_side))
 
 
-def normalize(image: tf.Tensor, mean: tf.Tensor, std: tf.Tensor,
-              mean_window: Window | None = None) -> tf.Tensor:
+def normalize(
+    image: tf.Tensor, mean: tf.Tensor, std: tf.Tensor, mean_window: Window | None = None
+) -> tf.Tensor:
     """Returns float32 `(image - mean) / std` for a 0-255 image [h, w, 3].
 
     Args:
@@ -119,8 +120,9 @@ def normalize(image: tf.Tensor, mean: tf.Tensor, std: tf.Tensor,
     return _to_float(image) * (1.0 / std) - mean / std
 
 
-def pca_lighting_shift(seed: tf.Tensor, eigval: tf.Tensor, eigvec: tf.Tensor,
-                       alpha_std: float = 0.1) -> tf.Tensor:
+def pca_lighting_shift(
+    seed: tf.Tensor, eigval: tf.Tensor, eigvec: tf.Tensor, alpha_std: float = 0.1
+) -> tf.Tensor:
     """AlexNet's PCA colour shift (Krizhevsky et al. 2012, section 4.1) for one image.
 
     Args:
@@ -139,14 +141,17 @@ def pca_lighting_shift(seed: tf.Tensor, eigval: tf.Tensor, eigvec: tf.Tensor,
     return tf.reduce_sum(eigvec * (alpha * eigval), axis=1) * 255.0
 
 
-def pca_lighting(image: tf.Tensor, seed: tf.Tensor, eigval: tf.Tensor, eigvec: tf.Tensor,
-                 alpha_std: float = 0.1) -> tf.Tensor:
+def pca_lighting(
+    image: tf.Tensor, seed: tf.Tensor, eigval: tf.Tensor, eigvec: tf.Tensor, alpha_std: float = 0.1
+) -> tf.Tensor:
     """Adds `pca_lighting_shift` to every pixel of a 0-255 float32 image [h, w, 3];
     not clipped (as in fb.resnet.torch)."""
     return image + pca_lighting_shift(seed, eigval, eigvec, alpha_std)
 
 
-def crop_boxes(boxes: tf.Tensor, box_labels: tf.Tensor, window: Window) -> tuple[tf.Tensor, tf.Tensor]:
+def crop_boxes(
+    boxes: tf.Tensor, box_labels: tf.Tensor, window: Window
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Expresses boxes in the coordinates of a crop window, dropping those outside it.
 
     Args:
@@ -190,8 +195,14 @@ def _relative_to(window: Window, outer: Window) -> Window:
     return (window - offset) / tf.tile(outer[2:] - outer[:2], [2])
 
 
-def random_crop_window(size: tf.Tensor, seed: tf.Tensor, *, crop_size: int,
-                       shorter_side: tf.Tensor, augmentation: Augmentation) -> tf.Tensor:
+def random_crop_window(
+    size: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    crop_size: int,
+    shorter_side: tf.Tensor,
+    augmentation: Augmentation,
+) -> tf.Tensor:
     """Random training crop window in the pixels of the original image.
 
     The crop is `crop_size` pixels of the image resized to `shorter_side`; computing it
@@ -266,8 +277,9 @@ def train_crop(
             [], seeds[0], minval=scale_jitter[0], maxval=scale_jitter[1] + 1, dtype=tf.int32
         )
     size = decode.image_size(encoded)
-    window = random_crop_window(size, seeds[1], crop_size=crop_size,
-                                shorter_side=shorter, augmentation=augmentation)
+    window = random_crop_window(
+        size, seeds[1], crop_size=crop_size, shorter_side=shorter, augmentation=augmentation
+    )
     flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
     image = _resize(decode.decode_and_crop(encoded, window), [crop_size, crop_size])
     image.set_shape([crop_size, crop_size, 3])
@@ -280,8 +292,13 @@ def train_crop(
     return image, boxes, box_labels, draws
 
 
-def augment_batch(images: tf.Tensor, draws: dict[str, tf.Tensor], mean: tf.Tensor,
-                  std: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
+def augment_batch(
+    images: tf.Tensor,
+    draws: dict[str, tf.Tensor],
+    mean: tf.Tensor,
+    std: tf.Tensor,
+    dtype: tf.DType = tf.float32,
+) -> tf.Tensor:
     """The batch half of training augmentation, each image with its own draws: the
     horizontal flip, PCA lighting (folded into the mean), normalisation, the dtype.
 
@@ -302,11 +319,14 @@ def augment_batch(images: tf.Tensor, draws: dict[str, tf.Tensor], mean: tf.Tenso
     if mean.shape.rank == 3:
         ymin, xmin, ymax, xmax = tf.unstack(draws["mean_window"], axis=1)
         # crop_and_resize mirrors the mean patch where xmin > xmax.
-        windows = tf.clip_by_value(tf.stack(
-            [ymin, tf.where(flip, xmax, xmin), ymax, tf.where(flip, xmin, xmax)], axis=1),
-            0.0, 1.0)
-        means = tf.image.crop_and_resize(mean[tf.newaxis], windows,
-                                         tf.zeros_like(flip, tf.int32), tf.shape(images)[1:3])
+        windows = tf.clip_by_value(
+            tf.stack([ymin, tf.where(flip, xmax, xmin), ymax, tf.where(flip, xmin, xmax)], axis=1),
+            0.0,
+            1.0,
+        )
+        means = tf.image.crop_and_resize(
+            mean[tf.newaxis], windows, tf.zeros_like(flip, tf.int32), tf.shape(images)[1:3]
+        )
         return tf.cast((images - (means - shift)) / std, dtype)
     # Per-channel: one multiply-add over the pixels.
     return tf.cast(images * (1.0 / std) - (mean - shift) / std, dtype)
@@ -333,8 +353,15 @@ def preprocess_for_train(
       are normalised to the returned image.
     """
     image, boxes, box_labels, draws = train_crop(
-        encoded, boxes, box_labels, seed, crop_size=crop_size, augmentation=augmentation,
-        eigen=eigen, scale_jitter=scale_jitter)
+        encoded,
+        boxes,
+        box_labels,
+        seed,
+        crop_size=crop_size,
+        augmentation=augmentation,
+        eigen=eigen,
+        scale_jitter=scale_jitter,
+    )
     batch = {name: value[tf.newaxis] for name, value in draws.items()}
     return augment_batch(image[tf.newaxis], batch, mean, std)[0], boxes, box_labels
 
@@ -367,14 +394,16 @@ def preprocess_for_eval(image: tf.Tensor, crop_size: int, mean, std) -> tf.Tenso
     """
     resized, window, window_n = _center_crop_window(tf.shape(image)[:2], crop_size)
     square_n = _pixel_to_normalized(_center_square(resized), resized)
-    crop = tf.image.crop_to_bounding_box(_resize(image, resized), window[0], window[1],
-                                         crop_size, crop_size)
+    crop = tf.image.crop_to_bounding_box(
+        _resize(image, resized), window[0], window[1], crop_size, crop_size
+    )
     crop.set_shape([crop_size, crop_size, 3])
     return normalize(crop, mean, std, _relative_to(window_n, square_n))
 
 
-def center_crop_boxes(boxes: tf.Tensor, box_labels: tf.Tensor, image_size: tf.Tensor,
-                      crop_size: int) -> tuple[tf.Tensor, tf.Tensor]:
+def center_crop_boxes(
+    boxes: tf.Tensor, box_labels: tf.Tensor, image_size: tf.Tensor, crop_size: int
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Boxes of the original image (h, w) = image_size, moved into the crop that
     `preprocess_for_eval` takes; see `crop_boxes` for the return value."""
     _, _, window_n = _center_crop_window(image_size, crop_size)
@@ -402,7 +431,7 @@ def ten_views(image: tf.Tensor, crop_size: int, mean, std) -> tf.Tensor:
     offsets = [(0, 0), (0, far), (far, 0), (far, far), (far // 2, far // 2)]
     views = []
     for y, x in offsets:
-        crop = square_image[y:y + crop_size, x:x + crop_size]
+        crop = square_image[y : y + crop_size, x : x + crop_size]
         window = tf.constant([y, x, y + crop_size, x + crop_size], tf.float32) / _SHORTER
         views.append(normalize(crop, mean, std, window))
     views += [tf.image.flip_left_right(v) for v in views]

@@ -22,8 +22,11 @@ import zlib
 
 from pipelines import annotations
 
-SPLITS_WITH_TEST = {"train": "detection_train", "val": "detection_tuning",
-                    "test": "detection_validation"}
+SPLITS_WITH_TEST = {
+    "train": "detection_train",
+    "val": "detection_tuning",
+    "test": "detection_validation",
+}
 SPLITS_WITHOUT_TEST = {"train": "detection_train", "val": "detection_validation"}
 TUNING_SPLIT = "detection_tuning"
 # Without test.txt: the share of `train` held out for tuning.
@@ -55,8 +58,10 @@ def split_ids(root: str) -> dict[str, list[str]]:
     sets = {name: _image_set(root, name) for name in ("train", "val", "test")}
     missing = [name for name in ("train", "val") if sets[name] is None]
     if missing:
-        raise ValueError(f"{root} is not a PASCAL VOC folder: no ImageSets/Main/"
-                         f"{' or '.join(n + '.txt' for n in missing)}")
+        raise ValueError(
+            f"{root} is not a PASCAL VOC folder: no ImageSets/Main/"
+            f"{' or '.join(n + '.txt' for n in missing)}"
+        )
     if sets["test"] is not None:
         return {SPLITS_WITH_TEST[name]: ids for name, ids in sets.items()}
     train = sets["train"]
@@ -67,8 +72,9 @@ def split_ids(root: str) -> dict[str, list[str]]:
     }
 
 
-def read_voc(root: str, problems: annotations.Problems
-             ) -> dict[str, list[tuple[str, annotations.Annotation]]]:
+def read_voc(
+    root: str, problems: annotations.Problems
+) -> dict[str, list[tuple[str, annotations.Annotation]]]:
     """{output split: [(image path, annotation)]} of a VOC root; images whose XML or
     JPEG is missing or bad are left out and recorded in `problems`."""
     splits = {}

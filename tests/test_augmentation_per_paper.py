@@ -36,9 +36,17 @@ def test_zfnet_trains_on_the_ten_sub_crops_of_the_centre_square():
     seen = set()
     for i in range(120):
         crop, _, _ = transforms.preprocess_for_train(
-            encoded, tf.zeros([0, 4]), tf.zeros([0], tf.int32), tf.constant([i, 3], tf.int64),
-            crop_size=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
-            augmentation=transforms.AUGMENTATIONS["zfnet"], eigen=None, scale_jitter=None)
+            encoded,
+            tf.zeros([0, 4]),
+            tf.zeros([0], tf.int32),
+            tf.constant([i, 3], tf.int64),
+            crop_size=224,
+            mean=(0.0, 0.0, 0.0),
+            std=(1.0, 1.0, 1.0),
+            augmentation=transforms.AUGMENTATIONS["zfnet"],
+            eigen=None,
+            scale_jitter=None,
+        )
         distances = np.abs(views - crop.numpy().reshape(1, -1)).max(axis=1)
         assert distances.min() == 0, i  # exactly one of the ten views
         seen.add(int(distances.argmin()))
@@ -47,10 +55,17 @@ def test_zfnet_trains_on_the_ten_sub_crops_of_the_centre_square():
 
 def _write_stats(path, mean_rgb, std_rgb) -> None:
     eigvec = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0].astype(np.float32)
-    stats.save_statistics(stats.DatasetStatistics(
-        mean_image=np.zeros((256, 256, 3), np.float32),
-        mean_rgb=np.asarray(mean_rgb, np.float32), std_rgb=np.asarray(std_rgb, np.float32),
-        eigval=np.array([0.3, 0.02, 0.001], np.float32), eigvec=eigvec, num_images=5), path)
+    stats.save_statistics(
+        stats.DatasetStatistics(
+            mean_image=np.zeros((256, 256, 3), np.float32),
+            mean_rgb=np.asarray(mean_rgb, np.float32),
+            std_rgb=np.asarray(std_rgb, np.float32),
+            eigval=np.array([0.3, 0.02, 0.001], np.float32),
+            eigvec=eigvec,
+            num_images=5,
+        ),
+        path,
+    )
 
 
 def test_a_stats_file_replaces_the_published_constants_in_each_models_form(tmp_path):
@@ -67,8 +82,12 @@ def test_a_stats_file_replaces_the_published_constants_in_each_models_form(tmp_p
     np.testing.assert_array_equal(alexnet.eigval, np.float32([0.3, 0.02, 0.001]))
     # OverFeat: one mean and std over all pixels of all channels.
     overfeat = input_stats.resolve("overfeat_fast", "paper", path)
-    all_channels = np.concatenate([np.full(1000, m) + s * np.array([-1, 1] * 500)
-                                   for m, s in ((100, 50), (110, 60), (120, 70))])
+    all_channels = np.concatenate(
+        [
+            np.full(1000, m) + s * np.array([-1, 1] * 500)
+            for m, s in ((100, 50), (110, 60), (120, 70))
+        ]
+    )
     np.testing.assert_allclose(overfeat.mean, [all_channels.mean()] * 3)
     np.testing.assert_allclose(overfeat.std, [all_channels.std()] * 3, rtol=1e-6)
     with pytest.raises(FileNotFoundError, match="overfeat-stats"):
@@ -81,23 +100,37 @@ def test_a_run_records_its_statistics_for_evaluation_and_export(tmp_path):
     run = tmp_path / "run"
     used = input_stats.resolve("alexnet", "he", path)
     config = run_dir.write_config(
-        str(run), name="alexnet", build_kwargs={"num_classes": 3, "init": "he"},
-        class_names=["a", "b", "c"], stats=used)
+        str(run),
+        name="alexnet",
+        build_kwargs={"num_classes": 3, "init": "he"},
+        class_names=["a", "b", "c"],
+        stats=used,
+    )
     assert (config["mean"], config["std"]) == ([90.0, 100.0, 110.0], [40.0, 50.0, 60.0])
     assert config["stats"] == input_stats.RUN_FILE and (run / input_stats.RUN_FILE).exists()
     again = input_stats.of_run(str(run), run_dir.read_config(str(run)))
     assert (again.mean, again.std) == (used.mean, used.std)
     np.testing.assert_array_equal(again.eigvec, used.eigvec)
     # Without a file: the published constants, named as such.
-    plain = run_dir.write_config(str(tmp_path / "plain"), name="overfeat_fast",
-                                       build_kwargs={"num_classes": 3}, class_names=["a"] * 3)
+    plain = run_dir.write_config(
+        str(tmp_path / "plain"),
+        name="overfeat_fast",
+        build_kwargs={"num_classes": 3},
+        class_names=["a"] * 3,
+    )
     assert plain["stats"] == input_stats.PUBLISHED
     assert input_stats.of_run(str(tmp_path / "plain"), plain).source == input_stats.PUBLISHED
 
 
 def _binary(module, *args, env):
-    return subprocess.run([sys.executable, "-m", module, *args], check=False, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -107,19 +140,40 @@ def test_train_and_evaluate_binaries_take_stats(tiny_data, tmp_path, subprocess_
     computed = stats.compute_statistics(sources.open_source(data[7:]), max_images=12)
     stats.save_statistics(computed, path)
     run = tmp_path / "run"
-    bad = _binary("overfeat_tf.bin.train", data, f"--model_dir={run}", "--stats=/no/such.npz",
-                  env=subprocess_env)
+    bad = _binary(
+        "overfeat_tf.bin.train",
+        data,
+        f"--model_dir={run}",
+        "--stats=/no/such.npz",
+        env=subprocess_env,
+    )
     assert bad.returncode != 0 and "--stats=/no/such.npz" in bad.stderr
     assert not run.exists()  # nothing written before the flags are checked
     result = _binary(
-        "overfeat_tf.bin.train", data, f"--model_dir={run}", f"--stats={path}", "--model=alexnet",
-        "--width=0.0625", "--batch_size=8", "--init=he", "--epochs=1", "--max_steps=1",
-        "--noexport", "--xla=off", env=subprocess_env)
+        "overfeat_tf.bin.train",
+        data,
+        f"--model_dir={run}",
+        f"--stats={path}",
+        "--model=alexnet",
+        "--width=0.0625",
+        "--batch_size=8",
+        "--init=he",
+        "--epochs=1",
+        "--max_steps=1",
+        "--noexport",
+        "--xla=off",
+        env=subprocess_env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((run / "model.json").read_text())
     np.testing.assert_allclose(config["mean"], computed.mean_rgb, rtol=1e-6)
     np.testing.assert_allclose(config["std"], computed.std_rgb, rtol=1e-6)
     assert config["stats"] == input_stats.RUN_FILE
-    bad = _binary("overfeat_tf.bin.evaluate", data, f"--model_dir={run}", "--stats=/no/such.npz",
-                  env=subprocess_env)
+    bad = _binary(
+        "overfeat_tf.bin.evaluate",
+        data,
+        f"--model_dir={run}",
+        "--stats=/no/such.npz",
+        env=subprocess_env,
+    )
     assert bad.returncode != 0 and "--stats=/no/such.npz" in bad.stderr

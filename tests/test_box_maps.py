@@ -41,11 +41,13 @@ def test_windows_map_back_to_the_image_pixels(model):
     assert view.probs.shape == (2, 4, CLASSES)
     assert view.boxes.shape == (2, 4, CLASSES, 4)
     fy, fx = 256 / 243, 300 / 285
-    np.testing.assert_allclose(view.windows[1, 3],
-                               [16 * fy, 48 * fx, 243 * fy, 275 * fx], rtol=1e-5)
+    np.testing.assert_allclose(
+        view.windows[1, 3], [16 * fy, 48 * fx, 243 * fy, 275 * fx], rtol=1e-5
+    )
     # The zero head predicts each location's own window, for every class.
-    np.testing.assert_allclose(view.boxes, np.broadcast_to(view.windows[:, :, None], view.boxes.shape),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        view.boxes, np.broadcast_to(view.windows[:, :, None], view.boxes.shape), rtol=1e-5
+    )
     np.testing.assert_allclose(view.probs.sum(-1), 1.0, rtol=1e-5)
 
 
@@ -53,7 +55,8 @@ def test_probabilities_are_the_dense_evaluators(model):
     predictor = box_maps.BoxPredictor(model, _regressor(), scales=[243, 275], flips=True)
     image = _image(250, 260)
     dense_maps = overfeat_tf.DenseEvaluator(model, [243, 275], flips=True).score_maps(
-        image[tf.newaxis])
+        image[tf.newaxis]
+    )
     views = predictor(image)
     assert [(v.scale, v.flipped) for v in views] == list(predictor.views)
     for view, expected in zip(views, dense_maps):
@@ -72,8 +75,9 @@ def test_flipped_boxes_are_mirrored_back(model):
     np.testing.assert_allclose(flipped.windows, plain.windows, atol=1e-4)
     shift = np.array([0.0, 22.7, 0.0, 0.0], np.float32)
     np.testing.assert_allclose(plain.boxes[:, :, 0], plain.windows + shift, atol=1e-4)
-    np.testing.assert_allclose(flipped.boxes[:, :, 0], flipped.windows - shift[[0, 3, 2, 1]],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        flipped.boxes[:, :, 0], flipped.windows - shift[[0, 3, 2, 1]], atol=1e-4
+    )
     assert flipped.class_boxes(3).shape == (2, 2, 4)  # the shared box for any class
 
 

@@ -40,8 +40,9 @@ def _classifier(tmp_path) -> str:
     """An untrained tiny AlexNet run directory."""
     model = overfeat_tf.build_model("alexnet", **BUILD_KWARGS)
     classifier_dir = str(tmp_path / "classifier")
-    run_dir.save_model(classifier_dir, model, build_kwargs=BUILD_KWARGS,
-                       class_names=list(embedded.CLASS_NAMES))
+    run_dir.save_model(
+        classifier_dir, model, build_kwargs=BUILD_KWARGS, class_names=list(embedded.CLASS_NAMES)
+    )
     return classifier_dir
 
 
@@ -57,9 +58,17 @@ def _first_image_size(data_dir: str) -> tuple[int, int]:
 def test_localization_training_writes_box_images_to_validation(tiny_data, tmp_path):
     classifier_dir = _classifier(tmp_path)
     model_dir = tmp_path / "localization"
-    box_training.run(box_training.BoxSpec(
-        classifier_dir=classifier_dir, model_dir=str(model_dir), data_dir=tiny_data,
-        scales=(227,), batch_size=8, max_steps=1, deterministic=True))
+    box_training.run(
+        box_training.BoxSpec(
+            classifier_dir=classifier_dir,
+            model_dir=str(model_dir),
+            data_dir=tiny_data,
+            scales=(227,),
+            batch_size=8,
+            max_steps=1,
+            deterministic=True,
+        )
+    )
 
     validation = summaries.read_tags(str(model_dir / "validation"))
     assert validation[summaries.IMAGES_TAG] == [1]
@@ -80,8 +89,17 @@ def test_localization_training_writes_box_images_to_validation(tiny_data, tmp_pa
 
 def test_detection_training_writes_box_images_for_both_stages(tiny_data, tmp_path):
     model_dir = tmp_path / "detection"
-    box_training.run(box_training.BoxSpec(
-        classifier_dir=_classifier(tmp_path), task="detection", model_dir=str(model_dir),
-        data_dir=tiny_data, scales=(227,), batch_size=8, max_steps=1, deterministic=True))
+    box_training.run(
+        box_training.BoxSpec(
+            classifier_dir=_classifier(tmp_path),
+            task="detection",
+            model_dir=str(model_dir),
+            data_dir=tiny_data,
+            scales=(227,),
+            batch_size=8,
+            max_steps=1,
+            deterministic=True,
+        )
+    )
     for run in (model_dir, model_dir / "classifier"):  # the regressor, the classifier
         assert summaries.read_tags(str(run / "validation"))[summaries.IMAGES_TAG] == [1]

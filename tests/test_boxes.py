@@ -9,8 +9,10 @@ from overfeat_tf.detection import boxes
 def test_iou_by_hand():
     a = [[0, 0, 2, 2], [0, 0, 4, 4]]
     b = [[1, 1, 3, 3], [0, 0, 2, 2], [5, 5, 6, 6], [2, 0, 4, 2]]
-    expected = [[1 / 7, 1.0, 0.0, 0.0],      # corner overlap 1 / (4 + 4 - 1); touching = 0
-                [4 / 16, 4 / 16, 0.0, 4 / 16]]  # contained: the small box's area / 16
+    expected = [
+        [1 / 7, 1.0, 0.0, 0.0],  # corner overlap 1 / (4 + 4 - 1); touching = 0
+        [4 / 16, 4 / 16, 0.0, 4 / 16],
+    ]  # contained: the small box's area / 16
     got = boxes.iou(a, b)
     assert got.shape == (2, 4) and got.dtype == np.float64
     np.testing.assert_allclose(got, expected)

@@ -23,8 +23,14 @@ KWARGS = {"width": 0.0625, "init": "he", "dropout": 0.0}
 
 
 def _run(module, env, *flags):
-    result = subprocess.run([sys.executable, "-m", module, *flags], check=False, env=env,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", module, *flags],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -35,14 +41,21 @@ def test_train_boxes_and_evaluate_both_modes(name, tmp_path, tiny_data, subproce
     classes = len(embedded.CLASS_NAMES)
     run = tmp_path / "run"
     model = overfeat_tf.build_model(name, classes, **KWARGS)
-    run_dir.save_model(str(run), model, build_kwargs={"num_classes": classes, **KWARGS},
-                       class_names=list(embedded.CLASS_NAMES))
-    common = (f"--classifier_dir={run}", f"--data_dir={tiny_data}", "--batch_size=8",
-              "--max_steps=1")
+    run_dir.save_model(
+        str(run),
+        model,
+        build_kwargs={"num_classes": classes, **KWARGS},
+        class_names=list(embedded.CLASS_NAMES),
+    )
+    common = (
+        f"--classifier_dir={run}",
+        f"--data_dir={tiny_data}",
+        "--batch_size=8",
+        "--max_steps=1",
+    )
     for task in ("localization", "detection"):
         _run("overfeat_tf.bin.train_boxes", subprocess_env, f"--task={task}", *common)
-    assert regressor_lib.read_config(str(run / "detection")).scales == \
-        detector.default_scales(name)
+    assert regressor_lib.read_config(str(run / "detection")).scales == detector.default_scales(name)
 
     # The detection classifier's step kept the trunk (through the model's own last pool)
     # and moved the first FC layer.
@@ -55,9 +68,16 @@ def test_train_boxes_and_evaluate_both_modes(name, tmp_path, tiny_data, subproce
         assert np.array_equal(*kernels) == same, layer
 
     output = tmp_path / "eval.json"
-    _run("overfeat_tf.bin.evaluate", subprocess_env, f"--model_dir={run}",
-         f"--data_dir={tiny_data}", "--modes=localization,detection", "--noflips",
-         "--max_examples=2", f"--output_json={output}")
+    _run(
+        "overfeat_tf.bin.evaluate",
+        subprocess_env,
+        f"--model_dir={run}",
+        f"--data_dir={tiny_data}",
+        "--modes=localization,detection",
+        "--noflips",
+        "--max_examples=2",
+        f"--output_json={output}",
+    )
     results = json.loads(output.read_text())["results"]
     assert results["localization"]["examples"] == 2
     assert 0.0 <= results["localization"]["top5_error"] <= 100.0

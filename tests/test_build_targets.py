@@ -26,8 +26,7 @@ COVERED_DIRS = ("overfeat_tf", "pipelines", "export", "tests", "benchmarks")
 _PROGRAM = re.compile(r"""^if __name__ == ["']__main__["']:""", re.MULTILINE)
 
 # Rules whose targets hold no Python sources; the check only needs them to evaluate.
-_OTHER_RULES = ("load", "package", "licenses", "exports_files", "filegroup", "alias",
-                "test_suite")
+_OTHER_RULES = ("load", "package", "licenses", "exports_files", "filegroup", "alias", "test_suite")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,13 +71,15 @@ def read_build_file(root: pathlib.Path, build_file: pathlib.Path) -> list[Target
         def record(*, name: str, srcs=(), main=None, deps=(), **other_attributes):
             if main is None and kind != "py_library":
                 main = name + ".py"  # Bazel's default main.
-            targets.append(Target(
-                kind=kind,
-                label=f"//{package}:{name}",
-                srcs=tuple(label_to_path(package, src) for src in srcs),
-                main=None if main is None else label_to_path(package, main),
-                deps=tuple(normalize_label(package, dep) for dep in deps),
-            ))
+            targets.append(
+                Target(
+                    kind=kind,
+                    label=f"//{package}:{name}",
+                    srcs=tuple(label_to_path(package, src) for src in srcs),
+                    main=None if main is None else label_to_path(package, main),
+                    deps=tuple(normalize_label(package, dep) for dep in deps),
+                )
+            )
 
         return record
 
@@ -193,8 +194,10 @@ def missing_deps(root: pathlib.Path, targets: list[Target]) -> list[str]:
         for src in t.srcs:
             for module in sorted(imported_modules(root, (root / src).read_text())):
                 if module not in provided and module in owners:
-                    problems.append(f"{t.label}: {src} imports {module} "
-                                    f"(in {', '.join(sorted(owners[module]))})")
+                    problems.append(
+                        f"{t.label}: {src} imports {module} "
+                        f"(in {', '.join(sorted(owners[module]))})"
+                    )
     return problems
 
 
@@ -283,8 +286,7 @@ def test_a_missing_dep_is_named(tmp_path):
     (tmp_path / "pipelines").mkdir()
     (tmp_path / "pipelines" / "__init__.py").write_text("")
     (tmp_path / "pipelines" / "lib.py").write_text("import os\n")
-    (tmp_path / "pipelines" / "tool.py").write_text(
-        "def main():\n    from pipelines import lib\n")
+    (tmp_path / "pipelines" / "tool.py").write_text("def main():\n    from pipelines import lib\n")
     (tmp_path / "pipelines" / "BUILD").write_text(
         'py_library(name = "pipelines", srcs = ["__init__.py", "lib.py"])\n'
         'py_binary(name = "tool", srcs = ["tool.py"])\n'

@@ -17,7 +17,6 @@ from pipelines import testing
 from tests.conftest import TINY_MODEL as TINY
 
 
-
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(0)
@@ -70,20 +69,28 @@ def test_delta_is_the_mean_over_pairs_with_its_std():
 
 def test_mask_value_is_the_occlusion_grey():
     # With grey 1.0 instead: eps_A = (0, -3, 0, 0), eps_B = (-2, -5, 0, 0) -> one of four.
-    result = cc.analyse(_channel0, _images(_A, _B), {"eye": [_BOX_A, [0, 0, 1, 2]]},
-                        draws=1, value=1.0)
+    result = cc.analyse(
+        _channel0, _images(_A, _B), {"eye": [_BOX_A, [0, 0, 1, 2]]}, draws=1, value=1.0
+    )
     assert result.row("eye").mean("pixels") == pytest.approx(0.25)
 
 
 def test_signs_treat_small_changes_as_zero():
     np.testing.assert_array_equal(
-        cc.signs(np.array([[1e-9, -3.0, 0.0, 2.0]]), np.array([[1e-6]])), [[0, -1, 0, 1]])
+        cc.signs(np.array([[1e-9, -3.0, 0.0, 2.0]]), np.array([[1e-6]])), [[0, -1, 0, 1]]
+    )
 
 
 def test_identical_images_and_masks_give_zero(model):
     image = np.random.default_rng(0).normal(size=(1, 224, 224, 3)).astype(np.float32)
-    result = cc.correspondence(model, np.repeat(image, 3, 0), {"eye": [[40, 50, 80, 100]] * 3},
-                               ["conv5", "fc7"], draws=2, batch_size=4)
+    result = cc.correspondence(
+        model,
+        np.repeat(image, 3, 0),
+        {"eye": [[40, 50, 80, 100]] * 3},
+        ["conv5", "fc7"],
+        draws=2,
+        batch_size=4,
+    )
     for layer in ("conv5", "fc7"):
         assert result.row("eye").mean(layer) == 0.0
         assert result.row("eye").std(layer) == 0.0
@@ -102,8 +109,9 @@ def test_layer_features_match_the_layers_in_one_pass(model):
     assert features.chain[-1].name == "fc7"
     for layer in ("conv3", "fc7"):
         expected = deconvnet.forward(deconvnet.layers_through(model, layer), images).numpy()
-        np.testing.assert_allclose(outputs[layer].numpy(), expected.reshape(2, -1),
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            outputs[layer].numpy(), expected.reshape(2, -1), rtol=1e-5, atol=1e-5
+        )
     with pytest.raises(ValueError, match="Unknown layer 'conv9'"):
         cc.LayerFeatures(model, ["conv9"])
 
@@ -111,7 +119,9 @@ def test_layer_features_match_the_layers_in_one_pass(model):
 def test_masks_outside_the_image_name_the_image():
     images = _images(_A, _B)
     for bad in ([0, 0, 3, 1], [1, 1, 1, 2], [-1, 0, 1, 1]):
-        with pytest.raises(ValueError, match=r"^dog2\.jpg: mask .* not a box inside the image \(2x2\)"):
+        with pytest.raises(
+            ValueError, match=r"^dog2\.jpg: mask .* not a box inside the image \(2x2\)"
+        ):
             cc.analyse(_channel0, images, {"eye": [_BOX_A, bad]}, names=["dog1.jpg", "dog2.jpg"])
     with pytest.raises(ValueError, match="one box .* per image, 2 in all"):
         cc.analyse(_channel0, images, {"eye": [_BOX_A]})
@@ -121,8 +131,9 @@ def test_random_boxes_keep_sizes_inside_the_image_and_follow_the_seed():
     boxes = np.array([[0, 0, 2, 3], [1, 1, 4, 2]])
     drawn = cc.random_boxes(boxes, (5, 6), draws=200, seed=7)
     assert drawn.shape == (200, 2, 4)
-    np.testing.assert_array_equal(drawn[..., 2:] - drawn[..., :2],
-                                  np.broadcast_to(boxes[:, 2:] - boxes[:, :2], (200, 2, 2)))
+    np.testing.assert_array_equal(
+        drawn[..., 2:] - drawn[..., :2], np.broadcast_to(boxes[:, 2:] - boxes[:, :2], (200, 2, 2))
+    )
     assert drawn[..., :2].min() == 0
     assert (drawn[..., 2] <= 5).all() and (drawn[..., 3] <= 6).all()
     # Every position is drawn: image 0's 2x3 box starts at rows 0..3 and columns 0..3.
@@ -135,8 +146,7 @@ def test_random_boxes_keep_sizes_inside_the_image_and_follow_the_seed():
 def run_dir(tmp_path_factory, model):
     """A tiny ZFNet run directory and three image files."""
     root = tmp_path_factory.mktemp("correspondence")
-    run_dir_lib.save_model(str(root / "run"), model, build_kwargs=TINY,
-                             class_names=["a", "b", "c"])
+    run_dir_lib.save_model(str(root / "run"), model, build_kwargs=TINY, class_names=["a", "b", "c"])
     for k in range(3):
         (root / f"dog{k}.png").write_bytes(testing.encode(testing.smooth_image(256, 256, k), "PNG"))
     return root
@@ -145,16 +155,32 @@ def run_dir(tmp_path_factory, model):
 def _visualize(env, run_dir, *args):
     images = ",".join(f"{run_dir}/dog{k}.png" for k in range(3))
     return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.bin.visualize", "--mode=correspondence",
-         f"--model_dir={run_dir}/run", f"--image={images}", *args],
-        check=False, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "overfeat_tf.bin.visualize",
+            "--mode=correspondence",
+            f"--model_dir={run_dir}/run",
+            f"--image={images}",
+            *args,
+        ],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def test_binary_prints_the_table_and_writes_json(run_dir, subprocess_env):
-    out = _visualize(subprocess_env, run_dir, f"--output_dir={run_dir}/out", "--draws=3",
-                     "--boxes=right eye=40,40,80,90;42,60,82,110;30,50,70,100",
-                     "--boxes=nose=100,100,130,130;100,100,130,130;100,100,130,130")
+    out = _visualize(
+        subprocess_env,
+        run_dir,
+        f"--output_dir={run_dir}/out",
+        "--draws=3",
+        "--boxes=right eye=40,40,80,90;42,60,82,110;30,50,70,100",
+        "--boxes=nose=100,100,130,130;100,100,130,130;100,100,130,130",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.splitlines()[0].split() == ["part", "conv5", "fc7"]
     report = json.loads((run_dir / "out" / "correspondence.json").read_text())
@@ -166,13 +192,16 @@ def test_binary_prints_the_table_and_writes_json(run_dir, subprocess_env):
 
 def test_binary_errors_are_one_line(run_dir, subprocess_env):
     cases = {
-        ("--boxes=eye=1,1,20,20;1,1,20,20",):
-            "--boxes: part 'eye' has 2 boxes for 3 images of --image; give one per image, in order",
-        ("--boxes=eye=1,1,20,20;1,1,20,20;200,200,240,240",):
-            f"--boxes: {run_dir}/dog2.png: mask 200,200,240,240 is not a box inside the image (224x224)",
+        (
+            "--boxes=eye=1,1,20,20;1,1,20,20",
+        ): "--boxes: part 'eye' has 2 boxes for 3 images of --image; give one per image, in order",
+        (
+            "--boxes=eye=1,1,20,20;1,1,20,20;200,200,240,240",
+        ): f"--boxes: {run_dir}/dog2.png: mask 200,200,240,240 is not a box inside the image (224x224)",
     }
     for args, message in cases.items():
         out = _visualize(subprocess_env, run_dir, *args)
         assert out.returncode != 0
         assert out.stderr.strip().splitlines()[-1].startswith(f"overfeat-visualize: {message}"), (
-            out.stderr[-2000:])
+            out.stderr[-2000:]
+        )

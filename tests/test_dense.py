@@ -37,7 +37,12 @@ def test_native_size_score_is_the_classifier_softmax(name):
 def test_default_scales_are_the_papers_six():
     # OverFeat Table 5.
     assert dense.default_scales("overfeat_accurate") == (
-        (245, 245), (281, 317), (317, 389), (389, 461), (425, 497), (461, 569)
+        (245, 245),
+        (281, 317),
+        (317, 389),
+        (389, 461),
+        (425, 497),
+        (461, 569),
     )
 
 
@@ -109,7 +114,9 @@ def test_coarse_map_is_the_models_classifier_map(name):
     model = _model(name)
     size = overfeat_tf.native_input_size(name)
     images = _images(size + 77, size + 40)
-    evaluator = dense.DenseEvaluator(model, scales=[size], fine_stride=False, flips=False, xla="off")
+    evaluator = dense.DenseEvaluator(
+        model, scales=[size], fine_stride=False, flips=False, xla="off"
+    )
     expected = classifier(model)(trunk(model)(images))
     np.testing.assert_allclose(evaluator.logit_map(images), expected, rtol=1e-4, atol=1e-4)
     assert evaluator.cell_stride == overfeat_tf.model_info(name).stride

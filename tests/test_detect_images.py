@@ -21,11 +21,13 @@ SIZES = {"a.jpg": (300, 200), "b.PNG": (120, 160), "c.jpeg": (256, 256)}  # (h, 
 
 
 def _save_regressor(directory, task):
-    config = regressor.RegressorConfig("alexnet", len(NAMES), width=0.0625, scales=(227,),
-                                       task=task)
+    config = regressor.RegressorConfig(
+        "alexnet", len(NAMES), width=0.0625, scales=(227,), task=task
+    )
     regressor.write_config(str(directory), config)
-    tf.train.CheckpointManager(tf.train.Checkpoint(regressor=regressor.build_regressor(config)),
-                               str(directory), 1).save()
+    tf.train.CheckpointManager(
+        tf.train.Checkpoint(regressor=regressor.build_regressor(config)), str(directory), 1
+    ).save()
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +37,22 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("detect_images")
     keras.utils.set_random_seed(0)
     run = root / "run"
-    run_dir_lib.save_model(str(run), overfeat_tf.build_model("alexnet", len(NAMES), **KWARGS),
-                             build_kwargs={"num_classes": len(NAMES), **KWARGS},
-                             class_names=NAMES)
+    run_dir_lib.save_model(
+        str(run),
+        overfeat_tf.build_model("alexnet", len(NAMES), **KWARGS),
+        build_kwargs={"num_classes": len(NAMES), **KWARGS},
+        class_names=NAMES,
+    )
     detection = overfeat_tf.build_model("alexnet", len(NAMES) + 1, **KWARGS)
     bias = np.zeros(len(NAMES) + 1, np.float32)
     bias[1] = 50.0
     detection.get_layer("fc8").bias.assign(bias)
-    run_dir_lib.save_model(str(run / "detection" / "classifier"), detection,
-                             build_kwargs={"num_classes": len(NAMES) + 1, **KWARGS},
-                             class_names=NAMES + ["background"])
+    run_dir_lib.save_model(
+        str(run / "detection" / "classifier"),
+        detection,
+        build_kwargs={"num_classes": len(NAMES) + 1, **KWARGS},
+        class_names=NAMES + ["background"],
+    )
     _save_regressor(run / "detection", "detection")
     _save_regressor(run / "localization", "localization")
     photos = root / "photos"
@@ -57,21 +65,38 @@ def workspace(tmp_path_factory):
 
 
 def _detect(env, *flags):
-    return subprocess.run([sys.executable, "-m", "overfeat_tf.bin.detect", *flags],
-                          check=False, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "overfeat_tf.bin.detect", *flags],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["detection", "localization"])
 def test_three_images_give_three_json_and_three_png(workspace, subprocess_env, task):
     out = workspace / f"out_{task}"
-    result = _detect(subprocess_env, f"--model_dir={workspace / 'run'}",
-                     f"--image_dir={workspace / 'photos'}", f"--output_dir={out}",
-                     f"--task={task}", "--noflips")
+    result = _detect(
+        subprocess_env,
+        f"--model_dir={workspace / 'run'}",
+        f"--image_dir={workspace / 'photos'}",
+        f"--output_dir={out}",
+        f"--task={task}",
+        "--noflips",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "broken.jpg" in result.stdout  # skipped and named
     assert sorted(p.name for p in out.iterdir()) == [
-        "a.json", "a.png", "b.json", "b.png", "c.json", "c.png"]
+        "a.json",
+        "a.png",
+        "b.json",
+        "b.png",
+        "c.json",
+        "c.png",
+    ]
     for name, (h, w) in SIZES.items():
         stem = name.split(".")[0]
         document = json.loads((out / f"{stem}.json").read_text())
@@ -92,12 +117,20 @@ def test_three_images_give_three_json_and_three_png(workspace, subprocess_env, t
 
 def test_bad_flags_fail_in_one_line_before_writing(workspace, subprocess_env, tmp_path):
     out = tmp_path / "out"
-    result = _detect(subprocess_env, f"--model_dir={workspace / 'run'}",
-                     f"--image_dir={tmp_path / 'none'}", f"--output_dir={out}")
+    result = _detect(
+        subprocess_env,
+        f"--model_dir={workspace / 'run'}",
+        f"--image_dir={tmp_path / 'none'}",
+        f"--output_dir={out}",
+    )
     assert result.returncode != 0 and not out.exists()
     assert result.stderr.strip().splitlines()[-1].startswith("overfeat-detect: --image_dir=")
-    result = _detect(subprocess_env, f"--model_dir={workspace / 'run'}",
-                     f"--image_dir={workspace / 'photos'}", f"--output_dir={out}",
-                     f"--detector_dir={tmp_path}")
+    result = _detect(
+        subprocess_env,
+        f"--model_dir={workspace / 'run'}",
+        f"--image_dir={workspace / 'photos'}",
+        f"--output_dir={out}",
+        f"--detector_dir={tmp_path}",
+    )
     assert result.returncode != 0 and not out.exists()
     assert f"--detector_dir={tmp_path}" in result.stderr.strip().splitlines()[-1]

@@ -21,8 +21,9 @@ def _coverage(windows, objects):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_positive_windows_frame_their_object(seed):
-    windows = detection_data.positive_windows(OBJECTS, SIZE, tf.constant([seed, 0]),
-                                              SAMPLING).numpy()
+    windows = detection_data.positive_windows(
+        OBJECTS, SIZE, tf.constant([seed, 0]), SAMPLING
+    ).numpy()
     sides = windows[:, 2:] - windows[:, :2]
     np.testing.assert_allclose(sides[:, 0], sides[:, 1], rtol=1e-5)  # square
     longer = (OBJECTS[:, 2:] - OBJECTS[:, :2]).max(axis=1)
@@ -34,16 +35,18 @@ def test_positive_windows_frame_their_object(seed):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_negative_windows_stay_clear_of_every_object(seed):
-    windows = detection_data.negative_windows(OBJECTS, SIZE, tf.constant([seed, 1]),
-                                              SAMPLING).numpy()
+    windows = detection_data.negative_windows(
+        OBJECTS, SIZE, tf.constant([seed, 1]), SAMPLING
+    ).numpy()
     assert len(windows) <= SAMPLING.negatives_per_image
     if len(windows):
         assert box_ops.iou(windows, OBJECTS).max() < SAMPLING.negative_max_iou
         assert _coverage(windows, OBJECTS).max() < SAMPLING.negative_max_coverage
         sides = (windows[:, 2] - windows[:, 0]) / 256.0
         assert np.all((sides >= 0.35 - 1e-6) & (sides <= 0.85 + 1e-6))
-    empty = detection_data.negative_windows(tf.zeros([0, 4]), SIZE, tf.constant([seed, 1]),
-                                            SAMPLING)
+    empty = detection_data.negative_windows(
+        tf.zeros([0, 4]), SIZE, tf.constant([seed, 1]), SAMPLING
+    )
     assert empty.shape == (SAMPLING.negatives_per_image, 4)  # nothing to avoid
 
 
@@ -52,8 +55,15 @@ def test_image_crops_labels_and_content():
     image[20:100, 30:90] = 1.0  # the first object is a bright rectangle
     normalised = OBJECTS / np.array([256, 320, 256, 320], np.float32)
     crops, labels = detection_data.image_crops(
-        tf.constant(image), tf.constant(normalised), tf.constant([4, 0, 7]), tf.constant([3, 3]),
-        crop_size=64, background=12, sampling=SAMPLING, flip=True)
+        tf.constant(image),
+        tf.constant(normalised),
+        tf.constant([4, 0, 7]),
+        tf.constant([3, 3]),
+        crop_size=64,
+        background=12,
+        sampling=SAMPLING,
+        flip=True,
+    )
     labels = labels.numpy()
     np.testing.assert_array_equal(labels[:3], [4, 0, 7])
     assert np.all(labels[3:] == 12) and len(labels) <= 3 + SAMPLING.negatives_per_image
@@ -75,8 +85,9 @@ def source(tiny_data):
 
 def test_crop_dataset(source):
     common = {"crop_size": 67, "mean": pipelines.IMAGENET_MEAN_RGB, "std": (58.4, 57.1, 57.4)}
-    evaluation = detection_data.crop_dataset(source, "detection_validation", batch_size=7,
-                                             training=False, seed=5, **common)
+    evaluation = detection_data.crop_dataset(
+        source, "detection_validation", batch_size=7, training=False, seed=5, **common
+    )
     first = [(x.numpy(), y.numpy()) for x, y in evaluation]
     again = [(x.numpy(), y.numpy()) for x, y in evaluation]
     labels = np.concatenate([y for _, y in first])
@@ -86,7 +97,8 @@ def test_crop_dataset(source):
     for (x1, y1), (x2, y2) in zip(first, again):  # fixed crops for validation
         np.testing.assert_array_equal(y1, y2)
         np.testing.assert_allclose(x1, x2)
-    training = detection_data.crop_dataset(source, "detection_train", batch_size=8,
-                                           training=True, seed=1, **common)
+    training = detection_data.crop_dataset(
+        source, "detection_train", batch_size=8, training=True, seed=1, **common
+    )
     images, labels = next(iter(training))
     assert images.shape == (8, 67, 67, 3) and labels.dtype == tf.int32

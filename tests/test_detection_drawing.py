@@ -14,7 +14,7 @@ def test_draw_boxes_outlines_in_the_colour_and_leaves_the_input_alone(tmp_path):
     assert not image.any()
     np.testing.assert_array_equal(drawn[10, 25], [0, 255, 0])  # top edge
     np.testing.assert_array_equal(drawn[20, 40], [0, 255, 0])  # right edge
-    np.testing.assert_array_equal(drawn[28, 25], [0, 0, 0])    # inside, below the label
+    np.testing.assert_array_equal(drawn[28, 25], [0, 0, 0])  # inside, below the label
     path = tmp_path / "out" / "a.png"
     drawing.write_png(str(path), drawn)
     np.testing.assert_array_equal(np.asarray(Image.open(path)), drawn)

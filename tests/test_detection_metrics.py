@@ -23,10 +23,12 @@ def test_localization_needs_class_and_box_within_the_top_k():
 
 def test_localization_over_several_images_and_objects():
     truth = [([0, 3], [BOX, FAR]), ([2], [BOX]), ([1], [BOX]), ([], np.zeros((0, 4)))]
-    guesses = [[(3, FAR)],   # matches the second object
-               [],            # no guess: an error
-               [(1, BOX)],
-               [(0, BOX)]]    # no ground truth: left out
+    guesses = [
+        [(3, FAR)],  # matches the second object
+        [],  # no guess: an error
+        [(1, BOX)],
+        [(0, BOX)],
+    ]  # no ground truth: left out
     assert metrics.localization_error(guesses, truth) == pytest.approx(1 / 3)
 
 
@@ -42,7 +44,9 @@ def test_localization_bad_input():
 def test_average_precision_by_hand():
     # Ranked TP, FP, TP with 2 true objects: precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1.
     # All-point interpolation: 1/2 * 1 + 1/2 * 2/3.
-    assert metrics.average_precision([0.9, 0.8, 0.7], [True, False, True], 2) == pytest.approx(5 / 6)
+    assert metrics.average_precision([0.9, 0.8, 0.7], [True, False, True], 2) == pytest.approx(
+        5 / 6
+    )
     assert metrics.average_precision([0.1, 0.9], [True, True], 2) == 1.0
     assert metrics.average_precision([], [], 3) == 0.0
     assert metrics.average_precision([0.5], [False], 1) == 0.0
@@ -71,8 +75,8 @@ def test_mean_average_precision_by_hand():
     truth = [([0, 1], [BOX, FAR]), ([0], [FAR]), ([], np.zeros((0, 4)))]
     detections = [
         ([BOX, BOX, FAR], [0.9, 0.8, 0.6], [0, 0, 1]),  # class 0: TP then duplicate; class 1: TP
-        ([FAR], [0.7], [0]),                              # class 0: TP
-        ([BOX], [0.95], [2]),                             # class 2 has no object: not scored
+        ([FAR], [0.7], [0]),  # class 0: TP
+        ([BOX], [0.95], [2]),  # class 2 has no object: not scored
     ]
     mean, per_class = metrics.mean_average_precision(detections, truth, num_classes=4)
     np.testing.assert_allclose(per_class[:2], [5 / 6, 1.0])
@@ -90,7 +94,8 @@ def test_mean_average_precision_empty_predictions_and_empty_ground_truth():
     mean, _ = metrics.mean_average_precision(spurious, truth, num_classes=2)
     assert mean == pytest.approx(0.5)
     mean, per_class = metrics.mean_average_precision(
-        nothing, [([], np.zeros((0, 4)))] * 2, num_classes=2)
+        nothing, [([], np.zeros((0, 4)))] * 2, num_classes=2
+    )
     assert math.isnan(mean) and np.isnan(per_class).all()
 
 
@@ -108,8 +113,9 @@ def test_eleven_point_average_precision_by_hand():
     ap = metrics.average_precision([0.9, 0.8, 0.7], [True, False, True], 2, eleven_point=True)
     assert ap == pytest.approx((6 * 1 + 5 * 2 / 3) / 11)
     # One of 3 objects found, first: recall 1/3 -> points 0, 0.1, 0.2, 0.3 score 1.
-    assert metrics.average_precision([1.0, 0.5], [True, False], 3,
-                                     eleven_point=True) == pytest.approx(4 / 11)
+    assert metrics.average_precision(
+        [1.0, 0.5], [True, False], 3, eleven_point=True
+    ) == pytest.approx(4 / 11)
     assert metrics.average_precision([], [], 2, eleven_point=True) == 0.0
     # The all-point form of the same case: 1/3 * 1.
     assert metrics.average_precision([1.0, 0.5], [True, False], 3) == pytest.approx(1 / 3)
@@ -119,8 +125,9 @@ def test_difficult_objects_count_neither_way():
     other = [0, 20, 10, 30]
     # A detection of a difficult object is ignored, not a false positive; a detection
     # elsewhere is a false positive; the easy object is found.
-    tp, ignored = metrics.match_detections([BOX, other, FAR], [0.9, 0.8, 0.7],
-                                           [BOX, other], difficult=[True, False])
+    tp, ignored = metrics.match_detections(
+        [BOX, other, FAR], [0.9, 0.8, 0.7], [BOX, other], difficult=[True, False]
+    )
     np.testing.assert_array_equal(tp, [False, True, False])
     np.testing.assert_array_equal(ignored, [True, False, False])
     # mAP: class 0 has one easy object (other) and one difficult (BOX). Ranked
@@ -136,7 +143,8 @@ def test_difficult_objects_count_neither_way():
     assert eleven == pytest.approx(0.5)  # precision 1/2 at every recall threshold
     # A class whose only objects are difficult is not scored (AP NaN).
     mean, per_class = metrics.mean_average_precision(
-        [([BOX], [0.9], [1])], [([0, 1], [FAR, BOX], [False, True])], num_classes=2)
+        [([BOX], [0.9], [1])], [([0, 1], [FAR, BOX], [False, True])], num_classes=2
+    )
     assert math.isnan(per_class[1]) and per_class[0] == 0.0 and mean == 0.0
 
 

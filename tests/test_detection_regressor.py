@@ -23,8 +23,10 @@ def _params(kernel, inputs, units):
         (regressor_lib.RegressorConfig("alexnet", 12, 0.125, per_class=False), 656_516),
         # OverFeat accurate's 5x5 kernel (OverFeat section 4.2: 4096 -> 1024 -> 4 per
         # class), at width 1/4: 1024 / 4 = 256 input channels, 1024 and 256 units.
-        (regressor_lib.RegressorConfig("overfeat_accurate", 10, 0.25),
-         _params(5, 256, 1024) + _params(1, 1024, 256) + _params(1, 256, 40)),
+        (
+            regressor_lib.RegressorConfig("overfeat_accurate", 10, 0.25),
+            _params(5, 256, 1024) + _params(1, 1024, 256) + _params(1, 256, 40),
+        ),
     ],
     ids=["alexnet_per_class", "alexnet_shared", "accurate_per_class"],
 )

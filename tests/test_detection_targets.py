@@ -66,10 +66,14 @@ def test_targets_for_a_crop_and_a_flip(flip):
     # Location (0, 0): window (0, 0, 227, 227); (1, 1): window (16, 16, 243, 243).
     np.testing.assert_allclose(
         result.deltas.numpy()[0, 0, 0],
-        [60.75 / S, x0 / S, (182.25 - 227) / S, (x1 - 227) / S], rtol=1e-5)
+        [60.75 / S, x0 / S, (182.25 - 227) / S, (x1 - 227) / S],
+        rtol=1e-5,
+    )
     np.testing.assert_allclose(
         result.deltas.numpy()[0, 1, 1],
-        [(60.75 - 16) / S, (x0 - 16) / S, (182.25 - 243) / S, (x1 - 243) / S], rtol=1e-5)
+        [(60.75 - 16) / S, (x0 - 16) / S, (182.25 - 243) / S, (x1 - 243) / S],
+        rtol=1e-5,
+    )
 
 
 def test_only_locations_seeing_more_than_half_the_box_train():
@@ -89,15 +93,17 @@ def test_several_boxes_take_the_one_best_matching_the_window_and_skip_padding():
     padding = [0, 0, 227, 227]  # a perfect match, but labelled -1
     result = _targets([small, large, padding], [4, 7, -1], 1, 1)
     assert result.labels.numpy()[0, 0, 0] == 7
-    np.testing.assert_allclose(result.deltas.numpy()[0, 0, 0],
-                               np.array([0, 0, 200 - 227, 220 - 227]) / S, rtol=1e-6)
+    np.testing.assert_allclose(
+        result.deltas.numpy()[0, 0, 0], np.array([0, 0, 200 - 227, 220 - 227]) / S, rtol=1e-6
+    )
     # Padding alone trains nowhere.
     assert not _targets([padding], [-1], 1, 1).mask.numpy().any()
 
 
 def test_coverage_is_the_fraction_of_the_box_in_the_window():
     window = tf.constant([0.0, 0.0, 100.0, 100.0])
-    np.testing.assert_allclose(targets.coverage(window, tf.constant([50.0, 50.0, 150.0, 150.0])),
-                               0.25)
+    np.testing.assert_allclose(
+        targets.coverage(window, tf.constant([50.0, 50.0, 150.0, 150.0])), 0.25
+    )
     # A degenerate box has no area: coverage 0, not NaN.
     assert float(targets.coverage(window, tf.constant([5.0, 5.0, 5.0, 9.0]))) == 0.0

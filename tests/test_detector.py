@@ -22,7 +22,6 @@ from overfeat_tf.detection import (
 from tests.conftest import TINY_MODEL as TINY
 
 
-
 def test_default_scales_are_the_papers_four_not_the_datas():
     # OverFeat Table 2's four-scale rows: scales 1, 2, 4, 6 of Table 5 (accurate: 245x245,
     # 281x317, 389x461, 461x569), shorter sides; the same derivation for AlexNet.
@@ -44,8 +43,9 @@ def test_add_background_class_keeps_the_trained_classes():
     model = train_detector.add_background_class(classifier, TINY, "alexnet")
     assert model.output.shape[-1] == 4
     for name in ("conv1", "conv5", "fc6", "fc7"):
-        for a, b in zip(model.get_layer(name).get_weights(),
-                        classifier.get_layer(name).get_weights()):
+        for a, b in zip(
+            model.get_layer(name).get_weights(), classifier.get_layer(name).get_weights()
+        ):
             np.testing.assert_array_equal(a, b)
     kernel, bias = model.get_layer("fc8").get_weights()
     old_kernel, old_bias = classifier.get_layer("fc8").get_weights()
@@ -75,8 +75,9 @@ def test_background_everywhere_gives_no_detection():
 def test_detections_are_the_merged_proposals_of_one_class():
     model, head = _detection_model(favourite=1)
     image = np.random.default_rng(0).normal(size=(240, 300, 3)).astype(np.float32)
-    found_by = detector.Detector(model, head, scales=[227, 300], flips=True,
-                                 merge_threshold=0.5, suppress_iou=None)
+    found_by = detector.Detector(
+        model, head, scales=[227, 300], flips=True, merge_threshold=0.5, suppress_iou=None
+    )
     proposals = found_by.proposals(image)
     found = found_by(image)
     assert len(proposals.boxes) > len(found.boxes) >= 1
@@ -108,13 +109,16 @@ def test_fine_tune_with_background_trains_and_resumes(source, tmp_path):
     keras.utils.set_random_seed(3)
     kwargs = {**TINY, "num_classes": source.num_classes}
     classifier = overfeat_tf.build_model("alexnet", **kwargs)
-    run_dir.save_model(classifier_dir, classifier, build_kwargs=kwargs,
-                             class_names=list(source.class_names))
+    run_dir.save_model(
+        classifier_dir, classifier, build_kwargs=kwargs, class_names=list(source.class_names)
+    )
     settings = train_detector.BackgroundFineTuning(
-        epochs=1, batch_size=8, verbose=False,
-        sampling=detection_data.CropSampling(negatives_per_image=2))
-    metrics = train_detector.fine_tune_with_background(classifier_dir, model_dir, source,
-                                                       settings)
+        epochs=1,
+        batch_size=8,
+        verbose=False,
+        sampling=detection_data.CropSampling(negatives_per_image=2),
+    )
+    metrics = train_detector.fine_tune_with_background(classifier_dir, model_dir, source, settings)
     steps = metrics["step"]
     assert steps >= 5 and metrics["epochs"] == 1 and np.isfinite(metrics["val_loss"])
     config = run_dir.read_config(model_dir)
@@ -122,12 +126,15 @@ def test_fine_tune_with_background_trains_and_resumes(source, tmp_path):
     assert config["class_names"][-1] == "background"
     model, _ = run_dir.restore_model(model_dir)
     # The trunk was frozen: identical to the classifier's; the classifier was trained.
-    np.testing.assert_array_equal(model.get_layer("conv5").get_weights()[0],
-                                  classifier.get_layer("conv5").get_weights()[0])
-    assert np.any(model.get_layer("fc6").get_weights()[0]
-                  != classifier.get_layer("fc6").get_weights()[0])
+    np.testing.assert_array_equal(
+        model.get_layer("conv5").get_weights()[0], classifier.get_layer("conv5").get_weights()[0]
+    )
+    assert np.any(
+        model.get_layer("fc6").get_weights()[0] != classifier.get_layer("fc6").get_weights()[0]
+    )
     more = train_detector.fine_tune_with_background(
-        classifier_dir, model_dir, source, dataclasses.replace(settings, epochs=2))
+        classifier_dir, model_dir, source, dataclasses.replace(settings, epochs=2)
+    )
     assert more["step"] == 2 * steps and more["epochs"] == 2  # resumed after epoch 1
     with open(os.path.join(model_dir, "metrics.json")) as f:
         assert json.load(f)["step"] == 2 * steps
@@ -135,8 +142,12 @@ def test_fine_tune_with_background_trains_and_resumes(source, tmp_path):
 
 def test_fine_tune_refuses_a_classifier_of_other_classes(source, tmp_path):
     kwargs = {**TINY, "num_classes": 5}
-    run_dir.save_model(str(tmp_path), overfeat_tf.build_model("alexnet", **kwargs),
-                             build_kwargs=kwargs, class_names=list("abcde"))
+    run_dir.save_model(
+        str(tmp_path),
+        overfeat_tf.build_model("alexnet", **kwargs),
+        build_kwargs=kwargs,
+        class_names=list("abcde"),
+    )
     with pytest.raises(ValueError, match="classifies 5 classes; the data has 12"):
         train_detector.fine_tune_with_background(str(tmp_path), str(tmp_path / "d"), source)
 
@@ -147,8 +158,11 @@ class _Fixed:
     background = 2
 
     def __call__(self, image):
-        return merge.Merged(np.array([[0, 0, 50, 50], [10, 10, 20, 20]], float),
-                            np.array([3.0, 1.0]), np.array([0, 1]))
+        return merge.Merged(
+            np.array([[0, 0, 50, 50], [10, 10, 20, 20]], float),
+            np.array([3.0, 1.0]),
+            np.array([0, 1]),
+        )
 
 
 def test_evaluate_detection_and_its_table():
@@ -156,16 +170,20 @@ def test_evaluate_detection_and_its_table():
 
     def labels(boxes, classes):
         padded = np.zeros((1, 4, 4), np.float32)
-        padded[0, :len(boxes)] = np.reshape(boxes, (-1, 4))
-        return {"boxes": tf.constant(padded), "box_labels": tf.constant([classes + [-1] * (4 - len(classes))]),
-                "num_boxes": tf.constant([len(classes)])}
+        padded[0, : len(boxes)] = np.reshape(boxes, (-1, 4))
+        return {
+            "boxes": tf.constant(padded),
+            "box_labels": tf.constant([classes + [-1] * (4 - len(classes))]),
+            "num_boxes": tf.constant([len(classes)]),
+        }
 
     # Image 1: class 0's box is [0, 0, 50, 50] px = [0, 0, .5, .25] normalised -> hit.
     # Image 2: no objects -> both detections are false positives.
     batches = [(image, labels([[0, 0, 0.5, 0.25]], [0])), (image, labels([], []))]
     seen = []
-    result = detector.evaluate_detection(_Fixed(), batches,
-                                         on_image=lambda i, *rest: seen.append(i))
+    result = detector.evaluate_detection(
+        _Fixed(), batches, on_image=lambda i, *rest: seen.append(i)
+    )
     assert seen == [0, 1] and result["examples"] == 2
     # Class 0: ranked hit (image 1, 3.0) then the miss of image 2 (3.0, later): AP 1.
     # Class 1 has no true object: left out.

@@ -43,7 +43,13 @@ def test_the_two_fc_layers_after_the_first_are_fed_from_dropout(name):
     names = fully_conv.layer_names(model)
     pool = overfeat_tf.model_info(name).last_pool.name
     assert names[names.index(pool) :] == [
-        pool, first, f"{first}_dropout", second, f"{second}_dropout", last, "logits"
+        pool,
+        first,
+        f"{first}_dropout",
+        second,
+        f"{second}_dropout",
+        last,
+        "logits",
     ]
     assert model.get_layer(second).input is model.get_layer(f"{first}_dropout").output
     assert model.get_layer(last).input is model.get_layer(f"{second}_dropout").output
@@ -109,10 +115,18 @@ def test_run_checkpoint_with_the_old_placement_restores_into_the_new(tmp_path):
     np.testing.assert_allclose(restored(images), model(images), rtol=1e-5, atol=1e-5)
 
     # The Trainer resumes such a run too, and keeps writing its layout.
-    config = TrainConfig(model_dir=str(tmp_path), recipe=recipes.get_recipe("alexnet"),
-                         steps_per_epoch=1, epochs=1, batch_size=2, verbose=False, xla="off")
-    trainer = Trainer(config, tf.distribute.get_strategy(),
-                      lambda: overfeat_tf.build_model("alexnet", **TINY))
+    config = TrainConfig(
+        model_dir=str(tmp_path),
+        recipe=recipes.get_recipe("alexnet"),
+        steps_per_epoch=1,
+        epochs=1,
+        batch_size=2,
+        verbose=False,
+        xla="off",
+    )
+    trainer = Trainer(
+        config, tf.distribute.get_strategy(), lambda: overfeat_tf.build_model("alexnet", **TINY)
+    )
     assert trainer.restored_from is not None
     np.testing.assert_allclose(trainer.model(images), model(images), rtol=1e-5, atol=1e-5)
 

@@ -21,8 +21,11 @@ def _model(seed, name="alexnet", **kwargs):
 
 def _inputs(mode, size=227):
     rng = np.random.default_rng(1)
-    shape = {"center": (2, size, size, 3), "ten_view": (2, 10, size, size, 3),
-             "dense": (1, 250, 280, 3)}[mode]
+    shape = {
+        "center": (2, size, size, 3),
+        "ten_view": (2, 10, size, size, 3),
+        "dense": (1, 250, 280, 3),
+    }[mode]
     return rng.normal(size=shape).astype("float32")
 
 
@@ -37,7 +40,9 @@ def test_ensemble_of_one_is_the_model(mode):
     images = _inputs(mode)
     one = ensemble.EnsembleEvaluator([single])
     assert (one.name, one.input_mode, one.description) == (
-        single.name, single.input_mode, single.description
+        single.name,
+        single.input_mode,
+        single.description,
     )
     np.testing.assert_array_equal(one(images), single(images))
 
@@ -47,16 +52,18 @@ def test_ensemble_of_two_is_the_mean_by_hand():
     a, b = _model(0), _model(1, towers=1)
     x = _inputs("center")
     by_hand = (_softmax(a(x).numpy()) + _softmax(b(x).numpy())) / 2
-    pair = ensemble.EnsembleEvaluator([evaluation.CenterEvaluator(a),
-                                       evaluation.CenterEvaluator(b)])
+    pair = ensemble.EnsembleEvaluator(
+        [evaluation.CenterEvaluator(a), evaluation.CenterEvaluator(b)]
+    )
     assert pair.description == "centre 227 crop, mean of 2 models"
     np.testing.assert_allclose(pair(x), by_hand, rtol=1e-5, atol=1e-7)
 
     views = _inputs("ten_view")
     flat = views.reshape((-1, 227, 227, 3))
     by_hand = sum(_softmax(m(flat).numpy()).reshape(2, 10, 3).mean(1) for m in (a, b)) / 2
-    pair = ensemble.EnsembleEvaluator([evaluation.TenViewEvaluator(a),
-                                       evaluation.TenViewEvaluator(b)])
+    pair = ensemble.EnsembleEvaluator(
+        [evaluation.TenViewEvaluator(a), evaluation.TenViewEvaluator(b)]
+    )
     np.testing.assert_allclose(pair(views), by_hand, rtol=1e-5, atol=1e-7)
 
     image = _inputs("dense")
@@ -107,8 +114,9 @@ def test_model_dirs_with_different_normalisations(tmp_path):
     def normalised(config):
         return ((pixels - config["mean"]) / config["std"]).astype("float32")
 
-    by_hand = (_softmax(a(normalised(configs[0])).numpy())
-               + _softmax(b(normalised(configs[1])).numpy())) / 2
+    by_hand = (
+        _softmax(a(normalised(configs[0])).numpy()) + _softmax(b(normalised(configs[1])).numpy())
+    ) / 2
     np.testing.assert_allclose(evaluator(normalised(configs[0])), by_hand, rtol=1e-4, atol=1e-6)
 
 

@@ -41,7 +41,10 @@ def workspace(tmp_path_factory):
 def _evaluate(env, *flags):
     return subprocess.run(
         [sys.executable, "-m", "overfeat_tf.bin.evaluate", *flags],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -56,12 +59,14 @@ def test_all_modes_print_a_table_and_write_json(workspace, subprocess_env):
         "--batch_size=4",
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    table = result.stdout[result.stdout.index("top-1 err %"):]
+    table = result.stdout[result.stdout.index("top-1 err %") :]
     assert [line.split()[0] for line in table.splitlines()[2:5]] == ["center", "ten_view", "dense"]
     report = json.loads((workspace / "run" / "eval.json").read_text())
     assert report["model"] == "overfeat_fast"
     assert report["dense"] == {
-        "scales": [[231, 231], [247, 279]], "fine_stride": True, "flips": True
+        "scales": [[231, 231], [247, 279]],
+        "fine_stride": True,
+        "flips": True,
     }
     for mode in ("center", "ten_view", "dense"):
         metrics = report["results"][mode]
@@ -139,8 +144,10 @@ def test_ensemble_flag_errors_are_one_line(workspace, subprocess_env):
     other = _second_run(workspace, "run_other_classes", "he", ["disc", "square", "cross"])
     cases = [
         ([f"--model_dir={run},{other}"], "classes that differ from the 3 of"),
-        ([f"--model_dir={run},{run}", "--checkpoint=x"],
-         "--checkpoint names the checkpoint of a single --model_dir"),
+        (
+            [f"--model_dir={run},{run}", "--checkpoint=x"],
+            "--checkpoint names the checkpoint of a single --model_dir",
+        ),
     ]
     for flags, message in cases:
         result = _evaluate(subprocess_env, *flags, f"--data=folder:{workspace / 'data'}")

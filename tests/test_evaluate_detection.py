@@ -27,34 +27,56 @@ def workspace(tmp_path_factory, tiny_data):
     keras.utils.set_random_seed(0)
     run = root / "run"
     classes = len(NAMES)
-    run_dir.save_model(str(run), overfeat_tf.build_model("alexnet", classes, **KWARGS),
-                             build_kwargs={"num_classes": classes, **KWARGS}, class_names=NAMES)
+    run_dir.save_model(
+        str(run),
+        overfeat_tf.build_model("alexnet", classes, **KWARGS),
+        build_kwargs={"num_classes": classes, **KWARGS},
+        class_names=NAMES,
+    )
     detection = overfeat_tf.build_model("alexnet", classes + 1, **KWARGS)
     bias = np.zeros(classes + 1, np.float32)
     bias[2] = 50.0
     detection.get_layer("fc8").bias.assign(bias)
-    run_dir.save_model(str(run / "detection" / "classifier"), detection,
-                             build_kwargs={"num_classes": classes + 1, **KWARGS},
-                             class_names=NAMES + ["background"])
-    config = regressor.RegressorConfig("alexnet", classes, width=0.0625, scales=(227, 260),
-                                       task="detection")
+    run_dir.save_model(
+        str(run / "detection" / "classifier"),
+        detection,
+        build_kwargs={"num_classes": classes + 1, **KWARGS},
+        class_names=NAMES + ["background"],
+    )
+    config = regressor.RegressorConfig(
+        "alexnet", classes, width=0.0625, scales=(227, 260), task="detection"
+    )
     regressor.write_config(str(run / "detection"), config)
-    tf.train.CheckpointManager(tf.train.Checkpoint(regressor=regressor.build_regressor(config)),
-                               str(run / "detection"), 1).save()
+    tf.train.CheckpointManager(
+        tf.train.Checkpoint(regressor=regressor.build_regressor(config)), str(run / "detection"), 1
+    ).save()
     return root
 
 
 def _evaluate(env, *flags):
-    return subprocess.run([sys.executable, "-m", "overfeat_tf.bin.evaluate", *flags],
-                          check=False, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "overfeat_tf.bin.evaluate", *flags],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, subprocess_env,
-                                                             tiny_data):
+def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, subprocess_env, tiny_data):
     run, draw_dir = workspace / "run", workspace / "pngs"
-    result = _evaluate(subprocess_env, f"--model_dir={run}", "--data=embedded",
-                       f"--data_dir={tiny_data}", "--modes=detection", "--noflips",
-                       "--max_examples=3", f"--draw_dir={draw_dir}", "--draw_max=2")
+    result = _evaluate(
+        subprocess_env,
+        f"--model_dir={run}",
+        "--data=embedded",
+        f"--data_dir={tiny_data}",
+        "--modes=detection",
+        "--noflips",
+        "--max_examples=3",
+        f"--draw_dir={draw_dir}",
+        "--draw_max=2",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(detection_validation)" in result.stdout and "mean (mAP@0.5)" in result.stdout
     report = json.loads((run / "eval.json").read_text())
@@ -64,14 +86,20 @@ def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, subproce
     assert set(found["per_class_ap"]) == set(NAMES)  # null where a class has no object
     assert "scales 227,260" in found["description"]  # the regressor's training scales
     assert found["detections_per_image"] >= 1  # class 2 fires everywhere
-    assert sorted(os.listdir(draw_dir)) == ["detection_validation_0000.png",
-                                            "detection_validation_0001.png"]
+    assert sorted(os.listdir(draw_dir)) == [
+        "detection_validation_0000.png",
+        "detection_validation_0001.png",
+    ]
 
 
-def test_detection_mode_names_a_missing_detector(workspace, subprocess_env, tmp_path,
-                                                 tiny_data):
-    result = _evaluate(subprocess_env, f"--model_dir={workspace / 'run'}", "--data=embedded",
-                       f"--data_dir={tiny_data}", "--modes=detection",
-                       f"--detector_dir={tmp_path}")
+def test_detection_mode_names_a_missing_detector(workspace, subprocess_env, tmp_path, tiny_data):
+    result = _evaluate(
+        subprocess_env,
+        f"--model_dir={workspace / 'run'}",
+        "--data=embedded",
+        f"--data_dir={tiny_data}",
+        "--modes=detection",
+        f"--detector_dir={tmp_path}",
+    )
     assert result.returncode != 0
     assert f"--detector_dir={tmp_path}" in result.stderr.strip().splitlines()[-1]

@@ -81,8 +81,13 @@ def test_all_evaluators_share_one_shape():
     results = {}
     for e in evaluators:
         assert e.name and e.description
-        images = tf.zeros({"center": [1, 231, 231, 3], "ten_view": [1, 10, 231, 231, 3],
-                           "full": [1, 256, 300, 3]}[e.input_mode])
+        images = tf.zeros(
+            {
+                "center": [1, 231, 231, 3],
+                "ten_view": [1, 10, 231, 231, 3],
+                "full": [1, 256, 300, 3],
+            }[e.input_mode]
+        )
         results[e.name] = evaluation.evaluate(e, [(images, tf.constant([2]))], num_classes=5)
     table = evaluation.format_table(results, {e.name: e.description for e in evaluators})
     assert [line.split()[0] for line in table.splitlines()[2:]] == ["center", "ten_view", "dense"]
@@ -125,15 +130,21 @@ def test_saved_model_center_equals_model_center(tmp_path):
 
     model = _model()
     info = overfeat_tf.model_info(model)
-    config = signatures.ServingConfig(class_names=tuple("abcde"), crop_size=info.input_size,
-                                      mean=info.mean, std=info.std)
+    config = signatures.ServingConfig(
+        class_names=tuple("abcde"), crop_size=info.input_size, mean=info.mean, std=info.std
+    )
     paths = saved_model.export_model(model, config, str(tmp_path), model_name="m")
     served = evaluation.SavedModelEvaluator(paths.saved_model_dir)
     assert served.input_mode == "encoded"
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (260 + 7 * i, 300 - 5 * i, 3), dtype=np.uint8) for i in range(3)]
     encoded = tf.stack([tf.io.encode_png(image) for image in images])
-    crops = tf.stack([pipelines.preprocess_for_eval(image, info.input_size, info.mean, info.std)
-                      for image in images])
-    np.testing.assert_allclose(served(encoded), evaluation.CenterEvaluator(model, xla="off")(crops),
-                               atol=1e-5)
+    crops = tf.stack(
+        [
+            pipelines.preprocess_for_eval(image, info.input_size, info.mean, info.std)
+            for image in images
+        ]
+    )
+    np.testing.assert_allclose(
+        served(encoded), evaluation.CenterEvaluator(model, xla="off")(crops), atol=1e-5
+    )

@@ -20,9 +20,7 @@ def _all_rows():
     return [(table, row) for table in tables.TABLES.values() for row in table.rows]
 
 
-@pytest.mark.parametrize(
-    "model_name", sorted({row.run.model_name for _, row in _all_rows()})
-)
+@pytest.mark.parametrize("model_name", sorted({row.run.model_name for _, row in _all_rows()}))
 def test_every_row_builds_its_model(model_name):
     model = overfeat_tf.build_model(model_name, num_classes=12, width=0.0625)
     assert model.name == model_name
@@ -49,8 +47,9 @@ def test_a_bad_table_definition_is_an_error():
     with pytest.raises(ValueError, match="unknown row 'nope'"):
         tables.Table("t", "T", (tables.Row("x", "x", run, reference="nope"),))
     with pytest.raises(ValueError, match="two different runs named 'a'"):
-        tables.Table("t", "T", (tables.Row("x", "x", run),
-                                tables.Row("y", "y", tables.Run("a", "zfnet"))))
+        tables.Table(
+            "t", "T", (tables.Row("x", "x", run), tables.Row("y", "y", tables.Run("a", "zfnet")))
+        )
     with pytest.raises(ValueError, match="Unknown table 'nope'; valid: alexnet_ablations"):
         tables.get_table("nope")
 
@@ -66,14 +65,24 @@ def test_overfeat_table2_paper_differences():
 
 
 def _result(row, top1, top5, train=None):
-    return {"row": row, "top1_error": top1, "top5_error": top5, "train_top1_error": train,
-            "train_seconds": 60.0, "eval_seconds": 2.0, "examples": 16}
+    return {
+        "row": row,
+        "top1_error": top1,
+        "top5_error": top5,
+        "train_top1_error": train,
+        "train_seconds": 60.0,
+        "eval_seconds": 2.0,
+        "examples": 16,
+    }
 
 
 def test_markdown_sets_measured_beside_the_paper():
     table = tables.get_table("alexnet_ablations")
-    results = [_result("two_towers", 30.0, 5.0), _result("no_lrn", 32.5, 6.0),
-               _result("no_pca_lighting", 29.0, 5.5)]
+    results = [
+        _result("two_towers", 30.0, 5.0),
+        _result("no_lrn", 32.5, 6.0),
+        _result("no_pca_lighting", 29.0, 5.5),
+    ]
     text = report.markdown(table, results, "Command: `x`")
     lines = {line.split("`")[1]: line for line in text.splitlines() if line.startswith("| `")}
     # AlexNet section 3.3: LRN lowers the errors by 1.4 and 1.2 points.
@@ -88,13 +97,21 @@ def test_markdown_sets_measured_beside_the_paper():
 def _experiment(env, *flags):
     return subprocess.run(
         [sys.executable, "-m", "overfeat_tf.bin.experiment", *flags],
-        check=False, env=env, capture_output=True, text=True, timeout=600,
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
 def _mtimes(out_dir):
-    paths = [os.path.join(root, name) for root, _, names in os.walk(out_dir) for name in names
-             if name in ("experiment.json", "result.json", "train.log")]
+    paths = [
+        os.path.join(root, name)
+        for root, _, names in os.walk(out_dir)
+        for name in names
+        if name in ("experiment.json", "result.json", "train.log")
+    ]
     return {path: os.stat(path).st_mtime_ns for path in paths}
 
 
@@ -102,9 +119,16 @@ def test_two_rows_end_to_end_then_a_rerun_skips_them(tiny_data, tmp_path, subpro
     out_dir = str(tmp_path / "table2")
     # Three rows of OverFeat Table 2 that share one trained model; the two dense ones
     # also share their score maps.
-    flags = ["--table=overfeat_table2", "--rows=fast_scale1_coarse,fast_4scales_fine,fast_10view",
-             f"--data=tfrecord:{tiny_data}", f"--out_dir={out_dir}", "--width=0.0625",
-             "--batch_size=8", "--max_steps=2", "--init=he"]
+    flags = [
+        "--table=overfeat_table2",
+        "--rows=fast_scale1_coarse,fast_4scales_fine,fast_10view",
+        f"--data=tfrecord:{tiny_data}",
+        f"--out_dir={out_dir}",
+        "--width=0.0625",
+        "--batch_size=8",
+        "--max_steps=2",
+        "--init=he",
+    ]
     first = _experiment(subprocess_env, *flags)
     assert first.returncode == 0, first.stderr[-3000:]
     assert first.stdout.count("training runs/fast") == 1  # one model for all rows
@@ -144,8 +168,9 @@ def test_an_interrupted_run_is_trained_again(tiny_data, tmp_path):
     # A run whose training did not finish (no seconds recorded) is handed back to
     # training, which resumes from its checkpoint; a finished one is not.
     table = tables.Table("t", "T", (tables.Row("a", "a", tables.Run("a", "alexnet")),))
-    settings = Settings(data=f"tfrecord:{tiny_data}",
-                        train={"width": 0.0625, "batch_size": 8, "max_steps": 1})
+    settings = Settings(
+        data=f"tfrecord:{tiny_data}", train={"width": 0.0625, "batch_size": 8, "max_steps": 1}
+    )
     runner = TableRunner(table, settings, str(tmp_path), log=lambda _: None)
     run_dir = str(tmp_path / "runs" / "a")
     os.makedirs(run_dir)
@@ -166,14 +191,17 @@ def test_an_interrupted_run_is_trained_again(tiny_data, tmp_path):
         (["--table=zfnet_variants", "--rows=zfnet,nope"], "--rows=zfnet,nope: Unknown rows nope"),
         (["--table=zfnet_variants", "--data=tfrecord:/nonexistent"], "--data=tfrecord:"),
         # --train_args are parsed with overfeat-train's own flags.
-        (["--table=zfnet_variants", "--train_args=--nope=1"],
-         "--train_args=--nope=1: Unknown command line flag 'nope'"),
+        (
+            ["--table=zfnet_variants", "--train_args=--nope=1"],
+            "--train_args=--nope=1: Unknown command line flag 'nope'",
+        ),
     ],
 )
 def test_bad_flags_are_one_line_errors(flags, message, tmp_path, subprocess_env):
     result = _experiment(subprocess_env, f"--out_dir={tmp_path}", *flags)
     assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines()
-              if line.startswith("overfeat-experiment:")]
+    errors = [
+        line for line in result.stderr.splitlines() if line.startswith("overfeat-experiment:")
+    ]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr

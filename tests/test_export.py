@@ -109,11 +109,13 @@ def test_outputs_are_top_k_of_the_scores_with_their_names(loaded):
     out = _serve(loaded, "serving_default", image_bytes=tf.constant([_jpeg(_image(300, 400))]))
     assert out["classes"].shape == (1, TOP_K) and out["scores"].shape == (1, 3)
     np.testing.assert_allclose(out["scores"].sum(axis=1), 1.0, rtol=1e-6)
-    np.testing.assert_array_equal(out["probabilities"],
-                                  np.take_along_axis(out["scores"], out["classes"], axis=1))
+    np.testing.assert_array_equal(
+        out["probabilities"], np.take_along_axis(out["scores"], out["classes"], axis=1)
+    )
     assert np.all(np.diff(out["probabilities"], axis=1) <= 0)
-    np.testing.assert_array_equal(out["class_names"].astype(str),
-                                  np.array(CLASS_NAMES)[out["classes"]])
+    np.testing.assert_array_equal(
+        out["class_names"].astype(str), np.array(CLASS_NAMES)[out["classes"]]
+    )
 
 
 def test_class_names_travel_as_an_asset_not_as_constants(exported):
@@ -138,12 +140,15 @@ def test_graph_has_no_py_function_ops(exported):
 
 
 def test_batch_of_mixed_sizes_and_formats_through_image_bytes(loaded):
-    batch = [_jpeg(_image(300, 400)), _png(_image(64, 48, channels=1, seed=1)),
-             _png(_image(257, 256, seed=2))]
+    batch = [
+        _jpeg(_image(300, 400)),
+        _png(_image(64, 48, channels=1, seed=1)),
+        _png(_image(257, 256, seed=2)),
+    ]
     together = _serve(loaded, "serving_default", image_bytes=tf.constant(batch))
     for i, encoded in enumerate(batch):
         alone = _serve(loaded, "serving_default", image_bytes=tf.constant([encoded]))
-        _assert_same_outputs({k: v[i:i + 1] for k, v in together.items()}, alone)
+        _assert_same_outputs({k: v[i : i + 1] for k, v in together.items()}, alone)
 
 
 def test_empty_batch(loaded):
@@ -161,13 +166,19 @@ def test_predict_images_matches_image_bytes(loaded):
 def test_classify_tf_example_matches_image_bytes(loaded):
     encoded = [_jpeg(_image(240, 300, seed=4)), _png(_image(100, 90, seed=5))]
     examples = [
-        tf.train.Example(features=tf.train.Features(feature={
-            "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[e]))
-        })).SerializeToString()
+        tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[e]))
+                }
+            )
+        ).SerializeToString()
         for e in encoded
     ]
-    _assert_same_outputs(_serve(loaded, "classify_tf_example", examples=tf.constant(examples)),
-                         _serve(loaded, "serving_default", image_bytes=tf.constant(encoded)))
+    _assert_same_outputs(
+        _serve(loaded, "classify_tf_example", examples=tf.constant(examples)),
+        _serve(loaded, "serving_default", image_bytes=tf.constant(encoded)),
+    )
 
 
 def test_dense_classify_is_the_dense_evaluator_on_whole_images(exported, loaded):
@@ -178,18 +189,25 @@ def test_dense_classify_is_the_dense_evaluator_on_whole_images(exported, loaded)
     for i, encoded in enumerate(batch):
         # The pipeline's "full" eval mode: the whole image at its own resolution.
         image = pipelines.transforms.preprocess_full(
-            pipelines.decode_image(tf.constant(encoded)), config["mean"], config["std"])
+            pipelines.decode_image(tf.constant(encoded)), config["mean"], config["std"]
+        )
         expected = evaluator(image[None]).numpy()[0]
         np.testing.assert_allclose(served["scores"][i], expected, atol=PROBABILITY_ATOL)
         np.testing.assert_array_equal(served["classes"][i], np.argsort(-expected)[:TOP_K])
 
 
-@pytest.mark.parametrize("bad, message", [
-    (lambda jpeg: jpeg[: len(jpeg) // 2], r"image_bytes\[1\] is not a valid image: truncated JPEG"),
-    (lambda jpeg: b"this is not an image", r"image_bytes\[1\] is not a valid image: unknown"),
-    (lambda jpeg: b"", r"image_bytes\[1\] is not a valid image: empty"),
-    (lambda jpeg: jpeg[:3] + b"\x00" * 200 + jpeg[-2:], r"JPEG"),  # intact ends, corrupt body
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (
+            lambda jpeg: jpeg[: len(jpeg) // 2],
+            r"image_bytes\[1\] is not a valid image: truncated JPEG",
+        ),
+        (lambda jpeg: b"this is not an image", r"image_bytes\[1\] is not a valid image: unknown"),
+        (lambda jpeg: b"", r"image_bytes\[1\] is not a valid image: empty"),
+        (lambda jpeg: jpeg[:3] + b"\x00" * 200 + jpeg[-2:], r"JPEG"),  # intact ends, corrupt body
+    ],
+)
 def test_bad_bytes_raise_invalid_argument_and_the_process_lives_on(loaded, bad, message):
     good = _jpeg(_image(120, 160))
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
@@ -207,16 +225,20 @@ def test_grpc_predict_request_is_converted_and_answered(loaded):
     received = predict_pb2.PredictRequest.FromString(request.SerializeToString())
     name, inputs = serving_requests.inputs_from_predict_request(received, loaded.signatures)
     assert name == "serving_default"
-    _assert_same_outputs(_serve(loaded, name, **inputs),
-                         _serve(loaded, "serving_default", image_bytes=tf.constant([jpeg])))
+    _assert_same_outputs(
+        _serve(loaded, name, **inputs),
+        _serve(loaded, "serving_default", image_bytes=tf.constant([jpeg])),
+    )
 
     pixels = _image(64, 80, seed=7)[None]
-    request = serving_requests.predict_request({"images": pixels}, model_name="alexnet",
-                                               signature_name="predict_images")
+    request = serving_requests.predict_request(
+        {"images": pixels}, model_name="alexnet", signature_name="predict_images"
+    )
     name, inputs = serving_requests.inputs_from_predict_request(request, loaded.signatures)
     assert inputs["images"].dtype == tf.uint8
-    _assert_same_outputs(_serve(loaded, name, **inputs),
-                         _serve(loaded, "predict_images", images=tf.constant(pixels)))
+    _assert_same_outputs(
+        _serve(loaded, name, **inputs), _serve(loaded, "predict_images", images=tf.constant(pixels))
+    )
 
 
 def _b64(data: bytes) -> dict:
@@ -228,14 +250,18 @@ def test_rest_json_body_is_converted_and_answered(loaded, layout):
     batch = [_jpeg(_image(150, 250, seed=8)), _png(_image(90, 60, seed=9))]
     bodies = {
         "instances": {"instances": [_b64(b) for b in batch]},
-        "named_instances": {"signature_name": "serving_default",
-                            "instances": [{"image_bytes": _b64(b)} for b in batch]},
+        "named_instances": {
+            "signature_name": "serving_default",
+            "instances": [{"image_bytes": _b64(b)} for b in batch],
+        },
         "inputs": {"inputs": [_b64(b) for b in batch]},
         "named_inputs": {"inputs": {"image_bytes": [_b64(b) for b in batch]}},
     }
     name, inputs = serving_requests.inputs_from_rest(json.dumps(bodies[layout]), loaded.signatures)
-    _assert_same_outputs(_serve(loaded, name, **inputs),
-                         _serve(loaded, "serving_default", image_bytes=tf.constant(batch)))
+    _assert_same_outputs(
+        _serve(loaded, name, **inputs),
+        _serve(loaded, "serving_default", image_bytes=tf.constant(batch)),
+    )
 
 
 def test_rest_json_pixels_and_errors(loaded):
@@ -243,24 +269,33 @@ def test_rest_json_pixels_and_errors(loaded):
     body = {"signature_name": "predict_images", "instances": [pixels.tolist()]}
     name, inputs = serving_requests.inputs_from_rest(body, loaded.signatures)
     assert inputs["images"].dtype == tf.uint8 and inputs["images"].shape == (1, 40, 50, 3)
-    _assert_same_outputs(_serve(loaded, name, **inputs),
-                         _serve(loaded, "predict_images", images=tf.constant(pixels[None])))
+    _assert_same_outputs(
+        _serve(loaded, name, **inputs),
+        _serve(loaded, "predict_images", images=tf.constant(pixels[None])),
+    )
     with pytest.raises(ValueError, match="Unknown signature_name 'detect'"):
-        serving_requests.inputs_from_rest({"signature_name": "detect", "instances": []},
-                                          loaded.signatures)
+        serving_requests.inputs_from_rest(
+            {"signature_name": "detect", "instances": []}, loaded.signatures
+        )
     with pytest.raises(ValueError, match=r"takes inputs \['image_bytes'\]"):
         serving_requests.inputs_from_rest({"inputs": {"image": [_b64(b"x")]}}, loaded.signatures)
 
 
 def test_warmup_requests_are_valid_requests(exported, loaded):
     path = os.path.join(exported[2].saved_model_dir, saved_model.WARMUP_FILE)
-    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy())
-            for r in tf.data.TFRecordDataset(path)]
+    logs = [
+        prediction_log_pb2.PredictionLog.FromString(r.numpy())
+        for r in tf.data.TFRecordDataset(path)
+    ]
     assert {log.predict_log.request.model_spec.signature_name for log in logs} == {
-        "serving_default", "predict_images", "dense_classify"}
+        "serving_default",
+        "predict_images",
+        "dense_classify",
+    }
     for log in logs:
         name, inputs = serving_requests.inputs_from_predict_request(
-            log.predict_log.request, loaded.signatures)
+            log.predict_log.request, loaded.signatures
+        )
         batch = next(iter(inputs.values())).shape[0]
         assert _serve(loaded, name, **inputs)["classes"].shape == (batch, TOP_K)
 
@@ -299,24 +334,47 @@ def test_saved_model_cli_show_and_run(exported, tmp_path, subprocess_env):
     """TF1-session loading, as TF Serving's C++ loader does."""
     model, config, paths = exported
     cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-    shown = subprocess.run([*cli, "show", "--dir", paths.saved_model_dir, "--all"],
-                           env=subprocess_env, check=True, capture_output=True, text=True).stdout
-    for name in [*signatures.INPUT_SPECS, "image_bytes", "images", "examples",
-                 *signatures.OUTPUT_NAMES]:
+    shown = subprocess.run(
+        [*cli, "show", "--dir", paths.saved_model_dir, "--all"],
+        env=subprocess_env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    for name in [
+        *signatures.INPUT_SPECS,
+        "image_bytes",
+        "images",
+        "examples",
+        *signatures.OUTPUT_NAMES,
+    ]:
         assert f"'{name}'" in shown, name
 
     jpeg = _jpeg(_image(333, 250, seed=11))
     np.save(tmp_path / "image_bytes.npy", np.array([jpeg], dtype=bytes))
     subprocess.run(
-        [*cli, "run", "--dir", paths.saved_model_dir, "--tag_set", "serve",
-         "--signature_def", "serving_default",
-         "--inputs", f"image_bytes={tmp_path / 'image_bytes.npy'}",
-         "--outdir", str(tmp_path / "out")],
-        env=subprocess_env, check=True, capture_output=True,
+        [
+            *cli,
+            "run",
+            "--dir",
+            paths.saved_model_dir,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "serving_default",
+            "--inputs",
+            f"image_bytes={tmp_path / 'image_bytes.npy'}",
+            "--outdir",
+            str(tmp_path / "out"),
+        ],
+        env=subprocess_env,
+        check=True,
+        capture_output=True,
     )
     expected = _eval_path_scores(model, config, jpeg)
-    np.testing.assert_allclose(np.load(tmp_path / "out" / "scores.npy")[0], expected,
-                               atol=PROBABILITY_ATOL)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "out" / "scores.npy")[0], expected, atol=PROBABILITY_ATOL
+    )
     classes = np.load(tmp_path / "out" / "classes.npy")[0]
     np.testing.assert_array_equal(classes, np.argsort(-expected)[:TOP_K])
 
@@ -336,34 +394,47 @@ np.save(work + "/classes.npy", out["classes"].numpy())
 """
 
 
-def test_fresh_process_loads_the_keras_file_and_the_saved_model(exported, tmp_path,
-                                                                 subprocess_env):
+def test_fresh_process_loads_the_keras_file_and_the_saved_model(exported, tmp_path, subprocess_env):
     model, config, paths = exported
     size = config["input_size"]
     x = np.random.default_rng(12).normal(size=(2, size, size, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     jpeg = _jpeg(_image(280, 360, seed=13))
     (tmp_path / "image.jpg").write_bytes(jpeg)
-    subprocess.run([sys.executable, "-c", _FRESH_PROCESS, paths.saved_model_dir,
-                    paths.keras_file, str(tmp_path)], env=subprocess_env, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _FRESH_PROCESS,
+            paths.saved_model_dir,
+            paths.keras_file,
+            str(tmp_path),
+        ],
+        env=subprocess_env,
+        check=True,
+    )
     # Same weights and graph; oneDNN may sum in another order in another process.
-    np.testing.assert_allclose(np.load(tmp_path / "keras_out.npy"),
-                               model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "keras_out.npy"), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+    )
     expected = _eval_path_scores(model, config, jpeg)
     classes = np.load(tmp_path / "classes.npy")[0]
     np.testing.assert_array_equal(classes, np.argsort(-expected)[:TOP_K])
-    np.testing.assert_allclose(np.load(tmp_path / "probabilities.npy")[0], expected[classes],
-                               atol=PROBABILITY_ATOL)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "probabilities.npy")[0], expected[classes], atol=PROBABILITY_ATOL
+    )
 
 
 def _run_binary(env: dict, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "export", *flags], env=env,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "export", *flags], env=env, capture_output=True, text=True
+    )
 
 
 def test_binary_exports_the_next_version(exported, model_dir, export_base, subprocess_env):
-    result = _run_binary(subprocess_env, f"--model_dir={model_dir}",
-                         f"--export_base={export_base}", "--top_k=1")
+    result = _run_binary(
+        subprocess_env, f"--model_dir={model_dir}", f"--export_base={export_base}", "--top_k=1"
+    )
     assert result.returncode == 0, result.stderr
     assert os.path.join(export_base, "2") in result.stdout
     assert saved_model.existing_versions(export_base)[-1] == 2
@@ -371,14 +442,22 @@ def test_binary_exports_the_next_version(exported, model_dir, export_base, subpr
 
 
 @pytest.mark.slow  # Two fresh TensorFlow processes: 15-30 s.
-def test_binary_flag_errors_are_one_line(exported, model_dir, export_base, tmp_path,
-                                         subprocess_env):
-    result = _run_binary(subprocess_env, f"--model_dir={model_dir}",
-                         f"--export_base={export_base}", "--version=1")
+def test_binary_flag_errors_are_one_line(
+    exported, model_dir, export_base, tmp_path, subprocess_env
+):
+    result = _run_binary(
+        subprocess_env, f"--model_dir={model_dir}", f"--export_base={export_base}", "--version=1"
+    )
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "overfeat-export: --version=1: Version 1 exists already")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("overfeat-export: --version=1: Version 1 exists already")
+    )
     result = _run_binary(subprocess_env, f"--model_dir={tmp_path}")
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        f"overfeat-export: --model_dir={tmp_path}: ")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"overfeat-export: --model_dir={tmp_path}: ")
+    )

@@ -31,8 +31,9 @@ PIXEL_ATOL, SCORE_ATOL = 1e-2, 1e-4
 
 
 def _regressor(run, task: str, classes: int) -> keras.Model:
-    config = regressor_lib.RegressorConfig("alexnet", classes, width=0.0625, scales=SCALES,
-                                           task=task)
+    config = regressor_lib.RegressorConfig(
+        "alexnet", classes, width=0.0625, scales=SCALES, task=task
+    )
     head = regressor_lib.build_regressor(config)
     kernel, bias = head.get_layer("reg_boxes").get_weights()  # boxes off their windows
     rng = np.random.default_rng(1)
@@ -49,16 +50,20 @@ def exported(tmp_path_factory):
     keras.utils.set_random_seed(0)
     run, classes = root / "run", len(CLASS_NAMES)
     model = overfeat_tf.build_model("alexnet", classes, **KWARGS)
-    run_dir.save_model(str(run), model, build_kwargs={"num_classes": classes, **KWARGS},
-                       class_names=CLASS_NAMES)
+    run_dir.save_model(
+        str(run), model, build_kwargs={"num_classes": classes, **KWARGS}, class_names=CLASS_NAMES
+    )
     detection = overfeat_tf.build_model("alexnet", classes + 1, **KWARGS)
     bias = np.zeros(classes + 1, np.float32)
     bias[[1, 2]] = 4.0  # classes 1 and 2 above the threshold at many locations
     kernel = detection.get_layer("fc8").get_weights()[0]
     detection.get_layer("fc8").set_weights([kernel, bias])
-    run_dir.save_model(str(run / "detection" / "classifier"), detection,
-                       build_kwargs={"num_classes": classes + 1, **KWARGS},
-                       class_names=CLASS_NAMES + ["background"])
+    run_dir.save_model(
+        str(run / "detection" / "classifier"),
+        detection,
+        build_kwargs={"num_classes": classes + 1, **KWARGS},
+        class_names=CLASS_NAMES + ["background"],
+    )
     local_head = _regressor(run, "localization", classes)
     detection_head = _regressor(run, "detection", classes)
     paths = saved_model.export_model_dir(str(run), str(root / "export"))
@@ -87,8 +92,7 @@ def _check_localize(outputs, index: int, expected: localizer.Localization) -> No
     assert count == len(expected.classes) >= 1
     np.testing.assert_array_equal(outputs["classes"][index][:count], expected.classes)
     np.testing.assert_allclose(outputs["boxes"][index][:count], expected.boxes, atol=PIXEL_ATOL)
-    np.testing.assert_allclose(outputs["scores"][index][:count], expected.scores,
-                               rtol=SCORE_ATOL)
+    np.testing.assert_allclose(outputs["scores"][index][:count], expected.scores, rtol=SCORE_ATOL)
     names = [n.decode() if isinstance(n, bytes) else n for n in outputs["class_names"][index]]
     assert names[:count] == [CLASS_NAMES[c] for c in expected.classes]
     assert all(name == "" for name in names[count:])
@@ -111,10 +115,12 @@ def test_localize_and_detect_are_the_evaluators_on_whole_images(exported):
         count = int(detected["num_boxes"][index])
         assert count == min(len(expected.scores), 100) >= 1
         np.testing.assert_array_equal(detected["classes"][index][:count], expected.classes)
-        np.testing.assert_allclose(detected["boxes"][index][:count], expected.boxes,
-                                   atol=PIXEL_ATOL)
-        np.testing.assert_allclose(detected["scores"][index][:count], expected.scores,
-                                   rtol=SCORE_ATOL)
+        np.testing.assert_allclose(
+            detected["boxes"][index][:count], expected.boxes, atol=PIXEL_ATOL
+        )
+        np.testing.assert_allclose(
+            detected["scores"][index][:count], expected.scores, rtol=SCORE_ATOL
+        )
         # Pixels of the input image, at its own size (the detector saw it whole).
         assert image.shape[:2] == tf.io.decode_jpeg(encoded).shape[:2]
         boxes = detected["boxes"][index][:count].numpy()
@@ -127,13 +133,29 @@ def test_saved_model_cli_runs_localize(exported, tmp_path, subprocess_env):
     encoded = _jpeg(290, 350, seed=3)
     np.save(tmp_path / "image_bytes.npy", np.array([encoded], dtype=bytes))
     cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-    subprocess.run([*cli, "run", "--dir", directory, "--tag_set", "serve",
-                    "--signature_def", "localize",
-                    "--inputs", f"image_bytes={tmp_path / 'image_bytes.npy'}",
-                    "--outdir", str(tmp_path / "out")],
-                   env=subprocess_env, check=True, capture_output=True)
-    outputs = {name: np.load(tmp_path / "out" / f"{name}.npy", allow_pickle=True)
-               for name in signatures.BOX_OUTPUT_NAMES}
+    subprocess.run(
+        [
+            *cli,
+            "run",
+            "--dir",
+            directory,
+            "--tag_set",
+            "serve",
+            "--signature_def",
+            "localize",
+            "--inputs",
+            f"image_bytes={tmp_path / 'image_bytes.npy'}",
+            "--outdir",
+            str(tmp_path / "out"),
+        ],
+        env=subprocess_env,
+        check=True,
+        capture_output=True,
+    )
+    outputs = {
+        name: np.load(tmp_path / "out" / f"{name}.npy", allow_pickle=True)
+        for name in signatures.BOX_OUTPUT_NAMES
+    }
     _check_localize(outputs, 0, locate(_whole_image(encoded, run)))
 
 
@@ -154,12 +176,15 @@ def test_fresh_process_loads_and_detects(exported, tmp_path, subprocess_env):
     run, _, found_by, directory = exported
     encoded = _jpeg(310, 330, seed=4)
     (tmp_path / "image.jpg").write_bytes(encoded)
-    subprocess.run([sys.executable, "-c", _FRESH_PROCESS, directory, str(tmp_path)],
-                   env=subprocess_env, check=True)
+    subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS, directory, str(tmp_path)],
+        env=subprocess_env,
+        check=True,
+    )
     expected = found_by(_whole_image(encoded, run))
     count = int(np.load(tmp_path / "num_boxes.npy")[0])
     assert count == min(len(expected.scores), 100) >= 1
-    np.testing.assert_array_equal(np.load(tmp_path / "classes.npy")[0][:count],
-                                  expected.classes)
-    np.testing.assert_allclose(np.load(tmp_path / "boxes.npy")[0][:count], expected.boxes,
-                               atol=PIXEL_ATOL)
+    np.testing.assert_array_equal(np.load(tmp_path / "classes.npy")[0][:count], expected.classes)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "boxes.npy")[0][:count], expected.boxes, atol=PIXEL_ATOL
+    )

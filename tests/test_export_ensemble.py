@@ -36,8 +36,9 @@ def _jpeg(seed: int, height: int, width: int) -> bytes:
 
 
 def _run(env, module, *flags):
-    return subprocess.run([sys.executable, "-m", module, *flags], env=env,
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", module, *flags], env=env, capture_output=True, text=True, check=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,19 +87,24 @@ def test_served_scores_are_the_members_mean(members, exported):
     encoded = [_jpeg(1, 300, 260), _jpeg(2, 240, 320)]
     served = loaded.signatures["serving_default"](image_bytes=tf.constant(encoded))
     for i, jpeg in enumerate(encoded):
-        np.testing.assert_allclose(served["scores"][i], _center_by_hand(members, jpeg),
-                                   atol=PROBABILITY_ATOL)
+        np.testing.assert_allclose(
+            served["scores"][i], _center_by_hand(members, jpeg), atol=PROBABILITY_ATOL
+        )
     images = tf.stack([pipelines.decode_image(tf.constant(e)) for e in encoded[:1]])
     by_images = loaded.signatures["predict_images"](images=images)
     np.testing.assert_allclose(by_images["scores"], served["scores"][:1], atol=PROBABILITY_ATOL)
 
     dense = loaded.signatures["dense_classify"](image_bytes=tf.constant(encoded[:1]))
     image = pipelines.decode_image(tf.constant(encoded[0]))
-    by_hand = np.mean([
-        overfeat_tf.DenseEvaluator(model)(pipelines.transforms.preprocess_full(
-            image, config["mean"], config["std"])[None]).numpy()[0]
-        for model, config, _ in members
-    ], axis=0)
+    by_hand = np.mean(
+        [
+            overfeat_tf.DenseEvaluator(model)(
+                pipelines.transforms.preprocess_full(image, config["mean"], config["std"])[None]
+            ).numpy()[0]
+            for model, config, _ in members
+        ],
+        axis=0,
+    )
     np.testing.assert_allclose(dense["scores"][0], by_hand, atol=PROBABILITY_ATOL)
 
 
@@ -106,22 +112,38 @@ def test_saved_model_cli_runs_the_ensemble(members, exported, tmp_path, subproce
     jpeg = _jpeg(3, 280, 250)
     np.save(tmp_path / "image_bytes.npy", np.array([jpeg], dtype=bytes))
     result = _run(
-        subprocess_env, "tensorflow.python.tools.saved_model_cli", "run", "--dir", exported,
-        "--tag_set", "serve", "--signature_def", "serving_default",
-        "--inputs", f"image_bytes={tmp_path / 'image_bytes.npy'}", "--outdir", str(tmp_path),
+        subprocess_env,
+        "tensorflow.python.tools.saved_model_cli",
+        "run",
+        "--dir",
+        exported,
+        "--tag_set",
+        "serve",
+        "--signature_def",
+        "serving_default",
+        "--inputs",
+        f"image_bytes={tmp_path / 'image_bytes.npy'}",
+        "--outdir",
+        str(tmp_path),
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    np.testing.assert_allclose(np.load(tmp_path / "scores.npy")[0],
-                               _center_by_hand(members, jpeg), atol=PROBABILITY_ATOL)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "scores.npy")[0], _center_by_hand(members, jpeg), atol=PROBABILITY_ATOL
+    )
 
 
 def test_mismatched_members_are_a_one_line_error(members, tmp_path, subprocess_env):
     model, _, path = members[0]
     other = str(tmp_path / "other")
-    run_dir.save_model(other, model, build_kwargs={"num_classes": 3, "width": 0.0625},
-                             class_names=["a", "b", "c"])
-    result = _run(subprocess_env, "export", f"--model_dir={path},{other}",
-                  f"--export_base={tmp_path / 'exports'}")
+    run_dir.save_model(
+        other, model, build_kwargs={"num_classes": 3, "width": 0.0625}, class_names=["a", "b", "c"]
+    )
+    result = _run(
+        subprocess_env,
+        "export",
+        f"--model_dir={path},{other}",
+        f"--export_base={tmp_path / 'exports'}",
+    )
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode != 0
     assert last.startswith(f"overfeat-export: --model_dir={path},{other}: ")

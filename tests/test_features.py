@@ -16,8 +16,10 @@ WIDTH = 0.0625
     "name, shapes",
     [
         # AlexNet Fig. 2: pool5 6x6 (x 256 channels), fc6 / fc7 4096, both times width.
-        ("alexnet", {"conv1": (55, 55, 6), "pool5": (6, 6, 16), "fc6": (1, 1, 256),
-                     "fc7": (1, 1, 256)}),
+        (
+            "alexnet",
+            {"conv1": (55, 55, 6), "pool5": (6, 6, 16), "fc6": (1, 1, 256), "fc7": (1, 1, 256)},
+        ),
         # OverFeat Table 3 (accurate): layer 6 map 15x15 pooled 3/3 to 5x5; fc7 4096.
         ("overfeat_accurate", {"conv6": (15, 15, 64), "pool6": (5, 5, 64), "fc7": (1, 1, 256)}),
     ],
@@ -28,9 +30,9 @@ def test_output_shape_per_layer(name, shapes):
     assert features.layer_shapes(model, list(shapes)) == shapes
     size = overfeat_tf.native_input_size(name)
     images = np.random.default_rng(0).normal(size=(5, size, size, 3)).astype(np.float32)
-    dataset = tf.data.Dataset.from_tensor_slices({
-        "image": images, "filename": [f"img{i}.jpg" for i in range(5)], "label": np.arange(5)
-    }).batch(2)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {"image": images, "filename": [f"img{i}.jpg" for i in range(5)], "label": np.arange(5)}
+    ).batch(2)
     arrays, filenames, labels = features.extract(model, dataset, list(shapes), verbose=False)
     assert filenames == [f"img{i}.jpg" for i in range(5)]
     np.testing.assert_array_equal(labels, np.arange(5))

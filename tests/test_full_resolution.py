@@ -29,8 +29,7 @@ def image() -> np.ndarray:
 @pytest.fixture(scope="module")
 def model():
     tf.keras.utils.set_random_seed(0)
-    return overfeat_tf.build_model("overfeat_accurate", 3, width=0.0625, init="he",
-                                   dropout=0.0)
+    return overfeat_tf.build_model("overfeat_accurate", 3, width=0.0625, init="he", dropout=0.0)
 
 
 def _pipeline_image(image: np.ndarray, tmp_path, **kwargs) -> tf.Tensor:
@@ -39,9 +38,17 @@ def _pipeline_image(image: np.ndarray, tmp_path, **kwargs) -> tf.Tensor:
     testing.write_records(str(tmp_path), "validation", [record])
     source = pipelines.open_source(f"tfrecord:{tmp_path}")
     info = overfeat_tf.model_info("overfeat_accurate")
-    batches = pipelines.build_dataset(source, "validation", batch_size=1, training=False,
-                                      crop_size=info.input_size, mean=info.mean,
-                                      std=info.std, eval_mode="full", **kwargs)
+    batches = pipelines.build_dataset(
+        source,
+        "validation",
+        batch_size=1,
+        training=False,
+        crop_size=info.input_size,
+        mean=info.mean,
+        std=info.std,
+        eval_mode="full",
+        **kwargs,
+    )
     return next(iter(batches))[0]
 
 
@@ -52,8 +59,7 @@ def test_full_mode_keeps_the_original_resolution(image, tmp_path):
     expected = (image.astype(np.float32) - np.float32(info.mean[0])) / np.float32(info.std[0])
     np.testing.assert_allclose(full[0], expected, rtol=1e-5, atol=1e-5)
     # The old behaviour stays available by name.
-    assert _pipeline_image(image, tmp_path / "old", full_shorter_side=256).shape[1:3] == \
-        (256, 341)
+    assert _pipeline_image(image, tmp_path / "old", full_shorter_side=256).shape[1:3] == (256, 341)
 
 
 def test_scale_461x569_is_the_original_resized_once(image, model, tmp_path):

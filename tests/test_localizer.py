@@ -48,8 +48,12 @@ def test_guesses_merge_each_class_and_rank_classes_by_accumulated_score():
     # boxes merge into their mean with the summed probability. Class 0's two boxes lie
     # far apart (no merge): its best guess carries only one location's probability.
     probs = [[0.3, 0.0, 0.6, 0.1], [0.3, 0.0, 0.6, 0.1]]
-    boxes = _boxes([{2: [10, 10, 110, 110], 0: [0, 0, 50, 50]},
-                    {2: [12, 14, 112, 114], 0: [150, 150, 200, 200]}])
+    boxes = _boxes(
+        [
+            {2: [10, 10, 110, 110], 0: [0, 0, 50, 50]},
+            {2: [12, 14, 112, 114], 0: [150, 150, 200, 200]},
+        ]
+    )
     views = [_view(probs, boxes), _view(probs, boxes, flipped=True)]
     found = _localizer(views, classes_per_view=2)(np.zeros((240, 260, 3), np.float32))
     np.testing.assert_array_equal(found.classes, [2, 0])
@@ -75,7 +79,8 @@ def test_guesses_are_clipped_to_the_image_and_capped():
     box = [-20, -30, 300, 400]
     boxes = _boxes([{c: box for c in range(4)}, {c: box for c in range(4)}])
     found = _localizer([_view(probs, boxes)], classes_per_view=4, guesses=3)(
-        np.zeros((200, 250, 3), np.float32))
+        np.zeros((200, 250, 3), np.float32)
+    )
     np.testing.assert_array_equal(found.classes, [0, 1, 2])
     np.testing.assert_allclose(found.boxes, [[0, 0, 200, 250]] * 3)
 
@@ -83,14 +88,18 @@ def test_guesses_are_clipped_to_the_image_and_capped():
 def test_evaluate_localization_counts_top1_and_top5():
     # Guesses: class 2 at (11, 12, 111, 112), then class 0 at (0, 0, 50, 50).
     probs = [[0.3, 0.0, 0.6, 0.1], [0.3, 0.0, 0.6, 0.1]]
-    boxes = _boxes([{2: [10, 10, 110, 110], 0: [0, 0, 50, 50]},
-                    {2: [12, 14, 112, 114], 0: [0, 0, 50, 50]}])
+    boxes = _boxes(
+        [{2: [10, 10, 110, 110], 0: [0, 0, 50, 50]}, {2: [12, 14, 112, 114], 0: [0, 0, 50, 50]}]
+    )
     localizer = _localizer([_view(probs, boxes)], classes_per_view=2)
     image = tf.zeros([1, 200, 200, 3])
 
     def labels(box_pixels, class_id):
-        return {"boxes": tf.constant([[box_pixels, [0, 0, 0, 0]]], tf.float32) / 200.0,
-                "box_labels": tf.constant([[class_id, -1]]), "num_boxes": tf.constant([1])}
+        return {
+            "boxes": tf.constant([[box_pixels, [0, 0, 0, 0]]], tf.float32) / 200.0,
+            "box_labels": tf.constant([[class_id, -1]]),
+            "num_boxes": tf.constant([1]),
+        }
 
     batches = [
         (image, labels([11, 12, 111, 112], 2)),  # top-1 right
@@ -100,12 +109,14 @@ def test_evaluate_localization_counts_top1_and_top5():
     ]
     seen = []
     result = localizer_lib.evaluate_localization(
-        localizer, batches, on_image=lambda index, *rest: seen.append(index))
+        localizer, batches, on_image=lambda index, *rest: seen.append(index)
+    )
     assert result["examples"] == 4 and seen == [0, 1, 2, 3]
     assert result["top1_error"] == pytest.approx(75.0)
     assert result["top5_error"] == pytest.approx(50.0)
-    assert localizer_lib.evaluate_localization(localizer, batches, max_examples=1)[
-        "top1_error"] == 0.0
+    assert (
+        localizer_lib.evaluate_localization(localizer, batches, max_examples=1)["top1_error"] == 0.0
+    )
 
 
 def test_bad_arguments_are_clear_errors():

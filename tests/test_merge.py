@@ -50,14 +50,19 @@ def test_classes_merge_only_among_themselves_unless_asked():
 
 
 def test_literal_form_needs_a_threshold_of_one_to_merge_identical_boxes():
-    assert len(merge.greedy_merge([A, A], [1, 1], [0, 0], threshold=0.99, match="literal").boxes) == 2
-    assert len(merge.greedy_merge([A, A], [1, 1], [0, 0], threshold=1.0, match="literal").boxes) == 1
+    assert (
+        len(merge.greedy_merge([A, A], [1, 1], [0, 0], threshold=0.99, match="literal").boxes) == 2
+    )
+    assert (
+        len(merge.greedy_merge([A, A], [1, 1], [0, 0], threshold=1.0, match="literal").boxes) == 1
+    )
 
 
 def test_suppress_overlaps_keeps_the_best_box_of_each_class():
     far = [0, 30, 10, 40]
-    merged = merge.Merged(np.array([A, B, far, B], float), np.array([4.0, 3.0, 2.0, 1.0]),
-                          np.array([0, 0, 0, 1]))
+    merged = merge.Merged(
+        np.array([A, B, far, B], float), np.array([4.0, 3.0, 2.0, 1.0]), np.array([0, 0, 0, 1])
+    )
     # B overlaps A (IoU 9/11 > 0.5): dropped; far overlaps nothing; class 1's B stays.
     kept = merge.suppress_overlaps(merged, iou_threshold=0.5)
     np.testing.assert_allclose(kept.boxes, [A, far, B])
@@ -70,7 +75,9 @@ def test_suppress_overlaps_keeps_the_best_box_of_each_class():
 
 def test_empty_and_single_inputs():
     empty = merge.greedy_merge(np.zeros((0, 4)), [], [], threshold=1.0)
-    assert empty.boxes.shape == (0, 4) and empty.scores.shape == (0,) and empty.classes.shape == (0,)
+    assert (
+        empty.boxes.shape == (0, 4) and empty.scores.shape == (0,) and empty.classes.shape == (0,)
+    )
     single = merge.greedy_merge([A], [0.4], [2], threshold=1.0)
     np.testing.assert_allclose(single.boxes, [A])
 
@@ -101,8 +108,11 @@ def _brute_force(boxes, scores, classes, threshold, match, per_class):
         clusters[i] = (mi + mj, si + sj, cj if sj > si else ci)
         del clusters[j]
     result = sorted(((np.mean(m, axis=0), s, c) for m, s, c in clusters), key=lambda t: -t[1])
-    return (np.array([r[0] for r in result]), np.array([r[1] for r in result]),
-            np.array([r[2] for r in result]))
+    return (
+        np.array([r[0] for r in result]),
+        np.array([r[1] for r in result]),
+        np.array([r[2] for r in result]),
+    )
 
 
 def _reference_group(boxes, scores, classes, threshold, score_fn):
@@ -129,7 +139,7 @@ def _reference_group(boxes, scores, classes, threshold, score_fn):
         totals[i] += totals[j]
         alive[j] = False
         pair[j, :] = pair[:, j] = row_min[j] = np.inf
-        new = score_fn(current[i:i + 1], current)[0]
+        new = score_fn(current[i : i + 1], current)[0]
         new[~alive] = np.inf
         new[i] = np.inf
         pair[i, :] = pair[:, i] = new
@@ -151,10 +161,11 @@ def _reference(boxes, scores, classes, threshold, match, per_class):
     order = np.argsort(-scores, kind="stable")
     boxes, scores, classes = boxes[order], scores[order], classes[order]
     groups = [classes == c for c in np.unique(classes)] if per_class else [slice(None)]
-    parts = [_reference_group(boxes[g], scores[g], classes[g], threshold, score_fn)
-             for g in groups]
-    merged = [np.concatenate([p[k] for p in parts] + [empty]) for k, empty in
-              enumerate([np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)])]
+    parts = [_reference_group(boxes[g], scores[g], classes[g], threshold, score_fn) for g in groups]
+    merged = [
+        np.concatenate([p[k] for p in parts] + [empty])
+        for k, empty in enumerate([np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64)])
+    ]
     order = np.argsort(-merged[1], kind="stable")
     return [m[order] for m in merged]
 
@@ -171,8 +182,9 @@ def test_agrees_with_brute_force(match, threshold, per_class):
     rng = np.random.default_rng(1)
     boxes = _random_boxes(rng, 60)
     scores, classes = rng.uniform(0, 1, 60), rng.integers(0, 3, 60)
-    got = merge.greedy_merge(boxes, scores, classes, threshold=threshold, match=match,
-                             per_class=per_class)
+    got = merge.greedy_merge(
+        boxes, scores, classes, threshold=threshold, match=match, per_class=per_class
+    )
     want = _brute_force(boxes, scores, classes, threshold, match, per_class)
     assert 1 < len(got.boxes) < 60  # the case does merge, and does not merge everything
     np.testing.assert_allclose(got.boxes, want[0])
@@ -225,8 +237,9 @@ def test_identical_to_the_matrix_loop(seed):
     match = merge.MATCHES[seed % 2]
     threshold = float(rng.choice([0.0, 0.3, 1.0, 2.5]))
     per_class = bool(seed % 4 < 2)
-    got = merge.greedy_merge(boxes, scores, classes, threshold=threshold, match=match,
-                             per_class=per_class)
+    got = merge.greedy_merge(
+        boxes, scores, classes, threshold=threshold, match=match, per_class=per_class
+    )
     _assert_identical(got, _reference(boxes, scores, classes, threshold, match, per_class))
 
 

@@ -18,17 +18,54 @@ PAPER_PARAMETERS = {
 # Spatial size of each layer's output at native input size.
 PAPER_MAP_SIZES = {
     # AlexNet section 3.5 / Fig. 2: 55 -> 27 -> 13 -> 6.
-    "alexnet": {"conv1": 55, "pool1": 27, "conv2": 27, "pool2": 13, "conv3": 13,
-                "conv4": 13, "conv5": 13, "pool5": 6, "fc6": 1, "fc8": 1},
+    "alexnet": {
+        "conv1": 55,
+        "pool1": 27,
+        "conv2": 27,
+        "pool2": 13,
+        "conv3": 13,
+        "conv4": 13,
+        "conv5": 13,
+        "pool5": 6,
+        "fc6": 1,
+        "fc8": 1,
+    },
     # ZFNet Fig. 3: 110 -> 55 -> 26 -> 13 -> 6 (pools round up).
-    "zfnet": {"conv1": 110, "pool1": 55, "conv2": 26, "pool2": 13, "conv3": 13,
-              "conv5": 13, "pool5": 6, "fc6": 1, "fc8": 1},
+    "zfnet": {
+        "conv1": 110,
+        "pool1": 55,
+        "conv2": 26,
+        "pool2": 13,
+        "conv3": 13,
+        "conv5": 13,
+        "pool5": 6,
+        "fc6": 1,
+        "fc8": 1,
+    },
     # OverFeat Table 1 (fast): 56 -> 28 -> 24 -> 12 -> 12 -> 6 -> 1.
-    "overfeat_fast": {"conv1": 56, "pool1": 28, "conv2": 24, "pool2": 12, "conv3": 12,
-                      "conv5": 12, "pool5": 6, "fc6": 1, "fc8": 1},
+    "overfeat_fast": {
+        "conv1": 56,
+        "pool1": 28,
+        "conv2": 24,
+        "pool2": 12,
+        "conv3": 12,
+        "conv5": 12,
+        "pool5": 6,
+        "fc6": 1,
+        "fc8": 1,
+    },
     # OverFeat Table 3 (accurate): 108 -> 36 -> 30 -> 15 -> 15 -> 5 -> 1.
-    "overfeat_accurate": {"conv1": 108, "pool1": 36, "conv2": 30, "pool2": 15,
-                          "conv3": 15, "conv6": 15, "pool6": 5, "fc7": 1, "fc9": 1},
+    "overfeat_accurate": {
+        "conv1": 108,
+        "pool1": 36,
+        "conv2": 30,
+        "pool2": 15,
+        "conv3": 15,
+        "conv6": 15,
+        "pool6": 5,
+        "fc7": 1,
+        "fc9": 1,
+    },
 }
 
 NATIVE_SIZES = {"alexnet": 227, "zfnet": 224, "overfeat_fast": 231, "overfeat_accurate": 221}
@@ -75,8 +112,16 @@ def test_alexnet_biases_are_one_where_the_paper_says():
     # fifth convolutional layers, as well as in the fully-connected hidden layers, with
     # the constant 1 ... remaining layers with the constant 0."
     model = overfeat_tf.build_model("alexnet", num_classes=3, width=0.0625)
-    for layer_name, value in [("conv1", 0), ("conv2", 1), ("conv3", 0), ("conv4", 1),
-                              ("conv5", 1), ("fc6", 1), ("fc7", 1), ("fc8", 0)]:
+    for layer_name, value in [
+        ("conv1", 0),
+        ("conv2", 1),
+        ("conv3", 0),
+        ("conv4", 1),
+        ("conv5", 1),
+        ("fc6", 1),
+        ("fc7", 1),
+        ("fc8", 0),
+    ]:
         np.testing.assert_array_equal(model.get_layer(layer_name).bias.numpy(), value)
     kernel = model.get_layer("fc6").kernel.numpy()
     assert abs(kernel.std() - 0.01) < 0.001  # weights N(0, 0.01)
@@ -89,9 +134,7 @@ def test_trunk_and_classifier_reproduce_the_model_and_slide(name):
     size = info.input_size
     images = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype("float32")
     trunk, head = models.trunk(model), models.classifier(model)
-    np.testing.assert_allclose(
-        head(trunk(images))[:, 0, 0, :], model(images), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(head(trunk(images))[:, 0, 0, :], model(images), rtol=1e-5, atol=1e-5)
     # A larger input gives a larger map, one cell per `stride` pixels (OverFeat 3.5).
     bigger = np.zeros((1, size + 2 * info.stride, size + info.stride, 3), "float32")
     assert head(trunk(bigger)).shape == (1, 3, 2, 4)

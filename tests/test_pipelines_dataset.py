@@ -34,9 +34,17 @@ def test_train_batches(source):
 
 
 def test_overfeat_train_with_boxes(source):
-    ds = pipelines.build_dataset(source, "detection_train", batch_size=4, training=True,
-                                 augmentation="overfeat", with_boxes=True, scale_jitter=(221, 288),
-                                 seed=2, **{**COMMON, "crop_size": 221})
+    ds = pipelines.build_dataset(
+        source,
+        "detection_train",
+        batch_size=4,
+        training=True,
+        augmentation="overfeat",
+        with_boxes=True,
+        scale_jitter=(221, 288),
+        seed=2,
+        **{**COMMON, "crop_size": 221},
+    )
     images, target = _first(ds)
     assert images.shape == (4, 221, 221, 3)
     assert target["boxes"].shape == (4, pipelines.MAX_BOXES, 4)
@@ -44,27 +52,43 @@ def test_overfeat_train_with_boxes(source):
     n = target["num_boxes"].numpy()
     assert np.all(n <= 4)
     for i in range(4):
-        assert np.all(target["box_labels"][i, n[i]:] == -1)
-        assert np.all(target["box_labels"][i, :n[i]] >= 0)
+        assert np.all(target["box_labels"][i, n[i] :] == -1)
+        assert np.all(target["box_labels"][i, : n[i]] >= 0)
 
 
-@pytest.mark.parametrize("mode, shape", [("center", (4, 227, 227, 3)),
-                                         ("ten_view", (4, 10, 227, 227, 3))])
+@pytest.mark.parametrize(
+    "mode, shape", [("center", (4, 227, 227, 3)), ("ten_view", (4, 10, 227, 227, 3))]
+)
 def test_eval_modes(source, mode, shape):
-    ds = pipelines.build_dataset(source, "validation", batch_size=4, training=False,
-                                 eval_mode=mode, **COMMON)
+    ds = pipelines.build_dataset(
+        source, "validation", batch_size=4, training=False, eval_mode=mode, **COMMON
+    )
     images, labels = _first(ds)
     assert images.shape == shape and labels.shape == (4,)
     assert sum(int(x.shape[0]) for x, _ in ds) == testing.TINY_EMBEDDED.validation
 
 
 def test_eval_full_keeps_the_original_size_or_resizes_on_request(source):
-    ds = pipelines.build_dataset(source, "validation", batch_size=1, training=False,
-                                 eval_mode="full", with_boxes=True, deterministic=True,
-                                 **COMMON)
-    resized = pipelines.build_dataset(source, "validation", batch_size=1, training=False,
-                                      eval_mode="full", full_shorter_side=256,
-                                      deterministic=True, **COMMON)
+    ds = pipelines.build_dataset(
+        source,
+        "validation",
+        batch_size=1,
+        training=False,
+        eval_mode="full",
+        with_boxes=True,
+        deterministic=True,
+        **COMMON,
+    )
+    resized = pipelines.build_dataset(
+        source,
+        "validation",
+        batch_size=1,
+        training=False,
+        eval_mode="full",
+        full_shorter_side=256,
+        deterministic=True,
+        **COMMON,
+    )
     records = source.records("validation")
     for (images, target), (small, _), record in zip(ds.take(6), resized.take(6), records):
         original = pipelines.decode_image(record["encoded"]).shape[:2]
@@ -72,29 +96,41 @@ def test_eval_full_keeps_the_original_size_or_resizes_on_request(source):
         assert target["num_boxes"][0] == 1
         assert min(small.shape[1:3]) == 256
     with pytest.raises(ValueError, match="batch_size=4.*use 1"):
-        pipelines.build_dataset(source, "validation", batch_size=4, training=False,
-                                eval_mode="full", **COMMON)
+        pipelines.build_dataset(
+            source, "validation", batch_size=4, training=False, eval_mode="full", **COMMON
+        )
 
 
 def test_center_eval_boxes_follow_the_crop(source):
-    args = dict(batch_size=1, training=False, with_boxes=True, crop_size=128,
-                mean=(0, 0, 0), std=(1, 1, 1), deterministic=True)
+    args = dict(
+        batch_size=1,
+        training=False,
+        with_boxes=True,
+        crop_size=128,
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        deterministic=True,
+    )
     ds = pipelines.build_dataset(source, "validation", **args)
-    full = pipelines.build_dataset(source, "validation", eval_mode="full",
-                                   full_shorter_side=256, **args)
+    full = pipelines.build_dataset(
+        source, "validation", eval_mode="full", full_shorter_side=256, **args
+    )
     for (crop, c), (image, f) in zip(ds.take(4), full.take(4)):
         h, w = image.shape[1:3]
         oy, ox = (h - 128) // 2, (w - 128) // 2
-        np.testing.assert_allclose(crop[0], image[0, oy:oy + 128, ox:ox + 128], atol=1e-3)
+        np.testing.assert_allclose(crop[0], image[0, oy : oy + 128, ox : ox + 128], atol=1e-3)
         if c["num_boxes"][0]:
-            expected = np.clip((f["boxes"][0, 0].numpy() * [h, w, h, w] - [oy, ox, oy, ox]) / 128, 0, 1)
+            expected = np.clip(
+                (f["boxes"][0, 0].numpy() * [h, w, h, w] - [oy, ox, oy, ox]) / 128, 0, 1
+            )
             np.testing.assert_allclose(c["boxes"][0, 0], expected, atol=1e-5)
 
 
 def test_deterministic_mode_repeats_exactly(source):
     def run(seed):
-        ds = pipelines.build_dataset(source, "train", batch_size=8, training=True, seed=seed,
-                                     deterministic=True, **COMMON)
+        ds = pipelines.build_dataset(
+            source, "train", batch_size=8, training=True, seed=seed, deterministic=True, **COMMON
+        )
         return [(x.numpy(), y.numpy()) for x, y in ds.take(2)]
 
     a, b, c = run(3), run(3), run(4)
@@ -103,21 +139,26 @@ def test_deterministic_mode_repeats_exactly(source):
         np.testing.assert_array_equal(ya, yb)
     assert not np.array_equal(a[0][0], c[0][0])
     with pytest.raises(ValueError, match="seed"):
-        pipelines.build_dataset(source, "train", batch_size=8, training=True,
-                                deterministic=True, **COMMON)
+        pipelines.build_dataset(
+            source, "train", batch_size=8, training=True, deterministic=True, **COMMON
+        )
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(augmentation="vgg"), r"augmentation='vgg'.*alexnet"),
-    (dict(eval_mode="five"), "eval_mode='five'"),
-    (dict(crop_size=300), "crop_size=300"),
-    (dict(scale_jitter=(200, 300)), "scale_jitter"),
-    (dict(std=(1, 0, 1)), "std"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(augmentation="vgg"), r"augmentation='vgg'.*alexnet"),
+        (dict(eval_mode="five"), "eval_mode='five'"),
+        (dict(crop_size=300), "crop_size=300"),
+        (dict(scale_jitter=(200, 300)), "scale_jitter"),
+        (dict(std=(1, 0, 1)), "std"),
+    ],
+)
 def test_bad_arguments_name_the_value(source, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        pipelines.build_dataset(source, "train", batch_size=2, training=True,
-                                **{**COMMON, **kwargs})
+        pipelines.build_dataset(
+            source, "train", batch_size=2, training=True, **{**COMMON, **kwargs}
+        )
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +167,10 @@ def quirky_source(tmp_path_factory):
     root = tmp_path_factory.mktemp("quirks")
     quirks = testing.quirky_images()
     for split in ("train", "validation"):
-        testing.write_class_folder(str(root / split), {"n01": [
-            (f"{stem}.JPEG", data) for stem, (data, _) in quirks.items()]})
+        testing.write_class_folder(
+            str(root / split),
+            {"n01": [(f"{stem}.JPEG", data) for stem, (data, _) in quirks.items()]},
+        )
     return pipelines.open_source(f"folder:{root}"), quirks
 
 
@@ -135,8 +178,9 @@ def quirky_source(tmp_path_factory):
 def test_bad_images_are_skipped_and_counted(quirky_source, training):
     source, quirks = quirky_source
     counter = pipelines.BadRecordCounter()
-    ds = pipelines.build_dataset(source, "train", batch_size=1, training=training,
-                                 bad_records=counter, seed=0, **COMMON)
+    ds = pipelines.build_dataset(
+        source, "train", batch_size=1, training=training, bad_records=counter, seed=0, **COMMON
+    )
     images = [x for x, _ in ds]
     decodable = sum(ok for _, ok in quirks.values())
     assert len(images) == decodable and counter.value() == len(quirks) - decodable
@@ -147,8 +191,9 @@ def test_bad_images_are_skipped_and_counted(quirky_source, training):
 
 def test_strict_mode_fails_naming_the_file(quirky_source):
     source, _ = quirky_source
-    ds = pipelines.build_dataset(source, "train", batch_size=1, training=False, strict=True,
-                                 **COMMON)
+    ds = pipelines.build_dataset(
+        source, "train", batch_size=1, training=False, strict=True, **COMMON
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"empty\.JPEG: empty file"):
         list(ds)
 
@@ -177,8 +222,15 @@ def test_distribute_datasets_from_function(source):
 
     def dataset_fn(input_context):
         contexts.append(input_context)
-        return pipelines.build_dataset(source, "train", batch_size=4, training=True, seed=0,
-                                       input_context=input_context, **COMMON)
+        return pipelines.build_dataset(
+            source,
+            "train",
+            batch_size=4,
+            training=True,
+            seed=0,
+            input_context=input_context,
+            **COMMON,
+        )
 
     dist = strategy.distribute_datasets_from_function(dataset_fn)
     images, labels = next(iter(dist))
@@ -195,14 +247,22 @@ def test_tf_data_service_local_dispatcher_and_worker(source):
     dispatcher = tf.data.experimental.service.DispatchServer()
     address = dispatcher.target.split("://")[1]
     worker = tf.data.experimental.service.WorkerServer(
-        tf.data.experimental.service.WorkerConfig(dispatcher_address=address))
-    ds = pipelines.build_dataset(source, "validation", batch_size=4, training=False,
-                                 data_service=dispatcher.target, **COMMON)
+        tf.data.experimental.service.WorkerConfig(dispatcher_address=address)
+    )
+    ds = pipelines.build_dataset(
+        source, "validation", batch_size=4, training=False, data_service=dispatcher.target, **COMMON
+    )
     batches = list(ds)
     assert sum(int(x.shape[0]) for x, _ in batches) == testing.TINY_EMBEDDED.validation
     assert batches[0][0].shape == (4, 227, 227, 3)
     with pytest.raises(ValueError, match="bad_records"):
-        pipelines.build_dataset(source, "train", batch_size=4, training=True,
-                                data_service=dispatcher.target,
-                                bad_records=pipelines.BadRecordCounter(), **COMMON)
+        pipelines.build_dataset(
+            source,
+            "train",
+            batch_size=4,
+            training=True,
+            data_service=dispatcher.target,
+            bad_records=pipelines.BadRecordCounter(),
+            **COMMON,
+        )
     del worker

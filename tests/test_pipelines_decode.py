@@ -30,8 +30,11 @@ def _in_dataset_map(fn, value):
 @pytest.mark.parametrize("name", sorted(GOOD))
 def test_decode_image_formats_to_rgb(name, run):
     encoded = tf.constant(GOOD[name])
-    image = decode.decode_image(encoded) if run == "eager" else _in_dataset_map(
-        decode.decode_image, encoded)
+    image = (
+        decode.decode_image(encoded)
+        if run == "eager"
+        else _in_dataset_map(decode.decode_image, encoded)
+    )
     assert image.dtype == tf.uint8 and image.shape == (60, 80, 3)
     assert np.abs(image.numpy().astype(float) - IMAGE).mean() <= TOLERANCE[name]
 
@@ -39,8 +42,9 @@ def test_decode_image_formats_to_rgb(name, run):
 def test_decode_image_batch_with_map_fn_in_graph():
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def serve(batch):
-        return tf.map_fn(decode.decode_image, batch,
-                         fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+        return tf.map_fn(
+            decode.decode_image, batch, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8)
+        )
 
     out = serve(tf.constant([GOOD["jpeg"], GOOD["cmyk_jpeg"], GOOD["png"]]))
     assert out.shape == (3, 60, 80, 3)
@@ -64,8 +68,10 @@ def test_check_encoded_flags_exactly_the_undecodable_quirks(stem):
 
 
 def test_check_encoded_names_the_problem():
-    reasons = {stem: decode.check_encoded(tf.constant(data))[1].numpy().decode()
-               for stem, (data, _) in QUIRKS.items()}
+    reasons = {
+        stem: decode.check_encoded(tf.constant(data))[1].numpy().decode()
+        for stem, (data, _) in QUIRKS.items()
+    }
     assert reasons["empty"] == "empty file"
     assert "truncated JPEG" in reasons["truncated"]
     assert "unknown" in decode.check_encoded(tf.constant(b"xyz123"))[1].numpy().decode()

@@ -56,7 +56,7 @@ def test_embedded_boxes_are_tight_and_objects_large():
     np.testing.assert_allclose(shapes._tight_box(mask), [0.2, 0.15, 0.5, 0.45])
     for seed in range(5):
         _, height, width, boxes, _ = shapes.render(np.random.default_rng(seed), 1, (0.45, 0.8))
-        (ymin, xmin, ymax, xmax), = boxes
+        ((ymin, xmin, ymax, xmax),) = boxes
         # Large enough to stay recognisable in a 227 crop of the 256 image.
         assert max((ymax - ymin) * height, (xmax - xmin) * width) > 0.3 * min(height, width)
 
@@ -64,8 +64,10 @@ def test_embedded_boxes_are_tight_and_objects_large():
 def test_embedded_generation_is_deterministic_and_reused(embedded_dir, tmp_path):
     again = embedded.ensure_embedded_dataset(str(tmp_path / "again"), CONFIG)
     for name in sorted(os.listdir(embedded_dir)):
-        with open(os.path.join(embedded_dir, name), "rb") as a, \
-                open(os.path.join(again, name), "rb") as b:
+        with (
+            open(os.path.join(embedded_dir, name), "rb") as a,
+            open(os.path.join(again, name), "rb") as b,
+        ):
             assert a.read() == b.read(), name
     marker = os.path.join(again, "COMPLETE")
     mtime = os.path.getmtime(marker)
@@ -81,8 +83,10 @@ def test_embedded_refuses_foreign_directory(tmp_path):
 
 def test_tfrecord_source_standard_format_label_offsets(tmp_path):
     jpeg = testing.encode(testing.smooth_image(40, 50))
-    records = [testing.example(jpeg, f"img{i}.JPEG", label=i % 3, boxes=[[0.1, 0.2, 0.5, 0.6]])
-               for i in range(6)]
+    records = [
+        testing.example(jpeg, f"img{i}.JPEG", label=i % 3, boxes=[[0.1, 0.2, 0.5, 0.6]])
+        for i in range(6)
+    ]
     testing.write_records(str(tmp_path), "train", records, num_shards=3)
     testing.write_records(str(tmp_path), "validation", records[:2])
     source = pipelines.open_source(f"tfrecord:{tmp_path}")
@@ -98,20 +102,32 @@ def test_tfrecord_source_standard_format_label_offsets(tmp_path):
 def test_tfrecord_source_shards_files_per_input_pipeline(embedded_dir):
     source = pipelines.open_source(f"tfrecord:{embedded_dir}")
     assert source.class_names == pipelines.EMBEDDED_CLASS_NAMES
-    names = [{r["filename"] for r in _records(
-        source, "train", input_context=tf.distribute.InputContext(2, i, 2))} for i in range(2)]
+    names = [
+        {
+            r["filename"]
+            for r in _records(source, "train", input_context=tf.distribute.InputContext(2, i, 2))
+        }
+        for i in range(2)
+    ]
     assert not names[0] & names[1] and len(names[0] | names[1]) == CONFIG.train
     # Fewer files (1) than pipelines (2): records are sharded instead.
-    names = [{r["filename"] for r in _records(
-        source, "detection_validation", input_context=tf.distribute.InputContext(2, i, 2))}
-        for i in range(2)]
+    names = [
+        {
+            r["filename"]
+            for r in _records(
+                source, "detection_validation", input_context=tf.distribute.InputContext(2, i, 2)
+            )
+        }
+        for i in range(2)
+    ]
     assert not names[0] & names[1] and len(names[0] | names[1]) == CONFIG.detection_validation
 
 
 def _tree(root, classes=("n02", "n01")):
     jpeg = testing.encode(testing.smooth_image(30, 40))
-    testing.write_class_folder(root, {c: [(f"{c}_{i}.JPEG", jpeg) for i in range(3)]
-                                      for c in classes})
+    testing.write_class_folder(
+        root, {c: [(f"{c}_{i}.JPEG", jpeg) for i in range(3)] for c in classes}
+    )
 
 
 @pytest.mark.parametrize("layout", ["splits", "single_tree", "train_only"])
@@ -142,7 +158,8 @@ def test_hold_out_is_a_stable_tenth_of_each_class(tmp_path):
     # The same files under another root: the same choice.
     moved = [p.replace(str(tmp_path), "/elsewhere") for p in paths]
     assert sources.hold_out(moved, "/elsewhere")[1] == [
-        p.replace(str(tmp_path), "/elsewhere") for p in held]
+        p.replace(str(tmp_path), "/elsewhere") for p in held
+    ]
     assert sources.hold_out(paths[:1], str(tmp_path)) == (paths[:1], [])
     assert len(sources.hold_out(paths[:2], str(tmp_path))[1]) == 1
 
@@ -170,5 +187,3 @@ def test_full_embedded_set_has_its_documented_sizes(tmp_path):
     directory = embedded.ensure_embedded_dataset(str(tmp_path / "full"))
     source = pipelines.open_source("embedded", directory)
     assert source.num_examples("train") == 9000 and source.num_examples("validation") == 500
-
-

@@ -20,25 +20,32 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 def _run_binary(module, *args):
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def _decoded_sizes(source, split):
-    return {r["filename"].decode(): pipelines.decode_image(r["encoded"]).shape
-            for r in source.records(split).as_numpy_iterator()}
+    return {
+        r["filename"].decode(): pipelines.decode_image(r["encoded"]).shape
+        for r in source.records(split).as_numpy_iterator()
+    }
 
 
 def test_convert_folder_fixes_quirks_and_resizes(tmp_path):
     quirks = testing.quirky_images()
     del quirks["very_large"]  # Slow to resize; covered by the decode tests.
-    testing.write_class_folder(str(tmp_path / "in"), {
-        "n02": [(f"{stem}.JPEG", data) for stem, (data, _) in quirks.items()],
-        "n01": [("big.JPEG", testing.encode(testing.smooth_image(300, 500)))],
-    })
+    testing.write_class_folder(
+        str(tmp_path / "in"),
+        {
+            "n02": [(f"{stem}.JPEG", data) for stem, (data, _) in quirks.items()],
+            "n01": [("big.JPEG", testing.encode(testing.smooth_image(300, 500)))],
+        },
+    )
     synsets, splits = convert.tasks_from_folder(str(tmp_path / "in"), 128, 90)
-    counts = convert.write_dataset(str(tmp_path / "out"), synsets, splits,
-                                   {"train": 2}, num_workers=2)
+    counts = convert.write_dataset(
+        str(tmp_path / "out"), synsets, splits, {"train": 2}, num_workers=2
+    )
     assert synsets == ["n01", "n02"] and counts == {"train": 5}  # Truncated, empty skipped.
     source = pipelines.open_source(f"tfrecord:{tmp_path / 'out'}")
     assert source.class_names == ["n01", "n02"] and source.num_examples("train") == 5
@@ -62,31 +69,44 @@ def _tar_bytes(files: dict[str, bytes], mode="w") -> bytes:
 
 def _xml(synset, box, width=400, height=300):
     xmin, ymin, xmax, ymax = box
-    return (f"<annotation><size><width>{width}</width><height>{height}</height></size>"
-            f"<object><name>{synset}</name><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
-            f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object></annotation>").encode()
+    return (
+        f"<annotation><size><width>{width}</width><height>{height}</height></size>"
+        f"<object><name>{synset}</name><bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin>"
+        f"<xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object></annotation>"
+    ).encode()
 
 
 def test_convert_raw_ilsvrc_tars_with_boxes(tmp_path):
     jpeg = testing.encode(testing.smooth_image(300, 400))
     cmyk = testing.encode(testing.smooth_image(300, 400), mode="CMYK")
-    train = {f"{s}.tar": _tar_bytes({f"{s}_{i}.JPEG": (cmyk if i == 0 else jpeg)
-                                     for i in range(3)}) for s in ("n02", "n01")}
+    train = {
+        f"{s}.tar": _tar_bytes({f"{s}_{i}.JPEG": (cmyk if i == 0 else jpeg) for i in range(3)})
+        for s in ("n02", "n01")
+    }
     (tmp_path / "train.tar").write_bytes(_tar_bytes(train))
-    (tmp_path / "val.tar").write_bytes(_tar_bytes(
-        {f"ILSVRC2012_val_{i:08d}.JPEG": jpeg for i in (1, 2)}))
-    (tmp_path / "bbox_train.tar.gz").write_bytes(_tar_bytes(
-        {"n01/n01_1.xml": _xml("n01", (40, 30, 200, 150))}, mode="w:gz"))
+    (tmp_path / "val.tar").write_bytes(
+        _tar_bytes({f"ILSVRC2012_val_{i:08d}.JPEG": jpeg for i in (1, 2)})
+    )
+    (tmp_path / "bbox_train.tar.gz").write_bytes(
+        _tar_bytes({"n01/n01_1.xml": _xml("n01", (40, 30, 200, 150))}, mode="w:gz")
+    )
     (tmp_path / "bbox_val").mkdir()
     for i, synset in ((1, "n02"), (2, "n01")):
         (tmp_path / "bbox_val" / f"ILSVRC2012_val_{i:08d}.xml").write_bytes(
-            _xml(synset, (0, 0, 400, 300)))
+            _xml(synset, (0, 0, 400, 300))
+        )
     (tmp_path / "words.txt").write_text("n01 tench, Tinca tinca\nn02 goldfish\n")
     result = _run_binary(
-        "pipelines.bin.convert", f"--train_tar={tmp_path / 'train.tar'}",
-        f"--val_tar={tmp_path / 'val.tar'}", f"--bbox_train={tmp_path / 'bbox_train.tar.gz'}",
-        f"--bbox_val={tmp_path / 'bbox_val'}", f"--synset_words={tmp_path / 'words.txt'}",
-        f"--output_dir={tmp_path / 'out'}", "--train_shards=2", "--num_workers=2")
+        "pipelines.bin.convert",
+        f"--train_tar={tmp_path / 'train.tar'}",
+        f"--val_tar={tmp_path / 'val.tar'}",
+        f"--bbox_train={tmp_path / 'bbox_train.tar.gz'}",
+        f"--bbox_val={tmp_path / 'bbox_val'}",
+        f"--synset_words={tmp_path / 'words.txt'}",
+        f"--output_dir={tmp_path / 'out'}",
+        "--train_shards=2",
+        "--num_workers=2",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     source = pipelines.open_source(f"tfrecord:{tmp_path / 'out'}")
     assert source.class_names == ["n01", "n02"]
@@ -94,14 +114,17 @@ def test_convert_raw_ilsvrc_tars_with_boxes(tmp_path):
     assert len(train) == 6 and train["n02_2.JPEG"]["label"] == 1
     np.testing.assert_allclose(train["n01_1.JPEG"]["boxes"], [[0.1, 0.1, 0.5, 0.5]])
     assert pipelines.decode_image(train["n01_0.JPEG"]["encoded"]).shape == (300, 400, 3)
-    val = {r["filename"].decode(): r["label"] for r in source.records("validation").as_numpy_iterator()}
+    val = {
+        r["filename"].decode(): r["label"] for r in source.records("validation").as_numpy_iterator()
+    }
     assert val == {"ILSVRC2012_val_00000001.JPEG": 1, "ILSVRC2012_val_00000002.JPEG": 0}
     assert (tmp_path / "out" / "labels.txt").read_text().startswith("n01\ttench, Tinca tinca\n")
 
 
 def test_convert_bad_flags_give_one_line_naming_the_flag(tmp_path):
-    result = _run_binary("pipelines.bin.convert", "--folder=x", "--output_dir=y",
-                         "--train_shards=0")
+    result = _run_binary(
+        "pipelines.bin.convert", "--folder=x", "--output_dir=y", "--train_shards=0"
+    )
     assert result.returncode != 0 and "--train_shards=0" in result.stderr
 
 
@@ -118,7 +141,19 @@ def test_statistics_of_embedded_set(tmp_path):
     stats.save_statistics(result, str(tmp_path / "s.npz"))
     loaded = stats.load_statistics(str(tmp_path / "s.npz"))
     np.testing.assert_array_equal(loaded.eigvec, result.eigvec)
-    images, _ = next(iter(pipelines.build_dataset(
-        source, "train", batch_size=2, training=True, crop_size=227, seed=0,
-        mean=loaded.mean_image, std=loaded.std_rgb, pca_eigen=(loaded.eigval, loaded.eigvec))))
+    images, _ = next(
+        iter(
+            pipelines.build_dataset(
+                source,
+                "train",
+                batch_size=2,
+                training=True,
+                crop_size=227,
+                seed=0,
+                mean=loaded.mean_image,
+                std=loaded.std_rgb,
+                pca_eigen=(loaded.eigval, loaded.eigvec),
+            )
+        )
+    )
     assert images.shape == (2, 227, 227, 3) and abs(float(np.mean(images))) < 1.0

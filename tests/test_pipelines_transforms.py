@@ -16,8 +16,9 @@ def _map(fn, *values):
     return next(iter(tf.data.Dataset.from_tensors(values).map(fn)))
 
 
-@pytest.mark.parametrize("size, expected", [((300, 400), (256, 341)), ((512, 256), (512, 256)),
-                                            ((1, 1), (256, 256))])
+@pytest.mark.parametrize(
+    "size, expected", [((300, 400), (256, 341)), ((512, 256), (512, 256)), ((1, 1), (256, 256))]
+)
 def test_resize_keep_aspect(size, expected):
     image = tf.zeros(size + (3,), tf.uint8)
     out = transforms.resize_keep_aspect(image, 256)
@@ -43,8 +44,11 @@ def test_preprocess_for_eval_takes_the_center():
 def test_preprocess_for_eval_in_map_fn_graph():
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
     def serve(batch):
-        return tf.map_fn(lambda im: transforms.preprocess_for_eval(im, 221, ZERO_MEAN, UNIT_STD),
-                         batch, fn_output_signature=tf.float32)
+        return tf.map_fn(
+            lambda im: transforms.preprocess_for_eval(im, 221, ZERO_MEAN, UNIT_STD),
+            batch,
+            fn_output_signature=tf.float32,
+        )
 
     assert serve(tf.zeros([2, 300, 280, 3], tf.uint8)).shape == (2, 221, 221, 3)
 
@@ -82,19 +86,28 @@ def _object_image(height, width, box):
     """Black JPEG with a white rectangle at pixel box (y0, x0, y1, x1); edges on
     multiples of 16 (the JPEG MCU) so that no ringing leaks past them."""
     image = np.zeros((height, width, 3), np.uint8)
-    image[box[0]:box[2], box[1]:box[3]] = 255
+    image[box[0] : box[2], box[1] : box[3]] = 255
     return testing.encode(image, quality=100)
 
 
 def _train(encoded, boxes, seed, recipe="alexnet", crop=227, jitter=None):
     return transforms.preprocess_for_train(
-        encoded, boxes, tf.zeros([tf.shape(boxes)[0]], tf.int32), seed, crop_size=crop,
-        mean=ZERO_MEAN, std=UNIT_STD, augmentation=transforms.AUGMENTATIONS[recipe], eigen=None,
-        scale_jitter=jitter)
+        encoded,
+        boxes,
+        tf.zeros([tf.shape(boxes)[0]], tf.int32),
+        seed,
+        crop_size=crop,
+        mean=ZERO_MEAN,
+        std=UNIT_STD,
+        augmentation=transforms.AUGMENTATIONS[recipe],
+        eigen=None,
+        scale_jitter=jitter,
+    )
 
 
-@pytest.mark.parametrize("recipe, jitter", [("alexnet", None), ("overfeat", None),
-                                            ("overfeat", (221, 320))])
+@pytest.mark.parametrize(
+    "recipe, jitter", [("alexnet", None), ("overfeat", None), ("overfeat", (221, 320))]
+)
 def test_train_boxes_follow_crops_and_flips(recipe, jitter):
     height, width, pixel_box = 300, 450, (96, 128, 224, 224)
     encoded = tf.constant(_object_image(height, width, pixel_box))
@@ -118,7 +131,7 @@ def test_train_crops_are_random_and_flip_half_the_time():
     encoded = tf.constant(_object_image(256, 256, (0, 0, 256, 128)))  # Left half white.
     seeds = tf.data.Dataset.range(200).map(lambda i: tf.stack([i, tf.constant(0, tf.int64)]))
     out = list(seeds.map(lambda s: _train(encoded, tf.zeros([0, 4]), s)).batch(200))[0][0]
-    left_white = (out[:, :, :100].numpy().mean(axis=(1, 2, 3)) > 127)
+    left_white = out[:, :, :100].numpy().mean(axis=(1, 2, 3)) > 127
     assert 70 <= left_white.sum() <= 130  # Binomial(200, 0.5): +-4.2 sigma.
     boundary = (out.numpy().mean(axis=(1, 3)) > 127).sum(axis=1)
     assert len(np.unique(boundary)) > 10  # Crop offsets vary.
@@ -134,8 +147,10 @@ def test_train_same_seed_same_output():
 
 
 def test_train_png_fallback_and_one_pixel():
-    for data in (testing.encode(testing.smooth_image(200, 260), "PNG"),
-                 testing.encode(testing.smooth_image(1, 1))):
+    for data in (
+        testing.encode(testing.smooth_image(200, 260), "PNG"),
+        testing.encode(testing.smooth_image(1, 1)),
+    ):
         image = _train(tf.constant(data), tf.zeros([0, 4]), tf.constant([1, 2], tf.int64))[0]
         assert image.shape == (227, 227, 3)
 
@@ -144,8 +159,12 @@ def test_pca_lighting_covariance_matches_constants():
     n = 4000
     seeds = tf.data.Dataset.range(n).map(lambda i: tf.stack([i, tf.constant(3, tf.int64)]))
     gray = tf.fill([1, 1, 3], 128.0)
-    shifts = seeds.map(lambda s: transforms.pca_lighting(
-        gray, s, constants.PCA_EIGVAL, constants.PCA_EIGVEC)[0, 0] - 128.0)
+    shifts = seeds.map(
+        lambda s: (
+            transforms.pca_lighting(gray, s, constants.PCA_EIGVAL, constants.PCA_EIGVEC)[0, 0]
+            - 128.0
+        )
+    )
     added = next(iter(shifts.batch(n))).numpy() / 255.0
     v, lam = constants.PCA_EIGVEC, constants.PCA_EIGVAL
     expected = v @ np.diag((0.1 * lam) ** 2) @ v.T
@@ -158,22 +177,42 @@ def test_batch_half_applies_each_images_own_draws(mean_image):
     # Per-image crops, then flip, lighting and normalisation over the batch at once,
     # equal image by image to the one-image path with the same seeds.
     encoded = tf.constant(testing.encode(testing.smooth_image(300, 400)))
-    mean = (np.arange(256 * 256 * 3, dtype=np.float32).reshape(256, 256, 3) % 251
-            if mean_image else np.array([120.0, 110.0, 100.0], np.float32))
+    mean = (
+        np.arange(256 * 256 * 3, dtype=np.float32).reshape(256, 256, 3) % 251
+        if mean_image
+        else np.array([120.0, 110.0, 100.0], np.float32)
+    )
     std = np.array([50.0, 60.0, 70.0], np.float32)
     eigen = (tf.constant([0.2, 0.02, 0.005]), tf.eye(3))
     seeds = [tf.constant([i, 3], tf.int64) for i in range(8)]
-    crops = [transforms.train_crop(encoded, tf.zeros([0, 4]), tf.zeros([0], tf.int32), seed,
-                                   crop_size=99, augmentation=transforms.AUGMENTATIONS["overfeat"],
-                                   eigen=eigen, scale_jitter=None) for seed in seeds]
+    crops = [
+        transforms.train_crop(
+            encoded,
+            tf.zeros([0, 4]),
+            tf.zeros([0], tf.int32),
+            seed,
+            crop_size=99,
+            augmentation=transforms.AUGMENTATIONS["overfeat"],
+            eigen=eigen,
+            scale_jitter=None,
+        )
+        for seed in seeds
+    ]
     draws = {name: tf.stack([c[3][name] for c in crops]) for name in crops[0][3]}
     assert 0 < int(tf.reduce_sum(tf.cast(draws["flip"], tf.int32))) < 8
-    batch = transforms.augment_batch(tf.stack([c[0] for c in crops]), draws, mean, std,
-                                     tf.bfloat16)
+    batch = transforms.augment_batch(tf.stack([c[0] for c in crops]), draws, mean, std, tf.bfloat16)
     assert batch.dtype == tf.bfloat16
     for seed, image in zip(seeds, batch):
         single = transforms.preprocess_for_train(
-            encoded, tf.zeros([0, 4]), tf.zeros([0], tf.int32), seed, crop_size=99, mean=mean,
-            std=std, augmentation=transforms.AUGMENTATIONS["overfeat"], eigen=eigen,
-            scale_jitter=None)[0]
+            encoded,
+            tf.zeros([0, 4]),
+            tf.zeros([0], tf.int32),
+            seed,
+            crop_size=99,
+            mean=mean,
+            std=std,
+            augmentation=transforms.AUGMENTATIONS["overfeat"],
+            eigen=eigen,
+            scale_jitter=None,
+        )[0]
         np.testing.assert_allclose(tf.cast(image, tf.float32), single, atol=0.02, rtol=0.01)

@@ -27,10 +27,22 @@ def test_quick_learns_three_shapes_in_a_test_sized_run(tmp_path, subprocess_env)
     data = embedded.ensure_embedded_dataset(str(tmp_path / "data"), THREE_SHAPES)
     run = tmp_path / "run"
     subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.bin.train", f"--data=tfrecord:{data}",
-         f"--model_dir={run}", "--recipe=quick", "--width=0.125", "--epochs=12",
-         "--step_epochs=8,11", "--noexport", "--xla=off"],
-        check=True, env=subprocess_env, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "overfeat_tf.bin.train",
+            f"--data=tfrecord:{data}",
+            f"--model_dir={run}",
+            "--recipe=quick",
+            "--width=0.125",
+            "--epochs=12",
+            "--step_epochs=8,11",
+            "--noexport",
+            "--xla=off",
+        ],
+        check=True,
+        env=subprocess_env,
+        capture_output=True,
     )
     metrics = json.loads((run / "metrics.json").read_text())
     # Chance is 66.7 % error. 12 epochs of 960 images reached 21.7-23.3 % error on

@@ -16,8 +16,15 @@ BATCH = 4
 
 
 def _trainer(tmp_path, recipe: recipes.Recipe, model_fn) -> Trainer:
-    config = TrainConfig(model_dir=str(tmp_path), recipe=recipe, steps_per_epoch=2, epochs=1,
-                         batch_size=BATCH, verbose=False, xla="off")
+    config = TrainConfig(
+        model_dir=str(tmp_path),
+        recipe=recipe,
+        steps_per_epoch=2,
+        epochs=1,
+        batch_size=BATCH,
+        verbose=False,
+        xla="off",
+    )
     keras.utils.set_random_seed(2)
     return Trainer(config, tf.distribute.get_strategy(), model_fn)
 
@@ -28,15 +35,17 @@ def _batches(trainer: Trainer, size: int, steps: int):
     labels = rng.integers(0, 3, BATCH * steps).astype("int32")
     dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(BATCH)
     iterator = iter(trainer.strategy.distribute_datasets_from_function(lambda _: dataset))
-    return iterator, [(images[i : i + BATCH], labels[i : i + BATCH])
-                      for i in range(0, len(images), BATCH)]
+    return iterator, [
+        (images[i : i + BATCH], labels[i : i + BATCH]) for i in range(0, len(images), BATCH)
+    ]
 
 
 def _cross_entropy_gradients(model: keras.Model, images, labels) -> list[np.ndarray]:
     with tf.GradientTape() as tape:
         logits = model(images, training=True)
-        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True))
+        loss = tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        )
     return [g.numpy() for g in tape.gradient(loss, model.trainable_variables)]
 
 
@@ -59,8 +68,9 @@ def test_sgd_update_with_coupled_weight_decay_equals_the_hand_computation(tmp_pa
         for i, (w, g, var) in enumerate(zip(before, grads, model.trainable_variables)):
             velocity[i] = m * velocity[i] - (wd * lr * w if decayed[i] else 0) - lr * g
             scale = np.abs(velocity[i]).max()
-            np.testing.assert_allclose(var.numpy() - w, velocity[i], rtol=1e-3,
-                                       atol=1e-3 * scale, err_msg=var.path)
+            np.testing.assert_allclose(
+                var.numpy() - w, velocity[i], rtol=1e-3, atol=1e-3 * scale, err_msg=var.path
+            )
             if decayed[i]:
                 assert np.abs(wd * lr * w).max() > 0.01 * scale, var.path
 

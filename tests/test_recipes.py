@@ -11,7 +11,11 @@ def test_recipes_hold_the_papers_values():
     alexnet = recipes.get_recipe("alexnet")
     # AlexNet section 5: batch 128, momentum 0.9, weight decay 0.0005, lr 0.01.
     assert (alexnet.batch_size, alexnet.momentum, alexnet.weight_decay, alexnet.learning_rate) == (
-        128, 0.9, 5e-4, 0.01)
+        128,
+        0.9,
+        5e-4,
+        0.01,
+    )
     assert alexnet.schedule == "plateau" and alexnet.plateau_factor == 10
     assert alexnet.plateau_max_drops == 3
     # ZFNet section 3: filters whose RMS exceeds 0.1 are renormalised to 0.1.
@@ -29,8 +33,17 @@ def test_unknown_recipe_lists_valid_ones():
 
 @pytest.mark.parametrize(
     "epoch,rate",
-    [(0, 0.05), (29, 0.05), (30, 0.025), (49, 0.025), (50, 0.0125), (60, 0.00625),
-     (70, 0.003125), (80, 0.0015625), (89, 0.0015625)],
+    [
+        (0, 0.05),
+        (29, 0.05),
+        (30, 0.025),
+        (49, 0.025),
+        (50, 0.0125),
+        (60, 0.00625),
+        (70, 0.003125),
+        (80, 0.0015625),
+        (89, 0.0015625),
+    ],
 )
 def test_overfeat_halving_schedule(epoch, rate):
     assert schedules.step_rate(recipes.get_recipe("overfeat"), epoch) == pytest.approx(rate)
@@ -72,5 +85,8 @@ def test_zfnet_renormalisation_caps_filter_rms():
     rms = np.sqrt((variable.numpy() ** 2).mean(axis=(0, 1, 2)))
     np.testing.assert_allclose(rms, [0.1, 0.05, 0.1], rtol=1e-5)
     # Rescaling keeps the filter's direction.
-    np.testing.assert_allclose(variable.numpy()[..., 2] / kernel[..., 2], 0.1 / np.sqrt(
-        (kernel[..., 2] ** 2).mean()), rtol=1e-4)
+    np.testing.assert_allclose(
+        variable.numpy()[..., 2] / kernel[..., 2],
+        0.1 / np.sqrt((kernel[..., 2] ** 2).mean()),
+        rtol=1e-4,
+    )

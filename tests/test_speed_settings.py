@@ -35,8 +35,9 @@ _REPORT = (
 _NO_CACHE = "/nonexistent/onednn.json"
 
 
-def _import_report(env: dict[str, str], *argv: str, opt_out: str | None = None,
-                   cache: str = _NO_CACHE) -> dict:
+def _import_report(
+    env: dict[str, str], *argv: str, opt_out: str | None = None, cache: str = _NO_CACHE
+) -> dict:
     """What a fresh `python -c 'import overfeat_tf' *argv` decided, and what TF did.
 
     Neither variable is inherited; `opt_out` sets `OVERFEAT_TF_ONEDNN`; the calibration
@@ -48,7 +49,11 @@ def _import_report(env: dict[str, str], *argv: str, opt_out: str | None = None,
         env[runtime.OPT_OUT_ENV] = opt_out
     result = subprocess.run(
         [sys.executable, "-c", _REPORT, *argv],
-        env=env, capture_output=True, text=True, timeout=300, check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -87,13 +92,13 @@ def test_tensorflow_imported_first_is_too_late_and_says_how_to_fix(monkeypatch, 
     assert len(caplog.records) == 1 and "Import overfeat_tf first" in caplog.text
 
 
-def test_cached_calibration_decides_before_tensorflow_loads(subprocess_env, tmp_path,
-                                                             monkeypatch):
+def test_cached_calibration_decides_before_tensorflow_loads(subprocess_env, tmp_path, monkeypatch):
     cache = str(tmp_path / "onednn.json")
     monkeypatch.setenv(runtime.CACHE_ENV, cache)
     onednn_calibration.store("another machine", {"onednn": True})
-    onednn_calibration.store(runtime.machine_key(), {"onednn": False, "seconds_on": 2.0,
-                                                     "seconds_off": 1.0})
+    onednn_calibration.store(
+        runtime.machine_key(), {"onednn": False, "seconds_on": 2.0, "seconds_off": 1.0}
+    )
     report = _import_report(subprocess_env, cache=cache)
     assert report == {"env": "0", "status": "disabled", "tf_onednn": False}
     with open(cache) as f:
@@ -136,12 +141,18 @@ def _train(tmp_path, xla: bool, initial_weights, batches) -> list[np.ndarray]:
     """Weights after `_STEPS` Trainer steps (AlexNet recipe: momentum, coupled decay)."""
     recipe = dataclasses.replace(get_recipe("alexnet"), learning_rate=0.05, batch_size=_BATCH)
     config = TrainConfig(
-        model_dir=str(tmp_path / f"xla_{xla}"), recipe=recipe, steps_per_epoch=_STEPS,
-        epochs=1, batch_size=_BATCH, xla="on" if xla else "off", verbose=False,
+        model_dir=str(tmp_path / f"xla_{xla}"),
+        recipe=recipe,
+        steps_per_epoch=_STEPS,
+        epochs=1,
+        batch_size=_BATCH,
+        xla="on" if xla else "off",
+        verbose=False,
     )
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     trainer = Trainer(
-        config, strategy,
+        config,
+        strategy,
         lambda: overfeat_tf.build_model("alexnet", _CLASSES, 0.0625, dropout=0.0, init="he"),
     )
     trainer.model.set_weights(initial_weights)
@@ -151,12 +162,16 @@ def _train(tmp_path, xla: bool, initial_weights, batches) -> list[np.ndarray]:
 
 def test_xla_step_gives_the_plain_step_weights(tmp_path):
     keras.utils.set_random_seed(0)
-    initial = overfeat_tf.build_model("alexnet", _CLASSES, 0.0625, dropout=0.0, init="he").get_weights()
+    initial = overfeat_tf.build_model(
+        "alexnet", _CLASSES, 0.0625, dropout=0.0, init="he"
+    ).get_weights()
     size = overfeat_tf.native_input_size("alexnet")
-    batches = tf.data.Dataset.from_tensor_slices((
-        tf.random.normal((_STEPS, _BATCH, size, size, 3), seed=1),
-        tf.random.uniform((_STEPS, _BATCH), 0, _CLASSES, tf.int32, seed=2),
-    ))
+    batches = tf.data.Dataset.from_tensor_slices(
+        (
+            tf.random.normal((_STEPS, _BATCH, size, size, 3), seed=1),
+            tf.random.uniform((_STEPS, _BATCH), 0, _CLASSES, tf.int32, seed=2),
+        )
+    )
     plain = _train(tmp_path, False, initial, batches)
     xla = _train(tmp_path, True, initial, batches)
     for w0, wp, wx in zip(initial, plain, xla):

@@ -22,9 +22,7 @@ def test_towers_hold_one_variable_per_tower_and_slice():
     placed = overfeat_tf.build_model("alexnet", **TINY, tower_devices=SAME)
     conv2 = placed.get_layer("conv2")
     assert isinstance(conv2.kernel, tower_weights.TowerWeight)
-    assert [v.shape for v in conv2.trainable_variables] == [
-        (5, 5, 3, 8), (5, 5, 3, 8), (8,), (8,)
-    ]
+    assert [v.shape for v in conv2.trainable_variables] == [(5, 5, 3, 8), (5, 5, 3, 8), (8,), (8,)]
     assert conv2.kernel.shape == (5, 5, 3, 16)
     assert len(placed.get_layer("fc8").trainable_variables) == 2  # one tower: the first
 
@@ -36,8 +34,11 @@ def test_export_weight_files_and_keras_files_hold_whole_weights(tmp_path):
 
     plain = towers.default_placement(placed)
     assert not isinstance(plain, towers.TowerModel)
-    assert not any(isinstance(layer.kernel, tower_weights.TowerWeight)
-                   for layer in plain.layers if isinstance(layer, keras.layers.Conv2D))
+    assert not any(
+        isinstance(layer.kernel, tower_weights.TowerWeight)
+        for layer in plain.layers
+        if isinstance(layer, keras.layers.Conv2D)
+    )
     np.testing.assert_allclose(plain(images), expected, rtol=1e-5, atol=1e-4)
 
     placed.save_weights(tmp_path / "placed.weights.h5")
@@ -60,5 +61,6 @@ def test_transfer_copies_a_tower_runs_weights_whole():
     target = overfeat_tf.build_model("alexnet", **{**TINY, "num_classes": 5})
     copied = transfer.copy_matching_weights(placed, target)
     assert copied == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"]
-    np.testing.assert_array_equal(target.get_layer("fc7").kernel.numpy(),
-                                  placed.get_layer("fc7").kernel.numpy())
+    np.testing.assert_array_equal(
+        target.get_layer("fc7").kernel.numpy(), placed.get_layer("fc7").kernel.numpy()
+    )

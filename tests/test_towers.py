@@ -53,8 +53,15 @@ def _images(count: int, seed: int = 0) -> np.ndarray:
 
 def _op_devices(graph) -> dict[str, dict[str, int]]:
     """{op type: {device: count}} for the convolutions, LRNs and pools and their gradients."""
-    kinds = ("Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput", "LRN", "LRNGrad",
-             "MaxPool", "MaxPoolGrad")
+    kinds = (
+        "Conv2D",
+        "Conv2DBackpropFilter",
+        "Conv2DBackpropInput",
+        "LRN",
+        "LRNGrad",
+        "MaxPool",
+        "MaxPoolGrad",
+    )
     counts: dict[str, dict[str, int]] = {}
     for op in graph.get_operations():
         if op.type in kinds:
@@ -69,22 +76,37 @@ def _crossing_bytes(graph, outer: str) -> int:
     Ops without a device (the function's inputs) count as on `outer`; a tensor read on
     one device by several ops crosses once.
     """
+
     def device(op):
         return tf.DeviceSpec.from_string(op.device or outer).to_string()
 
     crossings = set()
     for op in graph.get_operations():
         for tensor in op.inputs:
-            if device(op) != device(tensor.op) and tensor.shape.rank == 4 and tensor.shape[0] == BATCH:
-                crossings.add((tensor.name, device(op), tensor.shape.num_elements() * tensor.dtype.size))
+            if (
+                device(op) != device(tensor.op)
+                and tensor.shape.rank == 4
+                and tensor.shape[0] == BATCH
+            ):
+                crossings.add(
+                    (tensor.name, device(op), tensor.shape.num_elements() * tensor.dtype.size)
+                )
     return sum(size for _, _, size in crossings)
 
 
 def _train(model_dir: str, model_fn, images, labels) -> list[np.ndarray]:
     """Three steps of the project's Trainer on one replica on /CPU:0; the final weights."""
     recipe = recipes.get_recipe("alexnet")
-    config = TrainConfig(model_dir=model_dir, recipe=recipe, steps_per_epoch=3, epochs=1,
-                         batch_size=8, checkpoint_every=100, verbose=False, xla="off")
+    config = TrainConfig(
+        model_dir=model_dir,
+        recipe=recipe,
+        steps_per_epoch=3,
+        epochs=1,
+        batch_size=8,
+        checkpoint_every=100,
+        verbose=False,
+        xla="off",
+    )
     keras.utils.set_random_seed(1)
     trainer = Trainer(config, tf.distribute.OneDeviceStrategy(TWO[0]), model_fn)
 
@@ -158,21 +180,27 @@ def two_device_report(out_dir: str) -> None:
     # Training: the Trainer's steps give the same weights on either placement.
     train_images = _images(24, seed=5) * 50
     labels = np.random.default_rng(5).integers(0, 3, 24).astype("int32")
-    one, _ = _train(str(out / "one"), lambda: overfeat_tf.build_model("alexnet", **TINY),
-                    train_images, labels)
+    one, _ = _train(
+        str(out / "one"), lambda: overfeat_tf.build_model("alexnet", **TINY), train_images, labels
+    )
     two, trainer = _train(
         str(out / "two"),
         lambda: overfeat_tf.build_model("alexnet", **TINY, tower_devices=TWO),
-        train_images, labels,
+        train_images,
+        labels,
     )
     report["train_relative_diff"] = max(
         float(np.abs(a - b).max() / (np.abs(a).max() + 1e-12)) for a, b in zip(one, two)
     )
-    report["weights_moved"] = any(not np.array_equal(a, b) for a, b in zip(one, default.get_weights()))
+    report["weights_moved"] = any(
+        not np.array_equal(a, b) for a, b in zip(one, default.get_weights())
+    )
     labels_spec = tf.TensorSpec([8], tf.int32)
-    grad_graph = trainer._grad_fns[False].get_concrete_function(
-        tf.TensorSpec([8, 227, 227, 3]), labels_spec
-    ).graph
+    grad_graph = (
+        trainer._grad_fns[False]
+        .get_concrete_function(tf.TensorSpec([8, 227, 227, 3]), labels_spec)
+        .graph
+    )
     report["op_devices"] = _op_devices(grad_graph)
     report["optimizer_devices"] = _variable_devices(trainer.optimizer.variables)
 
@@ -190,8 +218,14 @@ def two_devices(tmp_path_factory) -> tuple[dict, pathlib.Path]:
     out = tmp_path_factory.mktemp("two_devices")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    result = subprocess.run([sys.executable, "-c", _CHILD, str(REPO_ROOT), str(out)],
-                            check=False, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(REPO_ROOT), str(out)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((out / "report.json").read_text()), out
 
@@ -199,8 +233,10 @@ def two_devices(tmp_path_factory) -> tuple[dict, pathlib.Path]:
 def test_each_towers_ops_run_on_its_device(two_devices):
     report, _ = two_devices
     assert report["placed_type"] == "TowerModel"
-    devices = {kind: {d.rsplit("/", 1)[-1]: n for d, n in counts.items()}
-               for kind, counts in report["op_devices"].items()}
+    devices = {
+        kind: {d.rsplit("/", 1)[-1]: n for d, n in counts.items()}
+        for kind, counts in report["op_devices"].items()
+    }
     # Forward and backward of the project's training step: conv1-conv5 halves, fc6 and
     # fc7 halves on each device, plus fc8 (the class layer) on the first; two LRNs and
     # three pools per tower. No op is left to the default placement.
@@ -217,12 +253,17 @@ def test_each_towers_weights_and_momenta_live_on_its_device(two_devices):
     report, _ = two_devices
     devices = report["variable_devices"]
     split = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
-    expected = {f"{layer}/{weight}_tower{i}": f"device:CPU:{i}"
-                for layer in split for weight in ("kernel", "bias") for i in (0, 1)}
+    expected = {
+        f"{layer}/{weight}_tower{i}": f"device:CPU:{i}"
+        for layer in split
+        for weight in ("kernel", "bias")
+        for i in (0, 1)
+    }
     expected.update({"fc8/kernel_tower0": "device:CPU:0", "fc8/bias_tower0": "device:CPU:0"})
     assert devices == expected  # every variable of the model
-    momenta = {path: device for path, device in report["optimizer_devices"].items()
-               if "momentum" in path}
+    momenta = {
+        path: device for path, device in report["optimizer_devices"].items() if "momentum" in path
+    }
     assert len(momenta) == len(expected)
     for path, device in momenta.items():
         assert device == expected[path.split("/")[-1].replace("_", "/", 1)[: -len("_momentum")]]
@@ -270,16 +311,19 @@ def test_keras_file_from_two_devices_loads_here_with_one_warning(two_devices, ca
     assert len(warnings) == 1 and "/CPU:1" in warnings[0].getMessage()
     assert not isinstance(model, towers.TowerModel)  # this process has one CPU device
     np.testing.assert_allclose(
-        model(np.load(out / "images.npy")), np.load(out / "towers_outputs.npy"),
-        rtol=1e-5, atol=1e-5,
+        model(np.load(out / "images.npy")),
+        np.load(out / "towers_outputs.npy"),
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 
 def test_activation_traffic_per_image_full_width():
     # Hand computation from AlexNet Fig. 2 sizes, float32, two towers.
     model = overfeat_tf.build_model("alexnet")
-    got = {row.layer: (row.forward, row.backward)
-           for row in tower_traffic.activation_exchanges(model)}
+    got = {
+        row.layer: (row.forward, row.backward) for row in tower_traffic.activation_exchanges(model)
+    }
     assert got == {
         "conv1": (227 * 227 * 3 * 4, 0),  # the images to the second tower
         "norm1": (2 * 2 * 55 * 55 * 4,) * 2,  # 2 halo channels each way, 55x55
@@ -312,9 +356,19 @@ def _train_binary(tiny_data, model_dir, *flags):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     command = [
-        sys.executable, "-m", "overfeat_tf.bin.train", f"--data=tfrecord:{tiny_data}",
-        f"--model_dir={model_dir}", "--width=0.0625", "--batch_size=8", "--init=he",
-        "--epochs=1", "--max_steps=2", "--noexport", "--dropout=0", *flags,
+        sys.executable,
+        "-m",
+        "overfeat_tf.bin.train",
+        f"--data=tfrecord:{tiny_data}",
+        f"--model_dir={model_dir}",
+        "--width=0.0625",
+        "--batch_size=8",
+        "--init=he",
+        "--epochs=1",
+        "--max_steps=2",
+        "--noexport",
+        "--dropout=0",
+        *flags,
     ]
     return subprocess.run(
         command, check=False, env=env, capture_output=True, text=True, timeout=300
@@ -332,8 +386,10 @@ def test_train_binary_places_the_towers_on_two_cpus(tiny_data, tmp_path):
 @pytest.mark.parametrize(
     "flags,message",
     [
-        (["--model=alexnet", "--tower_devices=/CPU:0,/CPU:1", "--strategy=mirrored"],
-         "--tower_devices runs one replica"),
+        (
+            ["--model=alexnet", "--tower_devices=/CPU:0,/CPU:1", "--strategy=mirrored"],
+            "--tower_devices runs one replica",
+        ),
         (["--model=zfnet", "--tower_devices=/CPU:0,/CPU:1"], "zfnet has 1 tower(s)"),
         (["--model=alexnet", "--tower_devices=/GPU:0,/GPU:1"], "--tower_devices: no /GPU:0"),
     ],
@@ -347,8 +403,11 @@ def test_bad_tower_flags_are_one_line_errors(tiny_data, tmp_path, flags, message
 
 
 def test_transfer_from_a_tower_run_starts_with_default_placement(tmp_path):
-    run_dir.write_config(str(tmp_path), name="alexnet",
-                               build_kwargs={**TINY, "tower_devices": list(TWO)},
-                               class_names=["a", "b", "c"])
+    run_dir.write_config(
+        str(tmp_path),
+        name="alexnet",
+        build_kwargs={**TINY, "tower_devices": list(TWO)},
+        class_names=["a", "b", "c"],
+    )
     name, kwargs = transfer.transfer_build_kwargs(str(tmp_path), 5)
     assert name == "alexnet" and kwargs == {**TINY, "num_classes": 5}

@@ -13,8 +13,12 @@ from overfeat_tf import run_dir
 from overfeat_tf.detection import regressor as regressor_lib
 from pipelines import embedded, testing
 
-BUILD_KWARGS = {"num_classes": len(embedded.CLASS_NAMES), "width": 0.0625, "init": "he",
-                "dropout": 0.0}
+BUILD_KWARGS = {
+    "num_classes": len(embedded.CLASS_NAMES),
+    "width": 0.0625,
+    "init": "he",
+    "dropout": 0.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -23,22 +27,40 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_boxes")
     embedded.ensure_embedded_dataset(str(root / "data"), testing.TINY_EMBEDDED)
     model = overfeat_tf.build_model("alexnet", **BUILD_KWARGS)
-    run_dir.save_model(str(root / "classifier"), model, build_kwargs=BUILD_KWARGS,
-                             class_names=list(embedded.CLASS_NAMES))
+    run_dir.save_model(
+        str(root / "classifier"),
+        model,
+        build_kwargs=BUILD_KWARGS,
+        class_names=list(embedded.CLASS_NAMES),
+    )
     return root
 
 
 def _run(module, env, *flags):
-    return subprocess.run([sys.executable, "-m", module, *flags], check=False, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", module, *flags],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _train(workspace, env, model_dir, *flags):
     # 48 training images / batch 8 = 6 steps per epoch; two small scales keep it quick.
-    return _run("overfeat_tf.bin.train_boxes", env, f"--classifier_dir={workspace / 'classifier'}",
-                f"--data_dir={workspace / 'data'}", f"--model_dir={model_dir}",
-                "--batch_size=8", "--scales=227,243", "--checkpoint_every=1",
-                "--deterministic", *flags)
+    return _run(
+        "overfeat_tf.bin.train_boxes",
+        env,
+        f"--classifier_dir={workspace / 'classifier'}",
+        f"--data_dir={workspace / 'data'}",
+        f"--model_dir={model_dir}",
+        "--batch_size=8",
+        "--scales=227,243",
+        "--checkpoint_every=1",
+        "--deterministic",
+        *flags,
+    )
 
 
 @pytest.mark.slow
@@ -65,23 +87,33 @@ def test_train_resume_and_evaluate_localization(workspace, tmp_path, subprocess_
     # The evaluator reads the regressor, prints the localization row and writes JSON
     # and PNGs.
     output, draw_dir = tmp_path / "eval.json", tmp_path / "draw"
-    result = _run("overfeat_tf.bin.evaluate", subprocess_env,
-                  f"--model_dir={workspace / 'classifier'}", f"--regressor_dir={straight}",
-                  f"--data_dir={workspace / 'data'}", "--modes=localization",
-                  "--max_examples=3", f"--draw_dir={draw_dir}", "--draw_max=2",
-                  f"--output_json={output}")
+    result = _run(
+        "overfeat_tf.bin.evaluate",
+        subprocess_env,
+        f"--model_dir={workspace / 'classifier'}",
+        f"--regressor_dir={straight}",
+        f"--data_dir={workspace / 'data'}",
+        "--modes=localization",
+        "--max_examples=3",
+        f"--draw_dir={draw_dir}",
+        "--draw_max=2",
+        f"--output_json={output}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "localization (scales 227,243, flips" in result.stdout
     localization = json.loads(output.read_text())["results"]["localization"]
     assert localization["examples"] == 3
     assert 0.0 <= localization["top5_error"] <= localization["top1_error"] <= 100.0
-    assert sorted(p.name for p in draw_dir.iterdir()) == ["validation_0000.png",
-                                                          "validation_0001.png"]
+    assert sorted(p.name for p in draw_dir.iterdir()) == [
+        "validation_0000.png",
+        "validation_0001.png",
+    ]
 
 
 @pytest.mark.slow
 def test_detection_task_trains_the_regressor_then_the_background_classifier(
-        workspace, tmp_path, subprocess_env):
+    workspace, tmp_path, subprocess_env
+):
     run = tmp_path / "detection"
     result = _train(workspace, subprocess_env, run, "--task=detection", "--max_steps=2")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -104,8 +136,13 @@ def test_detection_task_trains_the_regressor_then_the_background_classifier(
 )
 def test_bad_flags_are_one_line_errors(workspace, subprocess_env, tmp_path, flags, message):
     flags = [f.format(classifier=workspace / "classifier") for f in flags]
-    result = _run("overfeat_tf.bin.train_boxes", subprocess_env, f"--data_dir={workspace / 'data'}",
-                  f"--model_dir={tmp_path / 'run'}", *flags)
+    result = _run(
+        "overfeat_tf.bin.train_boxes",
+        subprocess_env,
+        f"--data_dir={workspace / 'data'}",
+        f"--model_dir={tmp_path / 'run'}",
+        *flags,
+    )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("overfeat-train-boxes: ") and message in last, result.stderr[-2000:]
@@ -113,9 +150,17 @@ def test_bad_flags_are_one_line_errors(workspace, subprocess_env, tmp_path, flag
 
 def test_changed_settings_do_not_reuse_a_regressor_dir(workspace, subprocess_env, tmp_path):
     run = tmp_path / "run"
-    regressor_lib.write_config(str(run), regressor_lib.RegressorConfig(
-        "alexnet", len(embedded.CLASS_NAMES), 0.0625, per_class=False,
-        classifier_dir=str(workspace / "classifier"), scales=(227, 243)))
+    regressor_lib.write_config(
+        str(run),
+        regressor_lib.RegressorConfig(
+            "alexnet",
+            len(embedded.CLASS_NAMES),
+            0.0625,
+            per_class=False,
+            classifier_dir=str(workspace / "classifier"),
+            scales=(227, 243),
+        ),
+    )
     result = _train(workspace, subprocess_env, run, "--max_steps=1")
     assert result.returncode != 0
     assert "holds a regressor trained with other settings" in result.stderr

@@ -30,8 +30,13 @@ def _arrays(num, seed=0, size=227):
 def _trainer(model_dir, strategy, *, steps_per_epoch=4, epochs=1, checkpoint_every=2):
     recipe = recipes.get_recipe("alexnet")
     config = TrainConfig(
-        model_dir=str(model_dir), recipe=recipe, steps_per_epoch=steps_per_epoch,
-        epochs=epochs, batch_size=8, checkpoint_every=checkpoint_every, verbose=False,
+        model_dir=str(model_dir),
+        recipe=recipe,
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+        batch_size=8,
+        checkpoint_every=checkpoint_every,
+        verbose=False,
     )
     keras.utils.set_random_seed(1)
     return Trainer(config, strategy, lambda: overfeat_tf.build_model("alexnet", **TINY))
@@ -68,7 +73,9 @@ def test_divergence_is_caught_with_onednn_off_and_on(onednn, subprocess_env):
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
         env={**subprocess_env, "TF_ENABLE_ONEDNN_OPTS": onednn},
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-2000:]
 
@@ -158,7 +165,10 @@ def test_mirrored_on_two_devices_equals_one_device(tmp_path, subprocess_env):
     # up to float32 summation order. Tolerance: 1e-4 of each tensor's largest entry.
     out = subprocess.run(
         [sys.executable, "-c", _EQUIVALENCE, str(_repo_root()), str(tmp_path)],
-        check=True, capture_output=True, text=True, env=subprocess_env,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=subprocess_env,
     ).stdout
     assert "mirrored 2" in out
     assert "batch error: batch_size 7 is not divisible by the 2 replicas" in out
@@ -171,10 +181,21 @@ def _repo_root():
 
 def _train_command(data, model_dir, *extra):
     return [
-        sys.executable, "-m", "overfeat_tf.bin.train", f"--data=tfrecord:{data}",
-        f"--model_dir={model_dir}", "--model=alexnet", "--width=0.0625", "--batch_size=8",
-        "--init=he", "--epochs=2", "--checkpoint_every=1", "--noexport", "--deterministic",
-        "--dropout=0", *extra,
+        sys.executable,
+        "-m",
+        "overfeat_tf.bin.train",
+        f"--data=tfrecord:{data}",
+        f"--model_dir={model_dir}",
+        "--model=alexnet",
+        "--width=0.0625",
+        "--batch_size=8",
+        "--init=he",
+        "--epochs=2",
+        "--checkpoint_every=1",
+        "--noexport",
+        "--deterministic",
+        "--dropout=0",
+        *extra,
     ]
 
 
@@ -182,11 +203,16 @@ def _train_command(data, model_dir, *extra):
 def test_sigkill_then_restart_resumes_where_it_stopped(tiny_data, tmp_path, subprocess_env):
     # 48 images / batch 8 = 6 steps per epoch, 2 epochs, a checkpoint every step.
     reference = tmp_path / "reference"
-    subprocess.run(_train_command(tiny_data, reference), check=True, env=subprocess_env,
-                   capture_output=True)
+    subprocess.run(
+        _train_command(tiny_data, reference), check=True, env=subprocess_env, capture_output=True
+    )
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_train_command(tiny_data, killed), env=subprocess_env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _train_command(tiny_data, killed),
+        env=subprocess_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not (killed / "ckpt-3.index").exists():
         assert process.poll() is None and time.time() < deadline, "no checkpoint appeared"
@@ -195,8 +221,13 @@ def test_sigkill_then_restart_resumes_where_it_stopped(tiny_data, tmp_path, subp
     process.wait()
     resumed_step = int(tf.train.latest_checkpoint(str(killed)).rsplit("-", 1)[1])
     assert 3 <= resumed_step < 12
-    out = subprocess.run(_train_command(tiny_data, killed), check=True, env=subprocess_env,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        _train_command(tiny_data, killed),
+        check=True,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert f"at step {resumed_step}" in out
     with open(killed / "metrics.json") as f:
         assert json.load(f)["step"] == 12
@@ -210,11 +241,15 @@ def test_sigkill_then_restart_resumes_where_it_stopped(tiny_data, tmp_path, subp
 
 
 @pytest.mark.parametrize("recipe", [None, "quick"])
-def test_a_paper_recipe_on_a_small_set_points_to_quick(recipe, tiny_data, tmp_path,
-                                                       subprocess_env):
+def test_a_paper_recipe_on_a_small_set_points_to_quick(recipe, tiny_data, tmp_path, subprocess_env):
     extra = ["--max_steps=1", *([f"--recipe={recipe}"] if recipe else [])]
-    out = subprocess.run(_train_command(tiny_data, tmp_path, *extra), check=True,
-                         env=subprocess_env, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        _train_command(tiny_data, tmp_path, *extra),
+        check=True,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+    ).stdout
     hints = [line for line in out.splitlines() if "--recipe=quick" in line]
     if recipe is None:  # the model's paper recipe, on 48 images
         assert len(hints) == 1 and "alexnet paper recipe" in hints[0] and "48" in hints[0]
@@ -235,12 +270,18 @@ def test_a_paper_recipe_on_a_small_set_points_to_quick(recipe, tiny_data, tmp_pa
 def test_bad_flags_are_one_line_errors(flags, message, tmp_path, subprocess_env):
     result = subprocess.run(
         [sys.executable, "-m", "overfeat_tf.bin.train", f"--model_dir={tmp_path}", *flags],
-        env=subprocess_env, capture_output=True, text=True, timeout=120,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     # Ours: "overfeat-train: --flag=...: why"; absl's: "FATAL Flags parsing error: flag --flag=...".
-    errors = [line for line in result.stderr.splitlines()
-              if line.startswith(("overfeat-train:", "FATAL Flags parsing error"))]
+    errors = [
+        line
+        for line in result.stderr.splitlines()
+        if line.startswith(("overfeat-train:", "FATAL Flags parsing error"))
+    ]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
 
@@ -288,12 +329,25 @@ def test_two_workers_train_identically_and_only_the_chief_writes(tmp_path, subpr
     processes = []
     for index in range(2):
         env = dict(subprocess_env)
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        processes.append(subprocess.Popen(
-            [sys.executable, "-c", _WORKER, _repo_root(), str(model_dir),
-             str(tmp_path / f"worker{index}.npz")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
+        env["TF_CONFIG"] = json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        )
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _WORKER,
+                    _repo_root(),
+                    str(model_dir),
+                    str(tmp_path / f"worker{index}.npz"),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=300) for p in processes]
     for process, (_, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]

@@ -21,8 +21,7 @@ def trained_dir(tmp_path_factory):
     directory = str(tmp_path_factory.mktemp("source"))
     keras.utils.set_random_seed(7)
     model = overfeat_tf.build_model("zfnet", **TINY)
-    run_dir.save_model(directory, model, build_kwargs=TINY,
-                             class_names=[f"c{i}" for i in range(5)])
+    run_dir.save_model(directory, model, build_kwargs=TINY, class_names=[f"c{i}" for i in range(5)])
     return directory, model
 
 
@@ -45,11 +44,16 @@ def test_frozen_weights_stay_unchanged_by_training(trained_dir, tmp_path):
     config = TrainConfig(
         # AlexNet's recipe: the Trainer's ZFNet filter-RMS cap rescales every conv
         # kernel, frozen or not (reported to the Trainer's owner).
-        model_dir=str(tmp_path / "transfer"), recipe=recipes.get_recipe("alexnet"),
-        steps_per_epoch=3, epochs=1, batch_size=4, verbose=False,
+        model_dir=str(tmp_path / "transfer"),
+        recipe=recipes.get_recipe("alexnet"),
+        steps_per_epoch=3,
+        epochs=1,
+        batch_size=4,
+        verbose=False,
     )
-    trainer = Trainer(config, tf.distribute.get_strategy(),
-                      lambda: transfer.transfer_model(directory, 3, "conv5"))
+    trainer = Trainer(
+        config, tf.distribute.get_strategy(), lambda: transfer.transfer_model(directory, 3, "conv5")
+    )
     before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in trainer.model.layers}
     rng = np.random.default_rng(0)
     images = rng.normal(size=(12, 224, 224, 3)).astype(np.float32)

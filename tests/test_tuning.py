@@ -24,10 +24,18 @@ def source(tiny_data):
 
 def _batches(source, split: str):
     info = overfeat_tf.model_info("alexnet")
-    return pipelines.build_dataset(source, split, batch_size=1, training=False,
-                                   crop_size=info.input_size, mean=info.mean,
-                                   std=(58.0, 58.0, 58.0), eval_mode="full", with_boxes=True,
-                                   deterministic=True)
+    return pipelines.build_dataset(
+        source,
+        split,
+        batch_size=1,
+        training=False,
+        crop_size=info.input_size,
+        mean=info.mean,
+        std=(58.0, 58.0, 58.0),
+        eval_mode="full",
+        with_boxes=True,
+        deterministic=True,
+    )
 
 
 def test_tuning_splits_are_their_own_images(source):
@@ -46,28 +54,35 @@ def _models(classes: int):
     model = overfeat_tf.build_model("alexnet", classes, **KWARGS)
     kernel, bias = model.get_layer("fc8").get_weights()
     model.get_layer("fc8").set_weights([kernel * 20, bias])  # confident, varied maps
-    head = regressor.build_regressor(regressor.RegressorConfig("alexnet", CLASSES,
-                                                               width=0.0625))
+    head = regressor.build_regressor(regressor.RegressorConfig("alexnet", CLASSES, width=0.0625))
     return model, head
 
 
 def test_detection_sweep_equals_the_detector_at_each_setting(source):
     model, head = _models(CLASSES + 1)
-    settings = tuning.grid(score_threshold=(0.2, 0.4), merge_threshold=(0.5,),
-                           suppress_iou=(0.3, None))
+    settings = tuning.grid(
+        score_threshold=(0.2, 0.4), merge_threshold=(0.5,), suppress_iou=(0.3, None)
+    )
     found_by = detector.Detector(model, head, scales=[227, 259])
-    rows = tuning.sweep_detection(found_by, _batches(source, "detection_tuning"), settings,
-                                  max_examples=3)
-    assert [tuning.Setting(r["merge_threshold"], r["score_threshold"], r["suppress_iou"])
-            for r in rows] == settings
+    rows = tuning.sweep_detection(
+        found_by, _batches(source, "detection_tuning"), settings, max_examples=3
+    )
+    assert [
+        tuning.Setting(r["merge_threshold"], r["score_threshold"], r["suppress_iou"]) for r in rows
+    ] == settings
     assert min(r["detections_per_image"] for r in rows) > 0  # the settings have work to do
     for row, setting in zip(rows, settings):
-        direct = detector.Detector(model, head, scales=[227, 259],
-                                   score_threshold=setting.score_threshold,
-                                   merge_threshold=setting.merge_threshold,
-                                   suppress_iou=setting.suppress_iou)
-        expected = detector.evaluate_detection(direct, _batches(source, "detection_tuning"),
-                                               max_examples=3)
+        direct = detector.Detector(
+            model,
+            head,
+            scales=[227, 259],
+            score_threshold=setting.score_threshold,
+            merge_threshold=setting.merge_threshold,
+            suppress_iou=setting.suppress_iou,
+        )
+        expected = detector.evaluate_detection(
+            direct, _batches(source, "detection_tuning"), max_examples=3
+        )
         assert row["map"] == pytest.approx(expected["map"], nan_ok=True)
         assert row["detections_per_image"] == pytest.approx(expected["detections_per_image"])
 
@@ -76,19 +91,24 @@ def test_localization_sweep_equals_the_localizer_at_each_setting(source):
     model, head = _models(CLASSES)
     predictor = box_maps.BoxPredictor(model, head, [227], flips=False)
     settings = tuning.grid(merge_threshold=(0.25, 2.0))
-    rows = tuning.sweep_localization(localizer.Localizer(predictor),
-                                     _batches(source, "tuning"), settings, max_examples=3)
+    rows = tuning.sweep_localization(
+        localizer.Localizer(predictor), _batches(source, "tuning"), settings, max_examples=3
+    )
     for row, setting in zip(rows, settings):
         direct = localizer.Localizer(predictor, threshold=setting.merge_threshold)
-        expected = localizer.evaluate_localization(direct, _batches(source, "tuning"),
-                                                   max_examples=3)
+        expected = localizer.evaluate_localization(
+            direct, _batches(source, "tuning"), max_examples=3
+        )
         assert row["top1_error"] == pytest.approx(expected["top1_error"])
         assert row["top5_error"] == pytest.approx(expected["top5_error"])
 
 
 def test_best_row():
-    rows = [{"map": 0.5, "top5_error": 9.0}, {"map": 0.7, "top5_error": 9.0},
-            {"map": 0.7, "top5_error": 3.0}]
+    rows = [
+        {"map": 0.5, "top5_error": 9.0},
+        {"map": 0.7, "top5_error": 9.0},
+        {"map": 0.7, "top5_error": 3.0},
+    ]
     assert tuning.best_row(rows, "map") is rows[1]  # ties: the first
     assert tuning.best_row(rows, "top5_error") is rows[2]
     with pytest.raises(ValueError, match="at least one"):

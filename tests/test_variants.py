@@ -27,8 +27,14 @@ HAND_COUNTS = {
     # AlexNet section 3.2: one tower has half the kernels of conv1-4 (48, 128, 192, 192)
     # and the same conv5 (256) and FC layers; nothing is grouped.
     "alexnet-towers1": (
-        conv(11, 3, 48) + conv(5, 48, 128) + conv(3, 128, 192) + conv(3, 192, 192)
-        + conv(3, 192, 256) + conv(6, 256, 4096) + conv(1, 4096, 4096) + conv(1, 4096, 1000)
+        conv(11, 3, 48)
+        + conv(5, 48, 128)
+        + conv(3, 128, 192)
+        + conv(3, 192, 192)
+        + conv(3, 192, 256)
+        + conv(6, 256, 4096)
+        + conv(1, 4096, 4096)
+        + conv(1, 4096, 1000)
     ),
     # ZFNet Table 3 rows: removed layers; the first remaining FC layer is 6x6 on pool5.
     "zfnet-noconv3-noconv4": ZFNET_CONV1 + ZFNET_CONV2 + conv(3, 256, 256) + ZFNET_FC,
@@ -44,16 +50,30 @@ HAND_COUNTS = {
         conv(11, 3, 96) + conv(5, 96, 256, 2) + conv(3, 256, 256, 2) + conv(6, 256, 1000)
     ),
     "zfnet-maps512_1024_512": (
-        ZFNET_CONV1 + ZFNET_CONV2 + conv(3, 256, 512) + conv(3, 512, 1024) + conv(3, 1024, 512)
-        + conv(6, 512, 4096) + conv(1, 4096, 4096) + conv(1, 4096, 1000)
+        ZFNET_CONV1
+        + ZFNET_CONV2
+        + conv(3, 256, 512)
+        + conv(3, 512, 1024)
+        + conv(3, 1024, 512)
+        + conv(6, 512, 4096)
+        + conv(1, 4096, 4096)
+        + conv(1, 4096, 1000)
     ),
     "zfnet-fc8192": (
-        ZFNET_CONV1 + ZFNET_CONV2 + ZFNET_CONV345
-        + conv(6, 256, 8192) + conv(1, 8192, 8192) + conv(1, 8192, 1000)
+        ZFNET_CONV1
+        + ZFNET_CONV2
+        + ZFNET_CONV345
+        + conv(6, 256, 8192)
+        + conv(1, 8192, 8192)
+        + conv(1, 8192, 1000)
     ),
     "zfnet-fc2048": (
-        ZFNET_CONV1 + ZFNET_CONV2 + ZFNET_CONV345
-        + conv(6, 256, 2048) + conv(1, 2048, 2048) + conv(1, 2048, 1000)
+        ZFNET_CONV1
+        + ZFNET_CONV2
+        + ZFNET_CONV345
+        + conv(6, 256, 2048)
+        + conv(1, 2048, 2048)
+        + conv(1, 2048, 1000)
     ),
     # ZFNet Fig. 6's comparison: AlexNet's 11x11 conv1 (and 5x5 / 1 conv2: same weights).
     "zfnet-conv1_11x11s4": conv(11, 3, 96) + ZFNET_CONV2 + ZFNET_CONV345 + ZFNET_FC,
@@ -84,18 +104,53 @@ def test_lrn_and_pooling_variants_hold_the_same_weights():
 # Output side of each layer at native size (None: the layer is absent).
 MAP_SIZES = {
     # AlexNet section 3.4: 2x2 / 2 pooling keeps 55 -> 27 -> 13 -> 6 (floor rounding).
-    "alexnet-nonoverlapping": {"conv1": 55, "pool1": 27, "conv2": 27, "pool2": 13,
-                               "conv5": 13, "pool5": 6, "fc6": 1, "norm1": 55},
-    "alexnet-nolrn-towers1": {"conv1": 55, "pool1": 27, "pool2": 13, "pool5": 6,
-                              "norm1": None, "norm2": None},
-    "zfnet-nonoverlapping": {"conv1": 110, "pool1": 55, "conv2": 26, "pool2": 13,
-                             "pool5": 6, "fc6": 1},
+    "alexnet-nonoverlapping": {
+        "conv1": 55,
+        "pool1": 27,
+        "conv2": 27,
+        "pool2": 13,
+        "conv5": 13,
+        "pool5": 6,
+        "fc6": 1,
+        "norm1": 55,
+    },
+    "alexnet-nolrn-towers1": {
+        "conv1": 55,
+        "pool1": 27,
+        "pool2": 13,
+        "pool5": 6,
+        "norm1": None,
+        "norm2": None,
+    },
+    "zfnet-nonoverlapping": {
+        "conv1": 110,
+        "pool1": 55,
+        "conv2": 26,
+        "pool2": 13,
+        "pool5": 6,
+        "fc6": 1,
+    },
     # 224 + 2 * 2 padding, 11x11 / 4 -> 55 (AlexNet's conv1 map); 5x5 / 1 conv2 keeps 27.
-    "zfnet-conv1_11x11s4": {"conv1_pad": 228, "conv1": 55, "pool1": 27, "conv2": 27,
-                            "pool2": 13, "conv5": 13, "pool5": 6, "fc6": 1},
-    "zfnet-noconv3-noconv4-nofc6-nofc7": {"pool2": 13, "conv3": None, "conv4": None,
-                                          "conv5": 13, "pool5": 6, "fc6": None,
-                                          "fc7": None, "fc8": 1},
+    "zfnet-conv1_11x11s4": {
+        "conv1_pad": 228,
+        "conv1": 55,
+        "pool1": 27,
+        "conv2": 27,
+        "pool2": 13,
+        "conv5": 13,
+        "pool5": 6,
+        "fc6": 1,
+    },
+    "zfnet-noconv3-noconv4-nofc6-nofc7": {
+        "pool2": 13,
+        "conv3": None,
+        "conv4": None,
+        "conv5": 13,
+        "pool5": 6,
+        "fc6": None,
+        "fc7": None,
+        "fc8": 1,
+    },
 }
 
 
@@ -132,7 +187,8 @@ def test_names_are_canonical_and_defaults_keep_the_plain_name():
     )
     assert name == "zfnet-maps512_1024_512-fc8192-noconv3-nofc7"
     assert variants.split_name(name) == (
-        "zfnet", {"conv_maps": (512, 1024, 512), "fc_units": 8192, "without": ("conv3", "fc7")}
+        "zfnet",
+        {"conv_maps": (512, 1024, 512), "fc_units": 8192, "without": ("conv3", "fc7")},
     )
     # Input size and normalisation are the base model's.
     assert overfeat_tf.native_input_size(name) == 224

@@ -14,24 +14,27 @@ import keras  # noqa: E402
 from tests.conftest import TINY_MODEL as TINY
 
 
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A tiny ZFNet run directory and two image files (one not square)."""
     root = tmp_path_factory.mktemp("visualize")
     keras.utils.set_random_seed(0)
     model = overfeat_tf.build_model("zfnet", **TINY)
-    run_dir_lib.save_model(str(root / "run"), model, build_kwargs=TINY,
-                             class_names=["a", "b", "c"])
+    run_dir_lib.save_model(str(root / "run"), model, build_kwargs=TINY, class_names=["a", "b", "c"])
     for name, shape, seed in (("wide", (240, 320), 1), ("square", (256, 256), 2)):
-        (root / f"{name}.png").write_bytes(testing.encode(testing.smooth_image(*shape, seed), "PNG"))
+        (root / f"{name}.png").write_bytes(
+            testing.encode(testing.smooth_image(*shape, seed), "PNG")
+        )
     return root
 
 
 def _visualize(env, *args):
     return subprocess.run(
         [sys.executable, "-m", "overfeat_tf.bin.visualize", *args],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -43,17 +46,31 @@ def test_every_mode_writes_its_files(run_dir, subprocess_env):
         "filters": [],
         "deconv": [f"--image={images}", "--layer=conv2", "--feature=1,2"],
         "top9": [f"--image={images}", "--layer=conv1", "--feature=0,5"],
-        "occlusion": [f"--image={run_dir}/wide.png", "--full_image", "--size=64",
-                      "--stride=48", "--value=128", "--label=2"],
+        "occlusion": [
+            f"--image={run_dir}/wide.png",
+            "--full_image",
+            "--size=64",
+            "--stride=48",
+            "--value=128",
+            "--label=2",
+        ],
     }
     for mode, args in runs.items():
-        out = _visualize(subprocess_env, f"--mode={mode}", f"--model_dir={model_dir}",
-                         f"--output_dir={run_dir}/{mode}", *args)
+        out = _visualize(
+            subprocess_env,
+            f"--mode={mode}",
+            f"--model_dir={model_dir}",
+            f"--output_dir={run_dir}/{mode}",
+            *args,
+        )
         assert out.returncode == 0, out.stderr[-3000:]
     assert (run_dir / "filters" / "conv1_filters.png").is_file()
     assert sorted(p.name for p in (run_dir / "deconv").iterdir()) == [
-        "square_conv2_feature001.png", "square_conv2_feature002.png",
-        "wide_conv2_feature001.png", "wide_conv2_feature002.png"]
+        "square_conv2_feature001.png",
+        "square_conv2_feature002.png",
+        "wide_conv2_feature001.png",
+        "wide_conv2_feature002.png",
+    ]
     assert (run_dir / "top9" / "conv1_feature005.png").is_file()
     arrays = np.load(run_dir / "occlusion" / "wide" / "occlusion.npz")
     # Whole image, shorter side 256: 256 x 341; a 64-pixel square every 48 pixels
@@ -64,8 +81,18 @@ def test_every_mode_writes_its_files(run_dir, subprocess_env):
 
 
 def test_bad_flags_are_one_line_errors(run_dir, subprocess_env):
-    out = _visualize(subprocess_env, "--mode=deconv", f"--model_dir={run_dir}/run",
-                     f"--image={run_dir}/wide.png", "--layer=conv9")
+    out = _visualize(
+        subprocess_env,
+        "--mode=deconv",
+        f"--model_dir={run_dir}/run",
+        f"--image={run_dir}/wide.png",
+        "--layer=conv9",
+    )
     assert out.returncode != 0
-    assert out.stderr.strip().splitlines()[-1].startswith(
-        "overfeat-visualize: --layer=conv9 is not a layer of zfnet; valid: conv1_pad, conv1")
+    assert (
+        out.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "overfeat-visualize: --layer=conv9 is not a layer of zfnet; valid: conv1_pad, conv1"
+        )
+    )

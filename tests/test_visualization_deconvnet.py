@@ -40,15 +40,18 @@ def _explicit_deconvnet(layers, images, feature, position):
         if isinstance(layer, keras.layers.ZeroPadding2D):
             (top, _), (left, _) = layer.padding
             x = layer(x)
-            undo.append(lambda r, s=shape, t=top, lf=left: r[:, t:t + s[1], lf:lf + s[2]])
+            undo.append(lambda r, s=shape, t=top, lf=left: r[:, t : t + s[1], lf : lf + s[2]])
         elif isinstance(layer, keras.layers.Conv2D):
             assert layer.groups == 1
             kernel = tf.constant(layer.kernel.numpy())
             x = tf.nn.relu(layer.convolution_op(x, kernel) + layer.bias.numpy())
             stride = layer.strides[0]
             padding = layer.padding.upper()
-            undo.append(lambda r, s=shape, k=kernel, st=stride, p=padding: tf.nn.conv2d_transpose(
-                tf.nn.relu(r), k, s, st, p))
+            undo.append(
+                lambda r, s=shape, k=kernel, st=stride, p=padding: tf.nn.conv2d_transpose(
+                    tf.nn.relu(r), k, s, st, p
+                )
+            )
         elif isinstance(layer, (keras.layers.MaxPooling2D, of_layers.CeilMaxPool2D)):
             size = layer.pool_size if isinstance(layer.pool_size, int) else layer.pool_size[0]
             stride = layer.strides if isinstance(layer.strides, int) else layer.strides[0]
@@ -57,9 +60,13 @@ def _explicit_deconvnet(layers, images, feature, position):
                 pad = [int(layer._padding(n)) for n in shape[1:3]]
             padded = tf.pad(x, [[0, 0], [0, pad[0]], [0, pad[1]], [0, 0]], constant_values=-1e30)
             x, switches = tf.nn.max_pool_with_argmax(
-                padded, size, stride, "VALID", include_batch_in_index=True)
-            undo.append(lambda r, s=shape, sw=switches, ps=padded.shape: _unpool(r, sw, ps)[
-                :, :s[1], :s[2]])
+                padded, size, stride, "VALID", include_batch_in_index=True
+            )
+            undo.append(
+                lambda r, s=shape, sw=switches, ps=padded.shape: _unpool(r, sw, ps)[
+                    :, : s[1], : s[2]
+                ]
+            )
         elif isinstance(layer, of_layers.LocalResponseNormalization):
             x = layer(x)
             undo.append(lambda r: r)
@@ -87,7 +94,8 @@ def test_unpooling_puts_values_at_the_recorded_argmax():
     cells = [(i, j, f) for i in range(4) for j in range(4) for f in range(2)]
     batch = np.repeat(images, len(cells), axis=0)
     projections, _, values = deconvnet.Deconvnet(model, "pool").project(
-        batch, [f for _, _, f in cells], [(i, j) for i, j, _ in cells])
+        batch, [f for _, _, f in cells], [(i, j) for i, j, _ in cells]
+    )
     for k, (i, j, f) in enumerate(cells):
         expected = np.zeros(padded.shape[1:], np.float32).reshape(-1)
         expected[int(switches[0, i, j, f])] = pooled[0, i, j, f]
@@ -136,7 +144,9 @@ def test_projection_of_one_conv1_activation_is_its_filter_at_that_position():
     projections, _, values = deconv.project(images, [feature], [(row, column)])
     top, left, bottom, right = field.window(row, column)
     expected = np.zeros_like(images[0])
-    expected[top:bottom, left:right] = values[0] * model.get_layer("conv1").kernel.numpy()[..., feature]
+    expected[top:bottom, left:right] = (
+        values[0] * model.get_layer("conv1").kernel.numpy()[..., feature]
+    )
     assert values[0] > 0
     np.testing.assert_allclose(projections[0], expected, rtol=1e-5, atol=1e-7)
 
@@ -160,7 +170,7 @@ def test_projection_stays_inside_the_receptive_field():
     assert values[0] > 0
     top, left, bottom, right = deconv.receptive_field.window(*positions[0].numpy())
     outside = np.abs(projections[0].numpy()).copy()
-    outside[max(top, 0):bottom, max(left, 0):right] = 0
+    outside[max(top, 0) : bottom, max(left, 0) : right] = 0
     assert np.abs(projections[0]).max() > 0
     assert outside.max() == 0
 

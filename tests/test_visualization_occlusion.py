@@ -30,7 +30,7 @@ def _crafted(regions) -> np.ndarray:
     rng = np.random.default_rng(0)
     images = rng.uniform(-0.3, 0.3, (len(regions), HEIGHT, WIDTH, 3)).astype(np.float32)
     for image, (top, left) in zip(images, regions):
-        image[top:top + 6, left:left + 6, 0] = 2.0
+        image[top : top + 6, left : left + 6, 0] = 2.0
     return images
 
 
@@ -39,7 +39,8 @@ def test_map_is_lowest_where_the_deciding_region_is_covered():
     model = _region_detector()
     images = _crafted(regions)
     maps = occlusion.occlusion_maps(
-        model, images, labels=[0, 0], size=6, stride=2, layer="conv1", batch_size=7)
+        model, images, labels=[0, 0], size=6, stride=2, layer="conv1", batch_size=7
+    )
     assert maps.true_class_probability.shape == (2, 10, 16)
     assert (maps.clean_probabilities.argmax(axis=1) == 0).all()
     for i, (top, left) in enumerate(regions):
@@ -47,7 +48,11 @@ def test_map_is_lowest_where_the_deciding_region_is_covered():
         row, column = np.unravel_index(probability.argmin(), probability.shape)
         assert (maps.tops[row], maps.lefts[column]) == (top, left)
         # Only the exact cover removes the region: the class flips there and only there.
-        assert probability[row, column] < 0.5 < np.delete(probability.ravel(), probability.argmin()).min()
+        assert (
+            probability[row, column]
+            < 0.5
+            < np.delete(probability.ravel(), probability.argmin()).min()
+        )
         assert maps.top_class[i, row, column] == 1
         assert (np.delete(maps.top_class[i].ravel(), probability.argmin()) == 0).all()
         activation = maps.feature_activation[i]
@@ -61,17 +66,22 @@ def test_registry_model_batches_and_sizes():
     images = np.random.default_rng(1).normal(size=(2, 224, 224, 3)).astype(np.float32)
     maps = occlusion.occlusion_maps(model, images, size=64, stride=80, layer="conv5")
     np.testing.assert_allclose(
-        maps.clean_probabilities, keras.ops.softmax(model(images)).numpy(), rtol=1e-4, atol=1e-6)
+        maps.clean_probabilities, keras.ops.softmax(model(images)).numpy(), rtol=1e-4, atol=1e-6
+    )
     np.testing.assert_array_equal(maps.labels, maps.clean_probabilities.argmax(axis=1))
     assert maps.true_class_probability.shape == (2, 3, 3)
     # Larger, non-square images run through the same layers (class map averaged).
     wide = np.random.default_rng(2).normal(size=(3, 224, 288, 3)).astype(np.float32)
-    one = occlusion.occlusion_maps(model, wide, [0, 1, 2], size=96, stride=64, layer="conv5",
-                                   features=[0, 1, 2], batch_size=4)
-    together = occlusion.occlusion_maps(model, wide, [0, 1, 2], size=96, stride=64,
-                                        layer="conv5", features=[0, 1, 2], batch_size=64)
+    one = occlusion.occlusion_maps(
+        model, wide, [0, 1, 2], size=96, stride=64, layer="conv5", features=[0, 1, 2], batch_size=4
+    )
+    together = occlusion.occlusion_maps(
+        model, wide, [0, 1, 2], size=96, stride=64, layer="conv5", features=[0, 1, 2], batch_size=64
+    )
     assert one.feature_activation.shape == (3, 3, 4)
-    np.testing.assert_allclose(one.true_class_probability, together.true_class_probability, rtol=1e-5)
+    np.testing.assert_allclose(
+        one.true_class_probability, together.true_class_probability, rtol=1e-5
+    )
     np.testing.assert_allclose(one.feature_activation, together.feature_activation, rtol=1e-4)
     np.testing.assert_array_equal(one.features, [0, 1, 2])
 
@@ -97,8 +107,12 @@ def test_save_writes_heat_maps_and_arrays(tmp_path):
     maps = occlusion.occlusion_maps(model, images, size=6, stride=3, layer="conv1")
     paths = occlusion.save(maps, np.clip(images * 0.2 + 0.5, 0, 1), str(tmp_path), ["crafted"])
     names = sorted(p.rsplit("/", 1)[-1] for p in paths)
-    assert names == ["crafted_feature.png", "crafted_top_class.png", "crafted_true_class.png",
-                     "occlusion.npz"]
+    assert names == [
+        "crafted_feature.png",
+        "crafted_top_class.png",
+        "crafted_true_class.png",
+        "occlusion.npz",
+    ]
     arrays = np.load(tmp_path / "occlusion.npz")
     np.testing.assert_array_equal(arrays["true_class_probability"], maps.true_class_probability)
     assert int(arrays["size"]) == 6
@@ -107,8 +121,7 @@ def test_save_writes_heat_maps_and_arrays(tmp_path):
 def test_heat_maps_carry_a_colour_bar_in_the_overlay_colours():
     from overfeat_tf.visualization import colour_bar, images
 
-    shown = images.overlay(np.full((120, 160, 3), 0.5),
-                           np.linspace(0, 1, 160)[None].repeat(120, 0))
+    shown = images.overlay(np.full((120, 160, 3), 0.5), np.linspace(0, 1, 160)[None].repeat(120, 0))
     figure = colour_bar.with_colour_bar(shown, (0.0, 1.0), "probability")
     assert figure.ndim == 3 and figure.shape[0] >= 120 and figure.shape[1] >= 160 + 100
     # The bar holds the colour scale's two ends, dark blue and dark red, which the

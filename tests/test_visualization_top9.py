@@ -49,11 +49,15 @@ def test_projections_and_patches_match_the_recorded_activations(model):
     assert projections.shape == patches.shape == (2, 9, side, side, 3)
     image = top.image_index[1, 0]
     window = deconv.receptive_field.window(*top.positions[1, 0])
-    projected = deconv.project(pictures[image:image + 1], [2], top.positions[1, :1])[0][0].numpy()
+    projected = deconv.project(pictures[image : image + 1], [2], top.positions[1, :1])[0][0].numpy()
     np.testing.assert_allclose(
-        projections[1, 0], images.to_display(top9._crop(projected, window, 0.0)[None],
-                                            percentiles=images.PROJECTION_PERCENTILES)[0],
-        rtol=1e-5, atol=1e-6)
+        projections[1, 0],
+        images.to_display(
+            top9._crop(projected, window, 0.0)[None], percentiles=images.PROJECTION_PERCENTILES
+        )[0],
+        rtol=1e-5,
+        atol=1e-6,
+    )
     expected_patch = top9._crop(images.denormalize(pictures[image], MEAN, STD), window, 0.5)
     np.testing.assert_allclose(patches[1, 0], expected_patch, rtol=1e-6)
     assert (patches[:, 5:] == 0.5).all()
@@ -64,8 +68,12 @@ def test_top9_writes_figures_and_arrays(model, tmp_path):
     dataset, _ = _dataset(count=10)
     paths = top9.top9(deconv, dataset, [0, 4], MEAN, STD, str(tmp_path))
     names = sorted(p.rsplit("/", 1)[-1] for p in paths)
-    assert names == ["conv1_feature000.png", "conv1_feature004.png", "conv1_top9.npz",
-                     "conv1_top9.png"]
+    assert names == [
+        "conv1_feature000.png",
+        "conv1_feature004.png",
+        "conv1_top9.npz",
+        "conv1_top9.png",
+    ]
     figure = tf.io.decode_png(tf.io.read_file(str(tmp_path / "conv1_feature004.png"))).numpy()
     side = deconv.receptive_field.size  # 7: 3 x 3 tiles of 7 px and borders, twice, plus a gap.
     assert figure.shape[0] == 3 * (side + 1) + 1
@@ -87,7 +95,9 @@ def test_filter_grid(model, tmp_path):
     callback(0, {})
     callback(1, {})
     assert sorted(p.name for p in (tmp_path / "filters").iterdir()) == [
-        "epoch_001.png", "epoch_002.png"]
+        "epoch_001.png",
+        "epoch_002.png",
+    ]
 
 
 def test_projections_are_clipped_at_robust_percentiles_before_scaling():
@@ -101,6 +111,7 @@ def test_projections_are_clipped_at_robust_percentiles_before_scaling():
     assert robust.min() < 0.01 and robust.max() == 1.0
     assert 0.45 < robust[0, 20, 0, 0] < 0.55  # zero stays grey
     # Clipping is per image: a second image's scale is its own.
-    both = images.to_display(np.concatenate([ramp, ramp * 5]),
-                             percentiles=images.PROJECTION_PERCENTILES)
+    both = images.to_display(
+        np.concatenate([ramp, ramp * 5]), percentiles=images.PROJECTION_PERCENTILES
+    )
     np.testing.assert_allclose(both[0], both[1], atol=1e-6)

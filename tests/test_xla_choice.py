@@ -17,8 +17,13 @@ class FakeSteps:
     extra seconds listed in `noise`, call by call), so the outcome is known in advance.
     """
 
-    def __init__(self, plain: float, compiled: float, compile_once: float = 10.0,
-                 noise: tuple[float, ...] = ()) -> None:
+    def __init__(
+        self,
+        plain: float,
+        compiled: float,
+        compile_once: float = 10.0,
+        noise: tuple[float, ...] = (),
+    ) -> None:
         self.now = 0.0
         self.calls: list[str] = []
         self._steady = {"plain": plain, "xla": compiled}
@@ -83,8 +88,12 @@ def test_calibration_drives_real_work_one_call_at_a_time_and_records_the_choice(
     assert ran == [False, True, False, True, True, True]
     record = json.loads(json.dumps(calibration.choice.as_dict()))  # JSON-ready
     assert record == {
-        "mode": "auto", "xla": True, "plain_seconds": 2.0, "xla_seconds": 1.0,
-        "compile_seconds": 8.0, "reason": "",
+        "mode": "auto",
+        "xla": True,
+        "plain_seconds": 2.0,
+        "xla_seconds": 1.0,
+        "compile_seconds": 8.0,
+        "reason": "",
     }
 
 
@@ -120,11 +129,17 @@ def _fit(tmp_path, monkeypatch, xla: str, steps: int):
     size = overfeat_tf.native_input_size("alexnet")
     recipe = dataclasses.replace(get_recipe("alexnet"), batch_size=batch, learning_rate=0.01)
     config = trainer_lib.TrainConfig(
-        model_dir=str(tmp_path), recipe=recipe, steps_per_epoch=steps, epochs=1,
-        batch_size=batch, xla=xla, verbose=False,
+        model_dir=str(tmp_path),
+        recipe=recipe,
+        steps_per_epoch=steps,
+        epochs=1,
+        batch_size=batch,
+        xla=xla,
+        verbose=False,
     )
     trainer = trainer_lib.Trainer(
-        config, tf.distribute.OneDeviceStrategy("/cpu:0"),
+        config,
+        tf.distribute.OneDeviceStrategy("/cpu:0"),
         lambda: overfeat_tf.build_model("alexnet", classes, 0.0625, dropout=0.0, init="he"),
     )
     data = tf.data.Dataset.from_tensors(
@@ -149,8 +164,12 @@ def test_trainer_auto_times_both_on_real_steps_and_records_the_choice(tmp_path, 
 def test_trainer_auto_stays_plain_on_runs_too_short_to_pay_back(tmp_path, monkeypatch):
     trainer, metrics = _fit(tmp_path, monkeypatch, "auto", steps=4)
     assert metrics["xla"] == {
-        "mode": "auto", "xla": False, "plain_seconds": None, "xla_seconds": None,
-        "compile_seconds": None, "reason": "4 steps left, too few to time XLA",
+        "mode": "auto",
+        "xla": False,
+        "plain_seconds": None,
+        "xla_seconds": None,
+        "compile_seconds": None,
+        "reason": "4 steps left, too few to time XLA",
     }
     # The compiled version was never traced: no XLA compile was paid.
     assert trainer._train_fns[True].experimental_get_tracing_count() == 0
@@ -162,11 +181,13 @@ def test_trainer_off_is_respected_and_train_step_runs_the_choice(tmp_path, monke
     import tensorflow as tf
 
     size = 227
-    iterator = iter(trainer.strategy.distribute_datasets_from_function(
-        lambda context: tf.data.Dataset.from_tensors(
-            (tf.zeros((4, size, size, 3)), tf.constant([0, 1, 2, 0]))
-        ).repeat()
-    ))
+    iterator = iter(
+        trainer.strategy.distribute_datasets_from_function(
+            lambda context: tf.data.Dataset.from_tensors(
+                (tf.zeros((4, size, size, 3)), tf.constant([0, 1, 2, 0]))
+            ).repeat()
+        )
+    )
     loss, hits = trainer.train_step(iterator)  # as chosen: plain
     assert loss.shape == () and hits.numpy()[2] == 4
     assert int(trainer.step.numpy()) == 11
@@ -213,12 +234,25 @@ def test_two_workers_agree_on_the_choice(tmp_path, subprocess_env):
     processes = []
     for index in range(2):
         env = dict(subprocess_env)
-        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        processes.append(subprocess.Popen(
-            [sys.executable, "-c", _WORKER, _repo_root(), str(tmp_path / "run"),
-             str(tmp_path / f"worker{index}.npz")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
+        env["TF_CONFIG"] = json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        )
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _WORKER,
+                    _repo_root(),
+                    str(tmp_path / "run"),
+                    str(tmp_path / f"worker{index}.npz"),
+                ],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=600) for p in processes]
     for process, (_, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]

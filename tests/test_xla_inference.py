@@ -55,7 +55,11 @@ def test_buckets_are_whole_coarse_strides_above_the_smallest_default_scale():
     evaluator = dense.DenseEvaluator(_model("overfeat_accurate"), xla="off")
     base = dense.default_scales("overfeat_accurate")[0][0]  # 245
     assert [evaluator.bucket(n) for n in (221, 245, 246, 281, 282)] == [
-        base, base, base + 36, base + 36, base + 72
+        base,
+        base,
+        base + 36,
+        base + 36,
+        base + 72,
     ]
     # The paper's scales are their own buckets: no padding, no waste.
     assert all(evaluator.bucket(n) == n for scale in evaluator.scales for n in scale)
@@ -77,8 +81,10 @@ def test_compiled_dense_scores_equal_plain_and_compile_once_per_bucket():
     buckets = {
         (2, compiled.bucket(h), compiled.bucket(w), 3)  # 2: the image and its mirror
         for height, width in sizes
-        for h, w in [tuple(dense.resize_to_scale(tf.zeros([1, height, width, 3]), s).shape[1:3])
-                     for s in compiled.scales]
+        for h, w in [
+            tuple(dense.resize_to_scale(tf.zeros([1, height, width, 3]), s).shape[1:3])
+            for s in compiled.scales
+        ]
     }
     # One XLA compile per distinct padded shape, not per image size, each traced once.
     assert set(compiled.compiled_shapes) == buckets and len(buckets) < 2 * len(sizes)
@@ -119,7 +125,11 @@ def test_ten_view_compiled_equals_plain_and_pads_a_smaller_batch_to_one_compile(
 def test_a_bad_xla_flag_is_an_error_naming_it(module, subprocess_env):
     result = subprocess.run(
         [sys.executable, "-m", module, "--xla=fast"],
-        check=False, env=subprocess_env, capture_output=True, text=True, timeout=300,
+        check=False,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "--xla" in line]
@@ -131,14 +141,28 @@ def test_evaluate_records_the_choice_per_mode(tmp_path, subprocess_env):
     build_kwargs = {"num_classes": 12, "width": 0.0625, "init": "he"}
     model = overfeat_tf.build_model("alexnet", **build_kwargs)
     run = str(tmp_path / "run")
-    run_dir.save_model(run, model, build_kwargs=build_kwargs,
-                             class_names=[str(i) for i in range(12)])
+    run_dir.save_model(
+        run, model, build_kwargs=build_kwargs, class_names=[str(i) for i in range(12)]
+    )
     data_dir = str(tmp_path / "data")
     embedded.ensure_embedded_dataset(data_dir, testing.TINY_EMBEDDED)
     result = subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.bin.evaluate", f"--model_dir={run}", "--modes=center",
-         "--xla=off", "--max_examples=8", "--batch_size=4", f"--data_dir={data_dir}"],
-        check=False, env=subprocess_env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "overfeat_tf.bin.evaluate",
+            f"--model_dir={run}",
+            "--modes=center",
+            "--xla=off",
+            "--max_examples=8",
+            "--batch_size=4",
+            f"--data_dir={data_dir}",
+        ],
+        check=False,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "center: XLA off (off: as asked)" in result.stdout

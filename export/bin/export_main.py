@@ -24,19 +24,24 @@ from overfeat_tf import flags_common
 from export import saved_model
 
 flags_common.define_model_dir(
-    "Training run directory (model.json and checkpoints); a comma list exports the runs' "
-    "ensemble.",
+    "Training run directory (model.json and checkpoints); a comma list exports the runs' ensemble.",
     as_list=True,
 )
-flags.DEFINE_string("export_base", None,
-                    "TF Serving model base directory (default <model_dir>/export; for an "
-                    "ensemble, <first model_dir>/export_ensemble).")
+flags.DEFINE_string(
+    "export_base",
+    None,
+    "TF Serving model base directory (default <model_dir>/export; for an "
+    "ensemble, <first model_dir>/export_ensemble).",
+)
 flags.DEFINE_integer("version", None, "Version to write (default: the next integer).")
 flags.DEFINE_integer("top_k", 5, "Classes per answer (at most the number of classes).")
 flags_common.define_checkpoint()
-flags.DEFINE_integer("max_pixels", saved_model.MAX_PIXELS,
-                     "The signatures refuse encoded images of more pixels (height x width, "
-                     "read from the header before decoding).")
+flags.DEFINE_integer(
+    "max_pixels",
+    saved_model.MAX_PIXELS,
+    "The signatures refuse encoded images of more pixels (height x width, "
+    "read from the header before decoding).",
+)
 flags.mark_flag_as_required("model_dir")
 
 FLAGS = flags.FLAGS
@@ -56,9 +61,14 @@ def main(argv: list[str]) -> None:
     default_base = "export" if len(model_dirs) == 1 else "export_ensemble"
     export_base = FLAGS.export_base or f"{model_dirs[0].rstrip('/')}/{default_base}"
     try:
-        paths = saved_model.export_model_dirs(model_dirs, export_base, version=FLAGS.version,
-                                              top_k=FLAGS.top_k, max_pixels=FLAGS.max_pixels,
-                                              checkpoints=[FLAGS.checkpoint] * len(model_dirs))
+        paths = saved_model.export_model_dirs(
+            model_dirs,
+            export_base,
+            version=FLAGS.version,
+            top_k=FLAGS.top_k,
+            max_pixels=FLAGS.max_pixels,
+            checkpoints=[FLAGS.checkpoint] * len(model_dirs),
+        )
     except FileNotFoundError as e:
         if FLAGS.checkpoint:
             raise FlagError(f"--checkpoint={FLAGS.checkpoint}: {e}") from e

@@ -32,13 +32,15 @@ flags.DEFINE_string("output_dir", None, "Where the JSON and PNG files go.")
 flags.DEFINE_enum("task", "detection", ["detection", "localization"], "What to find.")
 flags.DEFINE_string("regressor_dir", None, "The box regressor (default <model_dir>/<task>).")
 flags.DEFINE_string(
-    "detector_dir", None,
+    "detector_dir",
+    None,
     "Detection: the background-class classifier (default <model_dir>/detection/classifier).",
 )
 flags.DEFINE_list("scales", None, "Scales, HxW or S (default: the regressor's).")
 flags.DEFINE_bool("flips", True, "Also look at the mirrored image.")
 flags.DEFINE_float(
-    "score_threshold", detector.DEFAULT_SCORE_THRESHOLD,
+    "score_threshold",
+    detector.DEFAULT_SCORE_THRESHOLD,
     "Detection: a location proposes a class whose probability exceeds this.",
 )
 flags.DEFINE_float("draw_min_score", 0.0, "Draw boxes scoring at least this (JSON: all).")
@@ -51,8 +53,9 @@ def _predictor(model, scales):
     try:
         if FLAGS.task == "localization":
             return loading.load_localizer(model, **dirs, scales=scales, flips=FLAGS.flips)
-        return loading.load_detector(**dirs, scales=scales, flips=FLAGS.flips,
-                                     score_threshold=FLAGS.score_threshold)
+        return loading.load_detector(
+            **dirs, scales=scales, flips=FLAGS.flips, score_threshold=FLAGS.score_threshold
+        )
     except loading.RunError as e:
         raise FlagError(f"--{e.role}={e.directory}: {e}") from e
 
@@ -77,12 +80,21 @@ def main(argv: list[str]) -> int:
         raise FlagError(f"--model_dir={FLAGS.model_dir}: {str(e).splitlines()[0]}") from e
     predict = _predictor(model, scales)
     skipped = on_images.run_on_folder(
-        predict, paths, FLAGS.output_dir, config["class_names"], config["mean"], config["std"],
-        FLAGS.task, FLAGS.draw_min_score)
+        predict,
+        paths,
+        FLAGS.output_dir,
+        config["class_names"],
+        config["mean"],
+        config["std"],
+        FLAGS.task,
+        FLAGS.draw_min_score,
+    )
     for problem in skipped:
         print(f"Skipped {problem}")
-    print(f"{FLAGS.task}: {len(paths) - len(skipped)} images -> "
-          f"{os.path.abspath(FLAGS.output_dir)} (a .json and a .png each)")
+    print(
+        f"{FLAGS.task}: {len(paths) - len(skipped)} images -> "
+        f"{os.path.abspath(FLAGS.output_dir)} (a .json and a .png each)"
+    )
     return 0
 
 

@@ -64,7 +64,8 @@ flags_common.define_model_dir(
 )
 flags_common.define_checkpoint()
 flags.DEFINE_list(
-    "saved_model", None,
+    "saved_model",
+    None,
     "An exported SavedModel directory (instead of --model_dir); a comma list evaluates "
     "their ensemble.",
 )
@@ -95,26 +96,31 @@ flags.DEFINE_string(
 )
 flags_common.define_batch_size(32, "Images per batch (dense evaluation uses 1).")
 flags.DEFINE_string(
-    "regressor_dir", None,
+    "regressor_dir",
+    None,
     "Localization / detection: the overfeat-train-boxes run (default <model_dir>/<mode>); "
     "its training scales are the default --scales.",
 )
 flags.DEFINE_string(
-    "detector_dir", None,
+    "detector_dir",
+    None,
     "Detection: the background-class classifier (default <model_dir>/detection/classifier).",
 )
 flags.DEFINE_float(
-    "score_threshold", detector.DEFAULT_SCORE_THRESHOLD,
+    "score_threshold",
+    detector.DEFAULT_SCORE_THRESHOLD,
     "Detection: a location proposes a class whose probability exceeds this.",
 )
 flags.DEFINE_float(
-    "suppress_iou", detector.DEFAULT_SUPPRESS_IOU,
+    "suppress_iou",
+    detector.DEFAULT_SUPPRESS_IOU,
     "Detection: after the merge, drop boxes overlapping a better one of their class by "
     "more than this IoU (1 keeps them all, as the paper).",
 )
 flags.DEFINE_integer("classes_per_view", 5, "Localization: top classes per scale and flip.")
 flags.DEFINE_float(
-    "merge_threshold", None,
+    "merge_threshold",
+    None,
     f"Greedy merge threshold (default: localization 0.5, detection "
     f"{detector.DEFAULT_MERGE_THRESHOLD:g}).",
 )
@@ -131,7 +137,9 @@ flags.DEFINE_float(
 flags_common.define_onednn()
 flags_common.define_stats()
 flags.DEFINE_enum(
-    "xla", "auto", list(xla_choice.MODES),
+    "xla",
+    "auto",
+    list(xla_choice.MODES),
     "XLA-compile the network (--model_dir modes): auto (time both on the first batches, "
     "keep the faster), on, off.",
 )
@@ -193,10 +201,16 @@ def _model_dir_evaluators(models, configs) -> list[evaluation.Evaluator]:
     }
     try:
         return [
-            box_factories[mode]() if mode in box_factories else
-            ensemble.ensemble_evaluator(
-                models, configs, mode,
-                scales=scales, fine_stride=FLAGS.fine_stride, flips=FLAGS.flips, xla=FLAGS.xla,
+            box_factories[mode]()
+            if mode in box_factories
+            else ensemble.ensemble_evaluator(
+                models,
+                configs,
+                mode,
+                scales=scales,
+                fine_stride=FLAGS.fine_stride,
+                flips=FLAGS.flips,
+                xla=FLAGS.xla,
             )
             for mode in _modes()
         ]
@@ -218,9 +232,14 @@ def _localizer(model, scales) -> localizer.Localizer:
     threshold = 0.5 if FLAGS.merge_threshold is None else FLAGS.merge_threshold
     try:
         return loading.load_localizer(
-            model, _dirs("localization")["regressor_dir"], scales=scales, flips=FLAGS.flips,
-            classes_per_view=FLAGS.classes_per_view, threshold=threshold,
-            match=FLAGS.merge_match)
+            model,
+            _dirs("localization")["regressor_dir"],
+            scales=scales,
+            flips=FLAGS.flips,
+            classes_per_view=FLAGS.classes_per_view,
+            threshold=threshold,
+            match=FLAGS.merge_match,
+        )
     except loading.RunError as e:
         raise FlagError(f"--{e.role}={e.directory}: {e}") from e
 
@@ -231,8 +250,11 @@ def _detector(scales) -> detector.Detector:
     threshold = FLAGS.merge_threshold
     try:
         return loading.load_detector(
-            **_dirs("detection"), scales=scales,
-            flips=FLAGS.flips, score_threshold=FLAGS.score_threshold, match=FLAGS.merge_match,
+            **_dirs("detection"),
+            scales=scales,
+            flips=FLAGS.flips,
+            score_threshold=FLAGS.score_threshold,
+            match=FLAGS.merge_match,
             suppress_iou=FLAGS.suppress_iou,
             merge_threshold=detector.DEFAULT_MERGE_THRESHOLD if threshold is None else threshold,
         )
@@ -251,14 +273,17 @@ def _draw(mean, std, split: str, evaluator):
         if index >= FLAGS.draw_max:
             return
         pixels = np.clip(image * np.asarray(std) + np.asarray(mean), 0, 255).astype(np.uint8)
-        pixels = drawing.draw_boxes(pixels, true_boxes, [class_names[c] for c in true_classes],
-                                    (0, 200, 0))
+        pixels = drawing.draw_boxes(
+            pixels, true_boxes, [class_names[c] for c in true_classes], (0, 200, 0)
+        )
         boxes = found.boxes
         if isinstance(evaluator, detector.Detector):
             shown = found.scores >= FLAGS.draw_min_score
             boxes = boxes[shown]
-            labels = [f"{class_names[c]} {score:.1f}"
-                      for c, score in zip(found.classes[shown], found.scores[shown])]
+            labels = [
+                f"{class_names[c]} {score:.1f}"
+                for c, score in zip(found.classes[shown], found.scores[shown])
+            ]
         else:
             labels = [f"{rank + 1}. {class_names[c]}" for rank, c in enumerate(found.classes)]
         pixels = drawing.draw_boxes(pixels, boxes, labels, (255, 0, 0))
@@ -435,8 +460,7 @@ def main(argv: list[str]) -> int:
         print(detector.format_ap_table(found, class_names))
         # Classes without true objects have no AP: null in the JSON.
         per_class = [None if np.isnan(ap) else ap for ap in found["per_class_ap"]]
-        results[name] = {**found, "split": split,
-                         "per_class_ap": dict(zip(class_names, per_class))}
+        results[name] = {**found, "split": split, "per_class_ap": dict(zip(class_names, per_class))}
     report = {
         **about,
         "data": FLAGS.data,

@@ -41,8 +41,19 @@ from overfeat_tf.experiments import report, runner, tables
 from overfeat_tf.training import launch, recipes
 
 # overfeat-train's flags given to every run when set (the training budget).
-BUDGET_FLAGS = ("recipe", "epochs", "max_steps", "steps_per_epoch", "batch_size", "width",
-                "learning_rate", "step_epochs", "init", "dropout", "stats")
+BUDGET_FLAGS = (
+    "recipe",
+    "epochs",
+    "max_steps",
+    "steps_per_epoch",
+    "batch_size",
+    "width",
+    "learning_rate",
+    "step_epochs",
+    "init",
+    "dropout",
+    "stats",
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("table", None, f"The table to run: {', '.join(tables.TABLES)}.")
@@ -50,11 +61,16 @@ flags.DEFINE_string("out_dir", None, "Runs, row results and the table (default r
 flags.DEFINE_list("rows", None, "Run only these rows (default: all); the table shows all.")
 flags_common.define_data()
 flags_common.define_data_dir()
-flags.DEFINE_enum("recipe", None, list(recipes.RECIPES),
-                  "Training recipe of every run (default: each model's paper recipe).")
+flags.DEFINE_enum(
+    "recipe",
+    None,
+    list(recipes.RECIPES),
+    "Training recipe of every run (default: each model's paper recipe).",
+)
 flags_common.define_stats()
-flags.DEFINE_integer("epochs", None, "Epochs of every run (default: overfeat-train's).",
-                     lower_bound=1)
+flags.DEFINE_integer(
+    "epochs", None, "Epochs of every run (default: overfeat-train's).", lower_bound=1
+)
 flags_common.define_max_steps("Stop every run after this many steps.", lower_bound=1)
 flags.DEFINE_integer("steps_per_epoch", None, "Steps per epoch of every run.", lower_bound=1)
 flags_common.define_batch_size(None, "Global batch of every run.", lower_bound=1)
@@ -67,12 +83,15 @@ flags.DEFINE_list(
     "train_args", [], "Further overfeat-train flags for every run, e.g. --strategy=mirrored."
 )
 flags_common.define_seed("Seed of every run; ensemble member k uses seed + k.")
-flags.DEFINE_integer("ensemble_size", 3, "Models in an ensemble row (papers: 5 and 7).",
-                     lower_bound=2)
-flags.DEFINE_integer("eval_batch_size", 32, "Batch of centre and ten-view evaluation.",
-                     lower_bound=1)
-flags.DEFINE_integer("max_examples", None, "Evaluate each row on at most this many images.",
-                     lower_bound=1)
+flags.DEFINE_integer(
+    "ensemble_size", 3, "Models in an ensemble row (papers: 5 and 7).", lower_bound=2
+)
+flags.DEFINE_integer(
+    "eval_batch_size", 32, "Batch of centre and ten-view evaluation.", lower_bound=1
+)
+flags.DEFINE_integer(
+    "max_examples", None, "Evaluate each row on at most this many images.", lower_bound=1
+)
 
 
 def _train_args() -> list[str]:

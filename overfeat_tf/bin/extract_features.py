@@ -79,12 +79,19 @@ def main(argv: list[str]) -> int:
     if FLAGS.max_images is not None:
         count = min(count, FLAGS.max_images) if count is not None else FLAGS.max_images
     batches = inputs.model_inputs(
-        records, crop_size=config["input_size"], mean=config["mean"], std=config["std"],
-        batch_size=FLAGS.batch_size, max_images=FLAGS.max_images)
+        records,
+        crop_size=config["input_size"],
+        mean=config["mean"],
+        std=config["std"],
+        batch_size=FLAGS.batch_size,
+        max_images=FLAGS.max_images,
+    )
     arrays, filenames, labels = features.extract(model, batches, FLAGS.layers, count)
     paths = features.write(FLAGS.output_dir, arrays, filenames, labels)
-    print(f"{len(filenames)} images; per image: "
-          + ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items()))
+    print(
+        f"{len(filenames)} images; per image: "
+        + ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
+    )
     for path in paths:
         print(path)
     return 0

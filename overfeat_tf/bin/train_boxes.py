@@ -32,7 +32,9 @@ from overfeat_tf.detection import box_training
 from overfeat_tf.training.trainer import TrainingDiverged
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("task", "localization", list(box_training.TASKS), "What the boxes are trained for.")
+flags.DEFINE_enum(
+    "task", "localization", list(box_training.TASKS), "What the boxes are trained for."
+)
 flags.DEFINE_string("classifier_dir", None, "The trained classifier's run directory.")
 flags_common.define_model_dir("Where the regressor goes (default <classifier_dir>/<task>).")
 flags_common.define_data(help="Data source with boxes: embedded or tfrecord:DIR.")
@@ -42,7 +44,8 @@ flags.DEFINE_string(
     "eval_split", None, "Validation split (default: validation, detection_validation)."
 )
 flags.DEFINE_list(
-    "scales", None,
+    "scales",
+    None,
     "Training scales, shorter side in px (default: localization, the smallest three of "
     "the model's dense scales, 243,275,307 for alexnet; detection, the detector's: "
     "the model's dense scales 1,2,4,6 of OverFeat Table 2, 243,275,371,435 for alexnet); "
@@ -80,14 +83,18 @@ def main(argv: list[str]) -> int:
             ) from e
     fields = {f: FLAGS[f].value for f in box_training.BoxSpec.__dataclass_fields__}
     result = box_training.run(box_training.BoxSpec(**{**fields, "scales": scales}))
-    print(f"\n{FLAGS.task} regressor ({'per-class' if FLAGS.per_class else 'shared'}, "
-          f"scales {','.join(map(str, result.scales))}): validation mean IoU "
-          f"{result.metrics.get('val_mean_iou', float('nan')):.3f} at the trained locations")
+    print(
+        f"\n{FLAGS.task} regressor ({'per-class' if FLAGS.per_class else 'shared'}, "
+        f"scales {','.join(map(str, result.scales))}): validation mean IoU "
+        f"{result.metrics.get('val_mean_iou', float('nan')):.3f} at the trained locations"
+    )
     print(f"Regressor, checkpoints and metrics.json: {result.model_dir}")
     if result.detector_dir is not None:
-        print(f"Detection classifier: validation crop top-1 error "
-              f"{result.detector_metrics.get('val_top1_error', float('nan')):.2f} %, in "
-              f"{result.detector_dir}")
+        print(
+            f"Detection classifier: validation crop top-1 error "
+            f"{result.detector_metrics.get('val_top1_error', float('nan')):.2f} %, in "
+            f"{result.detector_dir}"
+        )
     return 0
 
 

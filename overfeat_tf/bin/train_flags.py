@@ -33,13 +33,13 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         "split", "train", "Training split (converted detection data: detection_train).", **fv
     )
     flags.DEFINE_string(
-        "eval_split", "validation",
-        "Validation split (converted detection data: detection_tuning).", **fv,
+        "eval_split",
+        "validation",
+        "Validation split (converted detection data: detection_tuning).",
+        **fv,
     )
     flags_common.define_model_dir("Checkpoints, summaries, metrics (default runs/<model>).", **fv)
-    flags.DEFINE_integer(
-        "epochs", None, "Epochs (default: the recipe's).", **fv
-    )
+    flags.DEFINE_integer("epochs", None, "Epochs (default: the recipe's).", **fv)
     flags_common.define_max_steps(**fv)
     flags.DEFINE_integer(
         "steps_per_epoch", None, "Steps per epoch (default: train size / batch).", **fv
@@ -68,8 +68,10 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
         "max_filter_rms", None, "Override ZFNet's filter RMS cap (0 disables).", **fv
     )
     flags.DEFINE_float(
-        "clip_norm", None, "Override the recipe's cap on the gradients' global norm "
-        "(0 disables).", **fv
+        "clip_norm",
+        None,
+        "Override the recipe's cap on the gradients' global norm (0 disables).",
+        **fv,
     )
     flags.DEFINE_enum("init", None, ["paper", "he"], "Weight initialisation (default paper).", **fv)
     flags.DEFINE_float("dropout", None, "Override the dropout rate.", **fv)

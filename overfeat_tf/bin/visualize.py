@@ -35,7 +35,14 @@ from overfeat_tf import flags_common
 from overfeat_tf import run_dir
 from overfeat_tf.models import feature_layer_names
 from overfeat_tf.visualization import (
-    correspondence, deconvnet, filters, images, inputs, occlusion, top9)
+    correspondence,
+    deconvnet,
+    filters,
+    images,
+    inputs,
+    occlusion,
+    top9,
+)
 
 import numpy as np  # noqa: E402
 import pipelines  # noqa: E402
@@ -53,8 +60,10 @@ flags.DEFINE_list("image", None, "Image file(s), comma separated (instead of --d
 flags.DEFINE_integer("max_images", None, "Images of --data (default 8; top9: 512).")
 flags.DEFINE_string("layer", None, "Layer (default: conv1 for filters, else the last conv).")
 flags.DEFINE_list(
-    "feature", None,
-    "Feature maps of --layer (default: the strongest for deconv/occlusion, 0-15 for top9).")
+    "feature",
+    None,
+    "Feature maps of --layer (default: the strongest for deconv/occlusion, 0-15 for top9).",
+)
 flags.DEFINE_enum("rule", "deconvnet", list(deconvnet.RULES), "ReLU rule on the way down.")
 flags.DEFINE_string("output_dir", None, "Where PNGs and arrays go (default <model_dir>/<mode>).")
 flags.DEFINE_integer("size", 48, "Occlusion: side of the grey square, pixels.")
@@ -63,17 +72,25 @@ flags.DEFINE_float("value", None, "Occlusion: grey level 0-255 (default: the tra
 flags.DEFINE_integer("label", None, "Occlusion: correct class of --image (default: top class).")
 flags.DEFINE_bool("full_image", False, "Occlusion: whole image (shorter side 256), not the crop.")
 flags.DEFINE_multi_string(
-    "boxes", None,
+    "boxes",
+    None,
     "Correspondence: [PART=]y0,x0,y1,x1;y0,x0,y1,x1;... one mask per --image, in order, pixels "
     "of the model input (the centre crop: shorter side 256, then the central input_size "
-    "square), end exclusive. Repeat for more parts.")
-flags.DEFINE_list("layers", None,
-                  "Correspondence: layers (default: the last conv and the last hidden FC, "
-                  "ZFNet's layers 5 and 7).")
+    "square), end exclusive. Repeat for more parts.",
+)
+flags.DEFINE_list(
+    "layers",
+    None,
+    "Correspondence: layers (default: the last conv and the last hidden FC, "
+    "ZFNet's layers 5 and 7).",
+)
 flags.DEFINE_integer("draws", 10, "Correspondence: random masks per part (the baseline).")
 flags_common.define_seed("Correspondence: seed of the random masks.")
-flags.DEFINE_float("zero_tolerance", 1e-4,
-                   "Correspondence: |eps| up to this times the layer's largest feature is sign 0.")
+flags.DEFINE_float(
+    "zero_tolerance",
+    1e-4,
+    "Correspondence: |eps| up to this times the layer's largest feature is sign 0.",
+)
 flags_common.define_batch_size(32, "Images per forward pass.")
 flags_common.define_onednn()
 
@@ -89,8 +106,9 @@ def _features(default):
         raise FlagError(f"--feature must be integers; received {','.join(FLAGS.feature)}") from None
 
 
-def _batches(config, *, max_images: int, batch_size: int, full_image: bool = False
-             ) -> tf.data.Dataset:
+def _batches(
+    config, *, max_images: int, batch_size: int, full_image: bool = False
+) -> tf.data.Dataset:
     if (FLAGS.data is None) == (FLAGS.image is None):
         raise FlagError(f"--mode={FLAGS.mode}: give exactly one of --data or --image")
     try:
@@ -103,13 +121,21 @@ def _batches(config, *, max_images: int, batch_size: int, full_image: bool = Fal
         flag = "--image" if FLAGS.image is not None else f"--data={FLAGS.data}"
         raise FlagError(f"{flag}: {e}") from e
     return inputs.model_inputs(
-        records, crop_size=config["input_size"], mean=config["mean"], std=config["std"],
-        batch_size=batch_size, full_image=full_image, max_images=FLAGS.max_images or max_images)
+        records,
+        crop_size=config["input_size"],
+        mean=config["mean"],
+        std=config["std"],
+        batch_size=batch_size,
+        full_image=full_image,
+        max_images=FLAGS.max_images or max_images,
+    )
 
 
 def _names(batch) -> list[str]:
-    return [os.path.splitext(os.path.basename(f.decode()))[0] or f"image{i}"
-            for i, f in enumerate(batch["filename"].numpy())]
+    return [
+        os.path.splitext(os.path.basename(f.decode()))[0] or f"image{i}"
+        for i, f in enumerate(batch["filename"].numpy())
+    ]
 
 
 def _deconv(model, config, layer: str, output_dir: str) -> list[str]:
@@ -128,15 +154,20 @@ def _deconv(model, config, layer: str, output_dir: str) -> list[str]:
             count = len(per_image[i])
             try:
                 projected, _, values = deconv.project(
-                    np.repeat(batch["image"].numpy()[i:i + 1], count, 0), per_image[i])
+                    np.repeat(batch["image"].numpy()[i : i + 1], count, 0), per_image[i]
+                )
             except ValueError as e:
                 raise FlagError(f"--feature: {e}") from e
             for feature, projection, value in zip(per_image[i], projected.numpy(), values.numpy()):
-                shown = images.to_display(projection[None],
-                                          percentiles=images.PROJECTION_PERCENTILES)[0]
+                shown = images.to_display(
+                    projection[None], percentiles=images.PROJECTION_PERCENTILES
+                )[0]
                 side = np.concatenate([pictures[i], shown], axis=1)
-                paths.append(images.write_png(
-                    os.path.join(output_dir, f"{name}_{layer}_feature{feature:03d}.png"), side))
+                paths.append(
+                    images.write_png(
+                        os.path.join(output_dir, f"{name}_{layer}_feature{feature:03d}.png"), side
+                    )
+                )
                 print(f"{name}: {layer} feature {feature}, activation {value:.4g}")
     return paths
 
@@ -149,15 +180,24 @@ def _occlusion(model, config, layer: str, output_dir: str) -> list[str]:
     # whole images differ in size: one at a time, each in its own folder.
     max_images = FLAGS.max_images or 8
     batch_size = 1 if FLAGS.full_image else max_images
-    for batch in _batches(config, max_images=max_images, batch_size=batch_size,
-                          full_image=FLAGS.full_image):
+    for batch in _batches(
+        config, max_images=max_images, batch_size=batch_size, full_image=FLAGS.full_image
+    ):
         labels = batch.get("label")
         if FLAGS.label is not None:
             labels = [FLAGS.label] * len(batch["filename"])
         try:
             maps = occlusion.occlusion_maps(
-                model, batch["image"], labels, size=FLAGS.size, stride=FLAGS.stride, value=value,
-                layer=layer, features=_features(None), batch_size=FLAGS.batch_size)
+                model,
+                batch["image"],
+                labels,
+                size=FLAGS.size,
+                stride=FLAGS.stride,
+                value=value,
+                layer=layer,
+                features=_features(None),
+                batch_size=FLAGS.batch_size,
+            )
         except ValueError as e:
             raise FlagError(f"--size/--stride/--feature: {e}") from e
         pictures = images.denormalize(batch["image"].numpy(), mean, std)
@@ -170,7 +210,9 @@ def _occlusion(model, config, layer: str, output_dir: str) -> list[str]:
 def _parts(count: int) -> dict[str, list[list[int]]]:
     """--boxes as {part: [[y0, x0, y1, x1]] * count}."""
     if not FLAGS.boxes:
-        raise FlagError("--mode=correspondence needs --boxes=[PART=]y0,x0,y1,x1;... (one per --image)")
+        raise FlagError(
+            "--mode=correspondence needs --boxes=[PART=]y0,x0,y1,x1;... (one per --image)"
+        )
     parts = {}
     for k, spec in enumerate(FLAGS.boxes):
         name, _, text = spec.rpartition("=")
@@ -182,8 +224,10 @@ def _parts(count: int) -> dict[str, list[list[int]]]:
         if not boxes or any(len(b) != 4 for b in boxes):
             raise FlagError(f"--boxes={spec}: expected [PART=]y0,x0,y1,x1;... (integers)")
         if len(boxes) != count:
-            raise FlagError(f"--boxes: part {name!r} has {len(boxes)} boxes for {count} "
-                            "images of --image; give one per image, in order")
+            raise FlagError(
+                f"--boxes: part {name!r} has {len(boxes)} boxes for {count} "
+                "images of --image; give one per image, in order"
+            )
         if name in parts or name == correspondence.RANDOM:
             raise FlagError(f"--boxes: part name {name!r} is used twice or reserved")
         parts[name] = boxes
@@ -192,8 +236,10 @@ def _parts(count: int) -> dict[str, list[list[int]]]:
 
 def _correspondence(model, config, output_dir: str) -> list[str]:
     if FLAGS.image is None or FLAGS.data is not None or FLAGS.full_image:
-        raise FlagError("--mode=correspondence takes --image (related images, centre crops), "
-                        "not --data or --full_image")
+        raise FlagError(
+            "--mode=correspondence takes --image (related images, centre crops), "
+            "not --data or --full_image"
+        )
     parts = _parts(len(FLAGS.image))
     spec = overfeat_tf.model_info(model).spec
     layers = FLAGS.layers or [spec.trunk[-1].name] + [fc.name for fc in spec.head[-2:-1]]
@@ -208,8 +254,16 @@ def _correspondence(model, config, output_dir: str) -> list[str]:
     value = occlusion.grey_value(FLAGS.value, config["mean"], config["std"])
     try:
         result = correspondence.analyse(
-            features, batch["image"], parts, draws=FLAGS.draws, seed=FLAGS.seed, value=value,
-            zero_tolerance=FLAGS.zero_tolerance, batch_size=FLAGS.batch_size, names=FLAGS.image)
+            features,
+            batch["image"],
+            parts,
+            draws=FLAGS.draws,
+            seed=FLAGS.seed,
+            value=value,
+            zero_tolerance=FLAGS.zero_tolerance,
+            batch_size=FLAGS.batch_size,
+            names=FLAGS.image,
+        )
     except ValueError as e:
         raise FlagError(f"--boxes: {e}") from e
     print(result.table())
@@ -221,8 +275,10 @@ def _correspondence(model, config, output_dir: str) -> list[str]:
     for part, boxes in result.boxes.items():  # The masked inputs, to check the boxes by eye.
         masked = occlusion.fill_boxes(batch["image"], tf.constant(boxes), value).numpy()
         pictures = images.denormalize(masked, config["mean"], config["std"])
-        paths += [images.write_png(os.path.join(output_dir, f"{name}_{part.replace(' ', '_')}.png"), p)
-                  for name, p in zip(_names(batch), pictures)]
+        paths += [
+            images.write_png(os.path.join(output_dir, f"{name}_{part.replace(' ', '_')}.png"), p)
+            for name, p in zip(_names(batch), pictures)
+        ]
     return paths
 
 
@@ -240,15 +296,23 @@ def main(argv: list[str]) -> int:
         model, config = run_dir.restore_model(FLAGS.model_dir, FLAGS.checkpoint)
     except (OSError, ValueError, AssertionError, tf.errors.OpError) as e:
         raise FlagError(f"--model_dir={FLAGS.model_dir}: {str(e).splitlines()[0]}") from e
-    default_layer = "conv1" if FLAGS.mode == "filters" else overfeat_tf.model_info(model).spec.trunk[-1].name
+    default_layer = (
+        "conv1" if FLAGS.mode == "filters" else overfeat_tf.model_info(model).spec.trunk[-1].name
+    )
     layer = FLAGS.layer or default_layer
     valid = feature_layer_names(model)
     if layer not in valid:
-        raise FlagError(f"--layer={layer} is not a layer of {model.name}; valid: {', '.join(valid)}")
+        raise FlagError(
+            f"--layer={layer} is not a layer of {model.name}; valid: {', '.join(valid)}"
+        )
     output_dir = FLAGS.output_dir or os.path.join(FLAGS.model_dir, FLAGS.mode)
     if FLAGS.mode == "filters":
         try:
-            paths = [filters.write_filter_grid(model, os.path.join(output_dir, f"{layer}_filters.png"), layer)]
+            paths = [
+                filters.write_filter_grid(
+                    model, os.path.join(output_dir, f"{layer}_filters.png"), layer
+                )
+            ]
         except ValueError as e:
             raise FlagError(f"--layer: {e}") from e
     elif FLAGS.mode == "deconv":
@@ -261,8 +325,15 @@ def main(argv: list[str]) -> int:
         except ValueError as e:
             raise FlagError(f"--feature: {e}") from e
         batches = _batches(config, max_images=512, batch_size=FLAGS.batch_size)
-        paths = top9.top9(deconv, batches, features, config["mean"],
-                          config["std"], output_dir, batch_size=FLAGS.batch_size)
+        paths = top9.top9(
+            deconv,
+            batches,
+            features,
+            config["mean"],
+            config["std"],
+            output_dir,
+            batch_size=FLAGS.batch_size,
+        )
     elif FLAGS.mode == "correspondence":
         paths = _correspondence(model, config, output_dir)
     else:

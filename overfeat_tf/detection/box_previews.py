@@ -45,4 +45,3 @@ class BoxPreviews:
         for index, pixels in enumerate(drawn):
             batch[index, : pixels.shape[0], : pixels.shape[1]] = pixels
         return batch
-

@@ -123,18 +123,29 @@ def _scales(spec: BoxSpec, model: str, input_size: int) -> list[int]:
     return list(spec.scales)
 
 
-def _previews(source: pipelines.Source, split: str, mean, std
-              ) -> box_previews.BoxPreviews | None:
+def _previews(source: pipelines.Source, split: str, mean, std) -> box_previews.BoxPreviews | None:
     """The first `PREVIEW_IMAGES` images of `split` as evaluation sees them, and their
     true boxes (pixels); None when the split has no image."""
-    batches = pipelines.build_dataset(source, split, batch_size=1, training=False,
-                                      crop_size=CROP_SIZE, mean=mean, std=std,
-                                      eval_mode="full", with_boxes=True)
+    batches = pipelines.build_dataset(
+        source,
+        split,
+        batch_size=1,
+        training=False,
+        crop_size=CROP_SIZE,
+        mean=mean,
+        std=std,
+        eval_mode="full",
+        with_boxes=True,
+    )
     rows = list(metrics.images_with_truth(batches.as_numpy_iterator(), PREVIEW_IMAGES))
     if not rows:
         return None
-    return box_previews.BoxPreviews([row[0] for row in rows], [row[2] for row in rows],
-                                    np.asarray(mean, np.float32), np.asarray(std, np.float32))
+    return box_previews.BoxPreviews(
+        [row[0] for row in rows],
+        [row[2] for row in rows],
+        np.asarray(mean, np.float32),
+        np.asarray(std, np.float32),
+    )
 
 
 def run(spec: BoxSpec) -> BoxResult:
@@ -206,8 +217,14 @@ def run(spec: BoxSpec) -> BoxResult:
 
     def train_dataset(epoch: int, skip: int, context: tf.distribute.InputContext):
         dataset = pipelines.build_dataset(
-            source, split, training=True, augmentation="overfeat", pca_lighting=False,
-            seed=spec.seed * 1000 + epoch, deterministic=spec.deterministic, repeat=True,
+            source,
+            split,
+            training=True,
+            augmentation="overfeat",
+            pca_lighting=False,
+            seed=spec.seed * 1000 + epoch,
+            deterministic=spec.deterministic,
+            repeat=True,
             **common,
         )
         return dataset.skip(skip)  # resuming mid-epoch: the epoch's order is seeded
@@ -238,12 +255,18 @@ def run(spec: BoxSpec) -> BoxResult:
     detector_dir = os.path.join(model_dir, "classifier")
     print("\nDetection classifier (the classes plus background) ...", flush=True)
     found = train_detector.fine_tune_with_background(
-        spec.classifier_dir, detector_dir, source,
+        spec.classifier_dir,
+        detector_dir,
+        source,
         train_detector.BackgroundFineTuning(
-            train_split=split, validation_split=eval_split, seed=spec.seed,
-            max_steps=spec.max_steps, checkpoint_every=spec.checkpoint_every,
+            train_split=split,
+            validation_split=eval_split,
+            seed=spec.seed,
+            max_steps=spec.max_steps,
+            checkpoint_every=spec.checkpoint_every,
         ),
-        previews=None if previews is None else train_detector.DetectionPreviews(
-            regressor, tuple(scales), previews),
+        previews=None
+        if previews is None
+        else train_detector.DetectionPreviews(regressor, tuple(scales), previews),
     )
     return BoxResult(model_dir, tuple(scales), metrics, detector_dir, found)

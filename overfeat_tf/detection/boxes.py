@@ -16,8 +16,9 @@ def as_boxes(boxes, name: str = "boxes") -> np.ndarray:
     if array.size == 0:
         return np.zeros((0, 4), np.float64)
     if array.ndim != 2 or array.shape[1] != 4:
-        raise ValueError(f"{name} must have shape [n, 4] (ymin, xmin, ymax, xmax); "
-                         f"received shape {array.shape}.")
+        raise ValueError(
+            f"{name} must have shape [n, 4] (ymin, xmin, ymax, xmax); received shape {array.shape}."
+        )
     return array
 
 

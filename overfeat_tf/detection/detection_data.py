@@ -62,11 +62,15 @@ class CropSampling:
         for name in ("fill", "negative_sides"):
             low, high = getattr(self, name)
             if not 0 < low <= high <= 1:
-                raise ValueError(f"CropSampling.{name} must satisfy 0 < low <= high <= 1; "
-                                 f"received {getattr(self, name)}")
+                raise ValueError(
+                    f"CropSampling.{name} must satisfy 0 < low <= high <= 1; "
+                    f"received {getattr(self, name)}"
+                )
         if self.negatives_per_image < 0 or self.negative_tries < self.negatives_per_image:
-            raise ValueError("CropSampling needs 0 <= negatives_per_image <= negative_tries; "
-                             f"received {self.negatives_per_image} and {self.negative_tries}")
+            raise ValueError(
+                "CropSampling needs 0 <= negatives_per_image <= negative_tries; "
+                f"received {self.negatives_per_image} and {self.negative_tries}"
+            )
 
 
 def _square_inside(centre: tf.Tensor, side: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
@@ -77,8 +81,9 @@ def _square_inside(centre: tf.Tensor, side: tf.Tensor, size: tf.Tensor) -> tf.Te
     return tf.concat([top_left, top_left + side[:, tf.newaxis]], axis=1)
 
 
-def positive_windows(boxes: tf.Tensor, size: tf.Tensor, seed: tf.Tensor,
-                     sampling: CropSampling) -> tf.Tensor:
+def positive_windows(
+    boxes: tf.Tensor, size: tf.Tensor, seed: tf.Tensor, sampling: CropSampling
+) -> tf.Tensor:
     """One square window [n, 4] (pixels) per object box [n, 4] (pixels) of an image of
     `size` (float32 (h, w)); `seed`: a stateless seed [2]."""
     n = tf.shape(boxes)[0]
@@ -91,8 +96,9 @@ def positive_windows(boxes: tf.Tensor, size: tf.Tensor, seed: tf.Tensor,
     return _square_inside(centre, side, size)
 
 
-def negative_windows(boxes: tf.Tensor, size: tf.Tensor, seed: tf.Tensor,
-                     sampling: CropSampling) -> tf.Tensor:
+def negative_windows(
+    boxes: tf.Tensor, size: tf.Tensor, seed: tf.Tensor, sampling: CropSampling
+) -> tf.Tensor:
     """Up to `negatives_per_image` background windows [k, 4] (pixels) of an image of
     `size` whose objects are `boxes` [n, 4] (pixels)."""
     tries = sampling.negative_tries
@@ -103,15 +109,24 @@ def negative_windows(boxes: tf.Tensor, size: tf.Tensor, seed: tf.Tensor,
     top_left = tf.random.stateless_uniform([tries, 2], place_seed) * room
     candidates = tf.concat([top_left, top_left + side[:, tf.newaxis]], axis=1)
     pairs = candidates[:, tf.newaxis, :], boxes[tf.newaxis, :, :]
-    clear = ((targets.iou(*pairs) < sampling.negative_max_iou)
-             & (targets.coverage(*pairs) < sampling.negative_max_coverage))
+    clear = (targets.iou(*pairs) < sampling.negative_max_iou) & (
+        targets.coverage(*pairs) < sampling.negative_max_coverage
+    )
     kept = tf.boolean_mask(candidates, tf.reduce_all(clear, axis=1))
-    return kept[:sampling.negatives_per_image]
+    return kept[: sampling.negatives_per_image]
 
 
-def image_crops(image: tf.Tensor, boxes: tf.Tensor, box_labels: tf.Tensor, seed: tf.Tensor, *,
-                crop_size: int, background: int, sampling: CropSampling,
-                flip: bool) -> tuple[tf.Tensor, tf.Tensor]:
+def image_crops(
+    image: tf.Tensor,
+    boxes: tf.Tensor,
+    box_labels: tf.Tensor,
+    seed: tf.Tensor,
+    *,
+    crop_size: int,
+    background: int,
+    sampling: CropSampling,
+    flip: bool,
+) -> tuple[tf.Tensor, tf.Tensor]:
     """One image's crops and labels.
 
     Args:
@@ -128,16 +143,28 @@ def image_crops(image: tf.Tensor, boxes: tf.Tensor, box_labels: tf.Tensor, seed:
     scale = tf.tile(size, [2])
     seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
     pixels = boxes * scale
-    windows = tf.concat([positive_windows(pixels, size, seeds[0], sampling),
-                         negative_windows(pixels, size, seeds[1], sampling)], axis=0)
-    labels = tf.concat([tf.cast(box_labels, tf.int32),
-                        tf.fill([tf.shape(windows)[0] - tf.shape(pixels)[0]], background)], 0)
-    crops = tf.image.crop_and_resize(image[tf.newaxis], windows / scale,
-                                     tf.zeros_like(labels), [crop_size, crop_size])
+    windows = tf.concat(
+        [
+            positive_windows(pixels, size, seeds[0], sampling),
+            negative_windows(pixels, size, seeds[1], sampling),
+        ],
+        axis=0,
+    )
+    labels = tf.concat(
+        [
+            tf.cast(box_labels, tf.int32),
+            tf.fill([tf.shape(windows)[0] - tf.shape(pixels)[0]], background),
+        ],
+        0,
+    )
+    crops = tf.image.crop_and_resize(
+        image[tf.newaxis], windows / scale, tf.zeros_like(labels), [crop_size, crop_size]
+    )
     if flip:
         mirror = tf.random.stateless_uniform([tf.shape(crops)[0]], seeds[2]) < 0.5
-        crops = tf.where(mirror[:, tf.newaxis, tf.newaxis, tf.newaxis],
-                         tf.reverse(crops, axis=[2]), crops)
+        crops = tf.where(
+            mirror[:, tf.newaxis, tf.newaxis, tf.newaxis], tf.reverse(crops, axis=[2]), crops
+        )
     return crops, labels
 
 
@@ -170,15 +197,23 @@ def crop_dataset(
         records = records.repeat()
     pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
     seeds = tf.data.Dataset.random(seed=seed).map(
-        lambda r: tf.stack([r, tf.constant(pipeline_id, tf.int64)]))
+        lambda r: tf.stack([r, tf.constant(pipeline_id, tf.int64)])
+    )
     mean = tf.constant(mean, tf.float32)
     std = tf.constant(std, tf.float32)
 
     def crops(record, image_seed):
         image = transforms.normalize(decode.decode_image(record["encoded"]), mean, std)
-        return image_crops(image, record["boxes"], record["box_labels"], image_seed,
-                           crop_size=crop_size, background=source.num_classes,
-                           sampling=sampling, flip=training)
+        return image_crops(
+            image,
+            record["boxes"],
+            record["box_labels"],
+            image_seed,
+            crop_size=crop_size,
+            background=source.num_classes,
+            sampling=sampling,
+            flip=training,
+        )
 
     dataset = tf.data.Dataset.zip(records, seeds).map(crops, num_parallel_calls=AUTOTUNE)
     dataset = dataset.ignore_errors(log_warning=True).unbatch()

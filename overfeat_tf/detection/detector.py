@@ -44,8 +44,9 @@ def default_scales(model: str | keras.Model) -> tuple[int, ...]:
     return tuple(min(six[index - 1]) for index in dense.PAPER_FOUR_SCALES)
 
 
-def scales_for_objects(window: int, object_sides: tuple[float, float],
-                       fill: float = 0.6, count: int = 4) -> tuple[int, ...]:
+def scales_for_objects(
+    window: int, object_sides: tuple[float, float], fill: float = 0.6, count: int = 4
+) -> tuple[int, ...]:
     """Shorter sides (px), ascending, at which objects whose side is `object_sides` of
     the image's shorter side fill `fill` of a `window`-px window: the largest object at
     the first scale, the smallest at the last, geometric steps between."""
@@ -98,7 +99,8 @@ class Detector:
             raise ValueError(
                 f"The regressor predicts {self.predictor.outputs} boxes per location; a "
                 f"detector of {self.background} object classes needs 1 (shared) or one per "
-                "object class")
+                "object class"
+            )
         self.score_threshold = score_threshold
         self.merge_threshold = merge_threshold
         self.match = match
@@ -108,7 +110,8 @@ class Detector:
         self.description = (
             f"scales {','.join(map(str, sides))}{', flips' if flipped else ''}, "
             f"P > {score_threshold:g}, merge {match} <= {merge_threshold:g}"
-            + ("" if suppress_iou is None else f", suppress IoU > {suppress_iou:g}"))
+            + ("" if suppress_iou is None else f", suppress IoU > {suppress_iou:g}")
+        )
 
     def proposals(self, image) -> merge.Merged:
         """Every (box, score, class) above the threshold, over all views, unmerged.
@@ -133,12 +136,16 @@ class Detector:
         """Detections of one normalised image [h, w, 3]: boxes [k, 4] (pixels of the
         image), summed scores [k] and classes [k], score descending; k may be 0."""
         found = self.proposals(image)
-        merged = merge.greedy_merge(found.boxes, found.scores, found.classes,
-                                    threshold=self.merge_threshold, match=self.match)
+        merged = merge.greedy_merge(
+            found.boxes,
+            found.scores,
+            found.classes,
+            threshold=self.merge_threshold,
+            match=self.match,
+        )
         if self.suppress_iou is None:
             return merged
         return merge.suppress_overlaps(merged, iou_threshold=self.suppress_iou)
-
 
     def graph(self, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """`__call__` as TF ops (a serving signature): a normalised image [h, w, 3] ->
@@ -158,15 +165,24 @@ class Detector:
             classes.append(where[:, 2])
         clipped = tf.clip_by_value(tf.concat(boxes, 0), 0.0, tf.tile(size, [2]))
         merged_boxes, merged_scores, merged_classes = graph_merge.greedy_merge(
-            clipped, tf.concat(scores, 0), tf.concat(classes, 0),
-            threshold=self.merge_threshold, match=self.match)
+            clipped,
+            tf.concat(scores, 0),
+            tf.concat(classes, 0),
+            threshold=self.merge_threshold,
+            match=self.match,
+        )
         if self.suppress_iou is not None:
-            kept = graph_merge.suppress_overlaps(merged_boxes, merged_classes,
-                                                 iou_threshold=self.suppress_iou)
+            kept = graph_merge.suppress_overlaps(
+                merged_boxes, merged_classes, iou_threshold=self.suppress_iou
+            )
             merged_boxes, merged_scores, merged_classes = (
-                tf.gather(t, kept) for t in (merged_boxes, merged_scores, merged_classes))
-        return (tf.cast(merged_boxes, tf.float32), tf.cast(merged_scores, tf.float32),
-                tf.cast(merged_classes, tf.int32))
+                tf.gather(t, kept) for t in (merged_boxes, merged_scores, merged_classes)
+            )
+        return (
+            tf.cast(merged_boxes, tf.float32),
+            tf.cast(merged_scores, tf.float32),
+            tf.cast(merged_classes, tf.int32),
+        )
 
 
 # Called per image with (index, image [h, w, 3], detections, true classes [n], true
@@ -197,8 +213,9 @@ def evaluate_detection(
     """
     found, truths, seconds = metrics.predict_images(detector, batches, max_examples, on_image)
     mean_ap, per_class = metrics.mean_average_precision(found, truths, detector.background)
-    mean_11, _ = metrics.mean_average_precision(found, truths, detector.background,
-                                                eleven_point=True)
+    mean_11, _ = metrics.mean_average_precision(
+        found, truths, detector.background, eleven_point=True
+    )
     return {
         "map": mean_ap,
         "map_11point": mean_11,

@@ -11,14 +11,17 @@ from PIL import Image, ImageDraw
 from overfeat_tf.detection import boxes as box_ops
 
 
-def draw_boxes(image: np.ndarray, boxes, labels: Sequence[str] | None = None,
-               colour: tuple[int, int, int] = (255, 0, 0)) -> np.ndarray:
+def draw_boxes(
+    image: np.ndarray,
+    boxes,
+    labels: Sequence[str] | None = None,
+    colour: tuple[int, int, int] = (255, 0, 0),
+) -> np.ndarray:
     """A copy of `image` (uint8 [h, w, 3]) with `boxes` [n, 4] (ymin, xmin, ymax, xmax,
     pixels) outlined in `colour` and each labelled with `labels[i]` (none if None)."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"image must be uint8 [h, w, 3]; received {image.dtype} "
-                         f"{image.shape}.")
+        raise ValueError(f"image must be uint8 [h, w, 3]; received {image.dtype} {image.shape}.")
     boxes = box_ops.as_boxes(boxes)
     if labels is not None and len(labels) != len(boxes):
         raise ValueError(f"{len(labels)} labels for {len(boxes)} boxes.")

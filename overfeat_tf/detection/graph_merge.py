@@ -58,9 +58,14 @@ def _set_row_and_column(pair: tf.Tensor, index: tf.Tensor, values: tf.Tensor) ->
     return tf.tensor_scatter_nd_update(pair, tf.stack([span, at], 1), values)
 
 
-def greedy_merge(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, *,
-                 threshold: float, match: str = "centre_iou"
-                 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def greedy_merge(
+    boxes: tf.Tensor,
+    scores: tf.Tensor,
+    classes: tf.Tensor,
+    *,
+    threshold: float,
+    match: str = "centre_iou",
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """`merge.greedy_merge(..., per_class=True)` in graph ops.
 
     Args:
@@ -80,12 +85,14 @@ def greedy_merge(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, *,
     n = tf.shape(scores, out_type=tf.int64)[0]
     span = tf.range(n, dtype=tf.int64)
     same = tf.equal(classes[:, None], classes[None, :])
-    pair = tf.where(same & tf.not_equal(span[:, None], span[None, :]),
-                    match_scores(boxes, boxes, match), _INF)
+    pair = tf.where(
+        same & tf.not_equal(span[:, None], span[None, :]), match_scores(boxes, boxes, match), _INF
+    )
     # A column of inf keeps argmin defined when n is 0 (it is never chosen: a merge
     # needs a finite score).
-    row_arg = tf.argmin(tf.pad(pair, [[0, 0], [0, 1]], constant_values=_INF), axis=1,
-                        output_type=tf.int64)
+    row_arg = tf.argmin(
+        tf.pad(pair, [[0, 0], [0, 1]], constant_values=_INF), axis=1, output_type=tf.int64
+    )
     row_min = tf.reduce_min(pair, axis=1)
 
     def proceed(sums, counts, totals, alive, pair, row_min, row_arg):
@@ -111,13 +118,14 @@ def greedy_merge(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, *,
         rows = tf.where(stale)[:, 0]
         stale_pairs = tf.gather(pair, rows)
         row_arg = tf.tensor_scatter_nd_update(
-            row_arg, rows[:, None], tf.argmin(stale_pairs, axis=1, output_type=tf.int64))
+            row_arg, rows[:, None], tf.argmin(stale_pairs, axis=1, output_type=tf.int64)
+        )
         row_min = tf.tensor_scatter_nd_update(
-            row_min, rows[:, None], tf.reduce_min(stale_pairs, axis=1))
+            row_min, rows[:, None], tf.reduce_min(stale_pairs, axis=1)
+        )
         return sums, counts, totals, alive, pair, row_min, row_arg
 
-    state = (boxes, tf.ones([n], tf.float64), scores, tf.ones([n], tf.bool), pair, row_min,
-             row_arg)
+    state = (boxes, tf.ones([n], tf.float64), scores, tf.ones([n], tf.bool), pair, row_min, row_arg)
     sums, counts, totals, alive, *_ = tf.while_loop(proceed, step, state)
     kept = tf.where(alive)[:, 0]
     merged = tf.gather(sums / counts[:, None], kept)
@@ -126,22 +134,24 @@ def greedy_merge(boxes: tf.Tensor, scores: tf.Tensor, classes: tf.Tensor, *,
     return tf.gather(merged, order), tf.gather(totals, order), tf.gather(classes, order)
 
 
-def suppress_overlaps(boxes: tf.Tensor, classes: tf.Tensor, *, iou_threshold: float
-                      ) -> tf.Tensor:
+def suppress_overlaps(boxes: tf.Tensor, classes: tf.Tensor, *, iou_threshold: float) -> tf.Tensor:
     """`merge.suppress_overlaps` in graph ops: the indices [k'] of the boxes kept, of
     boxes [k, 4] sorted by score descending with their classes [k]."""
     if classes.shape[0] == 0:
         return tf.zeros([0], tf.int64)
     count = tf.shape(classes)[0]
     span = tf.range(count)
-    suppressing = (tf.equal(classes[:, None], classes[None, :])
-                   & (iou(boxes, boxes) > iou_threshold)
-                   & (span[None, :] > span[:, None]))
+    suppressing = (
+        tf.equal(classes[:, None], classes[None, :])
+        & (iou(boxes, boxes) > iou_threshold)
+        & (span[None, :] > span[:, None])
+    )
 
     def step(index, keep):
         drop = tf.logical_and(keep[index], suppressing[index])
         return index + 1, keep & ~drop
 
-    _, keep = tf.while_loop(lambda index, keep: index < count, step,
-                            (tf.constant(0), tf.ones([count], tf.bool)))
+    _, keep = tf.while_loop(
+        lambda index, keep: index < count, step, (tf.constant(0), tf.ones([count], tf.bool))
+    )
     return tf.where(keep)[:, 0]

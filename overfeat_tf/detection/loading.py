@@ -51,9 +51,14 @@ def restore_detection_classifier(directory: str) -> keras.Model:
         raise RunError("detector_dir", directory, _first_line(e)) from e
 
 
-def load_localizer(model: keras.Model, regressor_dir: str, *,
-                   scales: list[tuple[int, int]] | None = None, flips: bool = True,
-                   **settings) -> localizer.Localizer:
+def load_localizer(
+    model: keras.Model,
+    regressor_dir: str,
+    *,
+    scales: list[tuple[int, int]] | None = None,
+    flips: bool = True,
+    **settings,
+) -> localizer.Localizer:
     """A `Localizer` of a restored classifier and the regressor in `regressor_dir`, at
     `scales` (default: the regressor's training scales); `settings` go to `Localizer`."""
     regressor, config = restore_regressor(regressor_dir)
@@ -61,17 +66,22 @@ def load_localizer(model: keras.Model, regressor_dir: str, *,
     return localizer.Localizer(predictor, **settings)
 
 
-def load_detector(detector_dir: str, regressor_dir: str, *,
-                  scales: list[tuple[int, int]] | None = None, **settings
-                  ) -> detector.Detector:
+def load_detector(
+    detector_dir: str,
+    regressor_dir: str,
+    *,
+    scales: list[tuple[int, int]] | None = None,
+    **settings,
+) -> detector.Detector:
     """A `Detector` of the background-class classifier in `detector_dir` and the
     detection regressor in `regressor_dir`, at `scales` (default: the regressor's);
     `settings` go to `Detector`."""
     model = restore_detection_classifier(detector_dir)
     regressor, config = restore_regressor(regressor_dir)
     try:
-        return detector.Detector(model, regressor, scales=scales or list(config.scales) or None,
-                                 **settings)
+        return detector.Detector(
+            model, regressor, scales=scales or list(config.scales) or None, **settings
+        )
     except ValueError as e:
         raise RunError("detector_dir", detector_dir, f"with {regressor_dir}: {e}") from e
 

@@ -60,12 +60,21 @@ class Localizer:
     name = "localization"
     input_mode = "full"
 
-    def __init__(self, predictor: BoxPredictor, *, classes_per_view: int = 5,
-                 threshold: float = 0.5, match: str = "centre_iou",
-                 min_score: float = 0.01, guesses: int = GUESSES) -> None:
+    def __init__(
+        self,
+        predictor: BoxPredictor,
+        *,
+        classes_per_view: int = 5,
+        threshold: float = 0.5,
+        match: str = "centre_iou",
+        min_score: float = 0.01,
+        guesses: int = GUESSES,
+    ) -> None:
         if classes_per_view < 1 or guesses < 1:
-            raise ValueError(f"classes_per_view and guesses must be >= 1; received "
-                             f"{classes_per_view} and {guesses}")
+            raise ValueError(
+                f"classes_per_view and guesses must be >= 1; received "
+                f"{classes_per_view} and {guesses}"
+            )
         merge.match_score(match)  # fails early on an unknown name
         self.predictor = predictor
         self.classes_per_view = classes_per_view
@@ -91,20 +100,21 @@ class Localizer:
                 boxes.append(view.class_boxes(int(class_id)).reshape(-1, 4)[keep])
                 scores.append(probs[keep])
                 classes.append(np.full(scores[-1].shape, class_id))
-        return merge.Merged(np.concatenate(boxes), np.concatenate(scores),
-                            np.concatenate(classes))
+        return merge.Merged(np.concatenate(boxes), np.concatenate(scores), np.concatenate(classes))
 
     def __call__(self, image: tf.Tensor | np.ndarray) -> Localization:
         """A normalised image `[h, w, 3]` (or `[1, h, w, 3]`) -> its guesses."""
         height, width = np.shape(image)[-3:-1]
         return self.guesses_of(self.candidates(image), height, width, self.threshold)
 
-    def guesses_of(self, candidates: merge.Merged, height: int, width: int,
-                   threshold: float) -> Localization:
+    def guesses_of(
+        self, candidates: merge.Merged, height: int, width: int, threshold: float
+    ) -> Localization:
         """The guesses of an image's `candidates` merged at `threshold` (a sweep over
         thresholds reuses one `candidates` call)."""
-        merged = merge.greedy_merge(*candidates, threshold=threshold, match=self.match,
-                                    per_class=True)
+        merged = merge.greedy_merge(
+            *candidates, threshold=threshold, match=self.match, per_class=True
+        )
         # Sorted by score: a class's first merged box is its best.
         _, first = np.unique(merged.classes, return_index=True)
         best = np.sort(first)[: self.guesses]
@@ -113,7 +123,6 @@ class Localizer:
             box_ops.clip_boxes(merged.boxes[best], height, width),
             merged.scores[best],
         )
-
 
     def graph(self, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """`__call__` as TF ops (a serving signature): a normalised image [h, w, 3] ->
@@ -135,17 +144,25 @@ class Localizer:
             scores.append(tf.boolean_mask(top_probs, keep))
             classes.append(tf.boolean_mask(tf.broadcast_to(top, tf.shape(top_probs)), keep))
         merged_boxes, merged_scores, merged_classes = graph_merge.greedy_merge(
-            tf.concat(boxes, 0), tf.concat(scores, 0), tf.concat(classes, 0),
-            threshold=self.threshold, match=self.match)
+            tf.concat(boxes, 0),
+            tf.concat(scores, 0),
+            tf.concat(classes, 0),
+            threshold=self.threshold,
+            match=self.match,
+        )
         # Sorted by score: the first box of each class is its best; classes in that order.
         unique, first_of = tf.unique(merged_classes)
-        first = tf.math.unsorted_segment_min(tf.range(tf.shape(first_of)[0]), first_of,
-                                             tf.shape(unique)[0])
+        first = tf.math.unsorted_segment_min(
+            tf.range(tf.shape(first_of)[0]), first_of, tf.shape(unique)[0]
+        )
         best = first[: self.guesses]
         size = tf.cast(tf.shape(image)[:2], tf.float64)
         clipped = tf.clip_by_value(tf.gather(merged_boxes, best), 0.0, tf.tile(size, [2]))
-        return (tf.cast(tf.gather(merged_classes, best), tf.int32), tf.cast(clipped, tf.float32),
-                tf.cast(tf.gather(merged_scores, best), tf.float32))
+        return (
+            tf.cast(tf.gather(merged_classes, best), tf.int32),
+            tf.cast(clipped, tf.float32),
+            tf.cast(tf.gather(merged_scores, best), tf.float32),
+        )
 
 
 # Called per image with (index, image [h, w, 3], localization, true classes [n],

@@ -63,8 +63,9 @@ def _features(boxes: np.ndarray) -> np.ndarray:
     """Per box [..., 4] -> [..., 8]: ymin, xmin, ymax, xmax, centre y, centre x, area and
     its square root; computed once per box, then gathered for each pair."""
     centre = 0.5 * (boxes[..., :2] + boxes[..., 2:])
-    area = (np.maximum(boxes[..., 2] - boxes[..., 0], 0.0)
-            * np.maximum(boxes[..., 3] - boxes[..., 1], 0.0))
+    area = np.maximum(boxes[..., 2] - boxes[..., 0], 0.0) * np.maximum(
+        boxes[..., 3] - boxes[..., 1], 0.0
+    )
     return np.concatenate([boxes, centre, area[..., None], np.sqrt(area)[..., None]], axis=-1)
 
 
@@ -76,8 +77,9 @@ def _pair_terms(a: np.ndarray, b: np.ndarray):
     dy, dx = a[..., 4] - b[..., 4], a[..., 5] - b[..., 5]
     distance = np.sqrt(dy * dy + dx * dx)
     scale = np.maximum(0.5 * (a[..., 7] + b[..., 7]), 1e-12)
-    inter = (np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0)
-             * np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0))
+    inter = np.maximum(
+        np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0
+    ) * np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0)
     return distance, scale, inter, a[..., 6], b[..., 6]
 
 
@@ -139,8 +141,15 @@ class _Group:
     their group; each live cluster keeps its best partner (row_min, row_arg), exact
     whenever row_min <= threshold. All groups merge in the same rounds."""
 
-    def __init__(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
-                 groups: np.ndarray, threshold: float, pair_fn):
+    def __init__(
+        self,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        classes: np.ndarray,
+        groups: np.ndarray,
+        threshold: float,
+        pair_fn,
+    ):
         n = len(boxes)
         self.groups = groups
         self.n = n
@@ -176,10 +185,10 @@ class _Group:
         q = np.repeat(np.arange(len(queries)), width)
         position = np.arange(len(q)) + np.repeat(lo - (np.cumsum(width) - width), width)
         c = order[position]
-        pair_reach = (self.threshold * np.maximum(0.5 * (q_root[q] + root[c]), 1e-12) * slack
-                      + 1e-9)
-        keep = ((np.abs(centre[c, 1] - q_centre[q, 1]) <= pair_reach)
-                & (np.abs(centre[c, 0] - q_centre[q, 0]) <= pair_reach))
+        pair_reach = self.threshold * np.maximum(0.5 * (q_root[q] + root[c]), 1e-12) * slack + 1e-9
+        keep = (np.abs(centre[c, 1] - q_centre[q, 1]) <= pair_reach) & (
+            np.abs(centre[c, 0] - q_centre[q, 0]) <= pair_reach
+        )
         q, c = q[keep], candidates[c[keep]]
         same = self.groups[c] == query_groups[q]
         return q[same], c[same]
@@ -209,10 +218,14 @@ class _Group:
             return []
         partner = self.row_arg[ids]
         low, high = np.minimum(ids, partner), np.maximum(ids, partner)
-        order = np.lexsort((high, low, self.row_min[ids]))[:4 * limit]
+        order = np.lexsort((high, low, self.row_min[ids]))[: 4 * limit]
         taken, touched, stopped, last = [], set(), set(), None
-        for score, lo, hi, group in zip(self.row_min[ids[order]].tolist(), low[order].tolist(),
-                                        high[order].tolist(), self.groups[low[order]].tolist()):
+        for score, lo, hi, group in zip(
+            self.row_min[ids[order]].tolist(),
+            low[order].tolist(),
+            high[order].tolist(),
+            self.groups[low[order]].tolist(),
+        ):
             if (lo, hi) == last or group in stopped:
                 continue  # the same pair seen from its other row, or a stopped group
             last = (lo, hi)
@@ -242,11 +255,15 @@ class _Group:
         # Scores of merged box l against: merged box r (both merged), the original a_r and
         # b_r (r not merged yet), and the live clusters outside the round.
         apart = self.groups[a][:, None] != self.groups[a][None, :]
-        among = np.where(apart, np.inf, self.pair_fn(merged_features[:, None], merged_features[None, :]))
+        among = np.where(
+            apart, np.inf, self.pair_fn(merged_features[:, None], merged_features[None, :])
+        )
         members = np.concatenate([a, b])
-        before_all = np.where(np.concatenate([apart, apart], axis=1), np.inf,
-                              self.pair_fn(merged_features[:, None],
-                                           self.features[members][None, :]))
+        before_all = np.where(
+            np.concatenate([apart, apart], axis=1),
+            np.inf,
+            self.pair_fn(merged_features[:, None], self.features[members][None, :]),
+        )
         before = np.minimum(before_all[:, :k], before_all[:, k:])
         outside = self.alive.copy()
         outside[members] = False
@@ -262,8 +279,10 @@ class _Group:
         earlier = (rows[:, None] < rows[None, :]) & same
         created = np.minimum(best_out, np.where(earlier, among, np.inf).min(axis=0))
         suffix = np.minimum.accumulate(before[:, ::-1], axis=1)[:, ::-1]
-        lowest = np.minimum(np.where(earlier, created[:, None], np.inf).min(axis=0),
-                            np.where(earlier, suffix, np.inf).min(axis=0))
+        lowest = np.minimum(
+            np.where(earlier, created[:, None], np.inf).min(axis=0),
+            np.where(earlier, suffix, np.inf).min(axis=0),
+        )
         failed = ~(pair_score < lowest)
         # A group keeps its merges up to its first failure.
         kept = ~np.where(earlier | np.eye(k, dtype=bool), failed[:, None], False).any(axis=0)
@@ -284,16 +303,21 @@ class _Group:
         lowest, partner = _best(
             np.concatenate([a[pairs_i], a[first], a[position[q[mine]]]]),
             np.concatenate([a[pairs_j], cross_other, c[mine]]),
-            np.concatenate([among[done_at[pairs_i], done_at[pairs_j]], cross_score,
-                            out_score[mine]]), self.n)
+            np.concatenate(
+                [among[done_at[pairs_i], done_at[pairs_j]], cross_score, out_score[mine]]
+            ),
+            self.n,
+        )
         self.row_min[a], self.row_arg[a] = lowest[a], partner[a]
         self.row_min[b], self.row_arg[b] = np.inf, self.n
         changed = np.zeros(self.n + 1, bool)
         changed[a] = changed[b] = True
         stale = np.flatnonzero(self.alive & changed[self.row_arg] & ~changed[:-1])
-        self.offer(np.concatenate([cross_other, c[mine]]),
-                   np.concatenate([a[first], a[position[q[mine]]]]),
-                   np.concatenate([cross_score, out_score[mine]]))
+        self.offer(
+            np.concatenate([cross_other, c[mine]]),
+            np.concatenate([a[first], a[position[q[mine]]]]),
+            np.concatenate([cross_score, out_score[mine]]),
+        )
         if len(stale):
             self.refresh(stale)
         return done
@@ -308,8 +332,14 @@ class _Group:
         self.alive[b] = False
 
 
-def _merge(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, groups: np.ndarray,
-           threshold: float, pair_fn) -> _Group:
+def _merge(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    groups: np.ndarray,
+    threshold: float,
+    pair_fn,
+) -> _Group:
     """Greedy merge of boxes sorted by score, within `groups` [n] (see the module
     docstring); returns the final state."""
     group = _Group(boxes, scores, classes, groups, threshold, pair_fn)
@@ -321,8 +351,9 @@ def _merge(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, groups: n
     return group
 
 
-def greedy_merge(boxes, scores, classes, *, threshold: float, match: str = "centre_iou",
-                 per_class: bool = True) -> Merged:
+def greedy_merge(
+    boxes, scores, classes, *, threshold: float, match: str = "centre_iou", per_class: bool = True
+) -> Merged:
     """Greedily merges boxes [n, 4] with scores [n] and int classes [n] (section 4.3).
 
     Merges the pair with the lowest match score while that score is <= `threshold`.
@@ -334,8 +365,10 @@ def greedy_merge(boxes, scores, classes, *, threshold: float, match: str = "cent
     scores = np.asarray(scores, np.float64).reshape(-1)
     classes = np.asarray(classes, np.int64).reshape(-1)
     if not len(boxes) == len(scores) == len(classes):
-        raise ValueError(f"boxes, scores and classes must have the same length; received "
-                         f"{len(boxes)}, {len(scores)} and {len(classes)}.")
+        raise ValueError(
+            f"boxes, scores and classes must have the same length; received "
+            f"{len(boxes)}, {len(scores)} and {len(classes)}."
+        )
     order = np.argsort(-scores, kind="stable")
     boxes, scores, classes = boxes[order], scores[order], classes[order]
     groups = np.unique(classes, return_inverse=True)[1] if per_class else np.zeros_like(classes)
@@ -357,5 +390,5 @@ def suppress_overlaps(merged: Merged, *, iou_threshold: float) -> Merged:
     keep = np.ones(len(merged.scores), bool)
     for index in range(len(keep)):
         if keep[index]:
-            keep[index + 1:] &= ~suppressing[index, index + 1:]
+            keep[index + 1 :] &= ~suppressing[index, index + 1 :]
     return Merged(merged.boxes[keep], merged.scores[keep], merged.classes[keep])

@@ -25,14 +25,17 @@ from overfeat_tf.detection import boxes as box_ops
 # Per image: ranked (class, box[4]) guesses, best first.
 RankedGuesses = Sequence[tuple[int, Sequence[float]]]
 # Per image: (classes [n], boxes [n, 4]) or (classes [n], boxes [n, 4], difficult [n]).
-GroundTruth = (tuple[Sequence[int], Sequence[Sequence[float]]]
-               | tuple[Sequence[int], Sequence[Sequence[float]], Sequence[bool]])
+GroundTruth = (
+    tuple[Sequence[int], Sequence[Sequence[float]]]
+    | tuple[Sequence[int], Sequence[Sequence[float]], Sequence[bool]]
+)
 # Per image: (boxes [k, 4], scores [k], classes [k]).
 Detections = tuple[Sequence[Sequence[float]], Sequence[float], Sequence[int]]
 
 
-def images_with_truth(batches: Iterable, max_examples: int | None = None
-                      ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def images_with_truth(
+    batches: Iterable, max_examples: int | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """(image [h, w, 3], true classes [n], true boxes [n, 4] in pixels of the image,
     difficult [n] bool) per image of `(images [1, h, w, 3], {"boxes" [1, N, 4]
     normalised, "box_labels", "num_boxes", optional "difficult"})` batches
@@ -45,10 +48,17 @@ def images_with_truth(batches: Iterable, max_examples: int | None = None
         count = int(labels["num_boxes"][0])
         height, width = image.shape[:2]
         boxes = np.asarray(labels["boxes"][0, :count])
-        difficult = (np.asarray(labels["difficult"][0, :count], bool) if "difficult" in labels
-                     else np.zeros(count, bool))
-        yield (image, np.asarray(labels["box_labels"][0, :count]),
-               box_ops.scale_boxes(boxes, height, width), difficult)
+        difficult = (
+            np.asarray(labels["difficult"][0, :count], bool)
+            if "difficult" in labels
+            else np.zeros(count, bool)
+        )
+        yield (
+            image,
+            np.asarray(labels["box_labels"][0, :count]),
+            box_ops.scale_boxes(boxes, height, width),
+            difficult,
+        )
 
 
 def predict_images(
@@ -78,8 +88,10 @@ def predict_images(
 
 def _check_same_length(predictions: Sequence, ground_truth: Sequence) -> None:
     if len(predictions) != len(ground_truth):
-        raise ValueError(f"predictions and ground_truth must list the same images; received "
-                         f"{len(predictions)} and {len(ground_truth)} entries.")
+        raise ValueError(
+            f"predictions and ground_truth must list the same images; received "
+            f"{len(predictions)} and {len(ground_truth)} entries."
+        )
 
 
 def _ground_truth(entry: GroundTruth) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,14 +101,20 @@ def _ground_truth(entry: GroundTruth) -> tuple[np.ndarray, np.ndarray, np.ndarra
     boxes = box_ops.as_boxes(boxes, "ground-truth boxes")
     difficult = np.asarray(flags[0] if flags else np.zeros(len(classes)), bool).reshape(-1)
     if not len(classes) == len(boxes) == len(difficult):
-        raise ValueError(f"ground truth has {len(classes)} classes, {len(boxes)} boxes and "
-                         f"{len(difficult)} difficult flags; they must match.")
+        raise ValueError(
+            f"ground truth has {len(classes)} classes, {len(boxes)} boxes and "
+            f"{len(difficult)} difficult flags; they must match."
+        )
     return classes, boxes, difficult
 
 
-def localization_error(predictions: Sequence[RankedGuesses],
-                       ground_truth: Sequence[GroundTruth], *, top: int = 5,
-                       iou_threshold: float = 0.5) -> float:
+def localization_error(
+    predictions: Sequence[RankedGuesses],
+    ground_truth: Sequence[GroundTruth],
+    *,
+    top: int = 5,
+    iou_threshold: float = 0.5,
+) -> float:
     """ILSVRC localization error: the fraction of images none of whose first `top`
     (class, box) guesses has a true object's class and IoU >= `iou_threshold` with it.
 
@@ -118,16 +136,18 @@ def localization_error(predictions: Sequence[RankedGuesses],
             continue
         guess_classes = np.array([int(c) for c, _ in guesses])
         guess_boxes = box_ops.as_boxes([b for _, b in guesses], "predicted boxes")
-        hits = ((guess_classes[:, None] == true_classes[None, :])
-                & (box_ops.iou(guess_boxes, true_boxes) >= iou_threshold))
+        hits = (guess_classes[:, None] == true_classes[None, :]) & (
+            box_ops.iou(guess_boxes, true_boxes) >= iou_threshold
+        )
         errors += not hits.any()
     if not counted:
         raise ValueError("localization_error: no image has a ground-truth object.")
     return errors / counted
 
 
-def average_precision(scores, true_positive, num_ground_truth: int, *,
-                      eleven_point: bool = False) -> float:
+def average_precision(
+    scores, true_positive, num_ground_truth: int, *, eleven_point: bool = False
+) -> float:
     """PASCAL VOC average precision of one class.
 
     scores [k] and true_positive [k] (bool) describe every detection of the class over
@@ -151,8 +171,9 @@ def average_precision(scores, true_positive, num_ground_truth: int, *,
     fp = np.cumsum(~true_positive[order])
     if eleven_point:
         recall, precision = tp / num_ground_truth, tp / np.maximum(tp + fp, 1)
-        return float(np.mean([precision[recall >= t].max(initial=0.0)
-                              for t in np.linspace(0.0, 1.0, 11)]))
+        return float(
+            np.mean([precision[recall >= t].max(initial=0.0) for t in np.linspace(0.0, 1.0, 11)])
+        )
     recall = np.concatenate([[0.0], tp / num_ground_truth, [1.0]])
     precision = np.concatenate([[0.0], tp / np.maximum(tp + fp, 1), [0.0]])
     precision = np.maximum.accumulate(precision[::-1])[::-1]
@@ -160,8 +181,9 @@ def average_precision(scores, true_positive, num_ground_truth: int, *,
     return float(np.sum((recall[steps + 1] - recall[steps]) * precision[steps + 1]))
 
 
-def match_detections(boxes, scores, true_boxes, iou_threshold: float = 0.5,
-                     difficult=None) -> tuple[np.ndarray, np.ndarray]:
+def match_detections(
+    boxes, scores, true_boxes, iou_threshold: float = 0.5, difficult=None
+) -> tuple[np.ndarray, np.ndarray]:
     """VOC matching within one image and class of detections [k, 4] to true boxes [n, 4].
 
     In score order (descending, stable), each detection takes the true box it overlaps
@@ -177,8 +199,11 @@ def match_detections(boxes, scores, true_boxes, iou_threshold: float = 0.5,
     true_positive, ignored = np.zeros(len(boxes), bool), np.zeros(len(boxes), bool)
     if not len(boxes) or not len(true_boxes):
         return true_positive, ignored
-    difficult = (np.zeros(len(true_boxes), bool) if difficult is None
-                 else np.asarray(difficult, bool).reshape(-1))
+    difficult = (
+        np.zeros(len(true_boxes), bool)
+        if difficult is None
+        else np.asarray(difficult, bool).reshape(-1)
+    )
     overlaps = box_ops.iou(boxes, true_boxes)
     taken = np.zeros(len(true_boxes), bool)
     for d in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
@@ -192,10 +217,14 @@ def match_detections(boxes, scores, true_boxes, iou_threshold: float = 0.5,
     return true_positive, ignored
 
 
-def mean_average_precision(detections: Sequence[Detections],
-                           ground_truth: Sequence[GroundTruth], num_classes: int,
-                           iou_threshold: float = 0.5, *,
-                           eleven_point: bool = False) -> tuple[float, np.ndarray]:
+def mean_average_precision(
+    detections: Sequence[Detections],
+    ground_truth: Sequence[GroundTruth],
+    num_classes: int,
+    iou_threshold: float = 0.5,
+    *,
+    eleven_point: bool = False,
+) -> tuple[float, np.ndarray]:
     """PASCAL VOC detection mAP at `iou_threshold`.
 
     detections: per image (boxes [k, 4], scores [k], classes [k]); ground_truth: per image
@@ -216,25 +245,36 @@ def mean_average_precision(detections: Sequence[Detections],
         classes = np.asarray(classes, np.int64).reshape(-1)
         true_classes, true_boxes, difficult = _ground_truth(truth)
         if not len(boxes) == len(scores) == len(classes):
-            raise ValueError(f"detections have {len(boxes)} boxes, {len(scores)} scores and "
-                             f"{len(classes)} classes; they must match.")
+            raise ValueError(
+                f"detections have {len(boxes)} boxes, {len(scores)} scores and "
+                f"{len(classes)} classes; they must match."
+            )
         for name, values in (("detected", classes), ("ground-truth", true_classes)):
             if len(values) and (values.min() < 0 or values.max() >= num_classes):
-                raise ValueError(f"{name} classes must lie in [0, {num_classes}); received "
-                                 f"{values.min()}..{values.max()}.")
+                raise ValueError(
+                    f"{name} classes must lie in [0, {num_classes}); received "
+                    f"{values.min()}..{values.max()}."
+                )
         num_true += np.bincount(true_classes[~difficult], minlength=num_classes)
         for c in np.unique(classes):
             mine = classes == c
             theirs = true_classes == c
             true_positive, ignored = match_detections(
-                boxes[mine], scores[mine], true_boxes[theirs], iou_threshold, difficult[theirs])
+                boxes[mine], scores[mine], true_boxes[theirs], iou_threshold, difficult[theirs]
+            )
             per_class_scores[c].append(scores[mine][~ignored])
             per_class_tp[c].append(true_positive[~ignored])
-    per_class_ap = np.array([
-        average_precision(np.concatenate(per_class_scores[c] + [np.zeros(0)]),
-                          np.concatenate(per_class_tp[c] + [np.zeros(0, bool)]),
-                          int(num_true[c]), eleven_point=eleven_point)
-        for c in range(num_classes)])
+    per_class_ap = np.array(
+        [
+            average_precision(
+                np.concatenate(per_class_scores[c] + [np.zeros(0)]),
+                np.concatenate(per_class_tp[c] + [np.zeros(0, bool)]),
+                int(num_true[c]),
+                eleven_point=eleven_point,
+            )
+            for c in range(num_classes)
+        ]
+    )
     scored = ~np.isnan(per_class_ap)
     mean = float(per_class_ap[scored].mean()) if scored.any() else float("nan")
     return mean, per_class_ap

@@ -41,15 +41,19 @@ def list_images(directory: str) -> list[str]:
     """
     if not os.path.isdir(directory):
         raise ValueError(f"{directory} is not a directory")
-    paths = sorted(os.path.join(directory, name) for name in os.listdir(directory)
-                   if name.lower().endswith(IMAGE_EXTENSIONS))
+    paths = sorted(
+        os.path.join(directory, name)
+        for name in os.listdir(directory)
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
     if not paths:
         raise ValueError(f"{directory} holds no image ({', '.join(IMAGE_EXTENSIONS)})")
     return paths
 
 
-def predict_file(predict: Predict, path: str, mean: Sequence[float], std: Sequence[float]
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def predict_file(
+    predict: Predict, path: str, mean: Sequence[float], std: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(image uint8 [h, w, 3], boxes [k, 4] in its pixels, scores [k], classes [k]).
 
     Raises:
@@ -63,20 +67,38 @@ def predict_file(predict: Predict, path: str, mean: Sequence[float], std: Sequen
     return image.numpy(), boxes, np.asarray(found.scores), np.asarray(found.classes)
 
 
-def describe(name: str, image: np.ndarray, boxes, scores, classes,
-             class_names: Sequence[str], task: str) -> dict[str, Any]:
+def describe(
+    name: str, image: np.ndarray, boxes, scores, classes, class_names: Sequence[str], task: str
+) -> dict[str, Any]:
     """The JSON document of one image (see the module docstring)."""
     objects = [
-        {"class": class_names[int(c)], "class_index": int(c), "score": float(score),
-         "box": dict(zip(("ymin", "xmin", "ymax", "xmax"), map(float, box)))}
-        for box, score, c in zip(boxes, scores, classes)]
-    return {"image": name, "width": int(image.shape[1]), "height": int(image.shape[0]),
-            "task": task, "objects": objects}
+        {
+            "class": class_names[int(c)],
+            "class_index": int(c),
+            "score": float(score),
+            "box": dict(zip(("ymin", "xmin", "ymax", "xmax"), map(float, box))),
+        }
+        for box, score, c in zip(boxes, scores, classes)
+    ]
+    return {
+        "image": name,
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "task": task,
+        "objects": objects,
+    }
 
 
-def run_on_folder(predict: Predict, paths: Sequence[str], output_dir: str,
-                  class_names: Sequence[str], mean: Sequence[float], std: Sequence[float],
-                  task: str, draw_min_score: float = 0.0) -> list[str]:
+def run_on_folder(
+    predict: Predict,
+    paths: Sequence[str],
+    output_dir: str,
+    class_names: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    task: str,
+    draw_min_score: float = 0.0,
+) -> list[str]:
     """Writes `<stem>.json` and `<stem>.png` in `output_dir` for every image of `paths`;
     the PNG shows the boxes scoring at least `draw_min_score`, labelled with class and
     score. Returns the images that could not be decoded, each "path: why"."""
@@ -89,12 +111,14 @@ def run_on_folder(predict: Predict, paths: Sequence[str], output_dir: str,
             skipped.append(f"{path}: {e.message.splitlines()[0]}")
             continue
         stem = os.path.splitext(os.path.basename(path))[0]
-        document = describe(os.path.basename(path), image, boxes, scores, classes,
-                            class_names, task)
+        document = describe(
+            os.path.basename(path), image, boxes, scores, classes, class_names, task
+        )
         with open(os.path.join(output_dir, f"{stem}.json"), "w") as f:
             json.dump(document, f, indent=1)
         shown = scores >= draw_min_score
         labels = [f"{class_names[int(c)]} {s:.2f}" for c, s in zip(classes[shown], scores[shown])]
-        drawing.write_png(os.path.join(output_dir, f"{stem}.png"),
-                          drawing.draw_boxes(image, boxes[shown], labels))
+        drawing.write_png(
+            os.path.join(output_dir, f"{stem}.png"), drawing.draw_boxes(image, boxes[shown], labels)
+        )
     return skipped

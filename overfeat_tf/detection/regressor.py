@@ -85,8 +85,11 @@ def build_regressor(config: RegressorConfig) -> keras.Model:
     x = inputs
     for name, units, size in zip(LAYER_NAMES, HIDDEN_UNITS, (kernel, 1)):
         x = keras.layers.Conv2D(
-            spec_lib.scaled(units, config.width), size, activation="relu",
-            kernel_initializer="he_normal", name=name,
+            spec_lib.scaled(units, config.width),
+            size,
+            activation="relu",
+            kernel_initializer="he_normal",
+            name=name,
         )(x)
     x = keras.layers.Conv2D(
         4 * config.outputs, 1, kernel_initializer="zeros", name=LAYER_NAMES[-1]
@@ -128,6 +131,7 @@ def restore_regressor(
     if path is None:
         raise FileNotFoundError(f"No regressor checkpoint in {directory!r}")
     regressor = build_regressor(config)
-    tf.train.Checkpoint(regressor=regressor).restore(path).expect_partial() \
-        .assert_existing_objects_matched()
+    tf.train.Checkpoint(regressor=regressor).restore(
+        path
+    ).expect_partial().assert_existing_objects_matched()
     return regressor, config

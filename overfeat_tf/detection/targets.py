@@ -41,8 +41,9 @@ class Targets(NamedTuple):
     mask: tf.Tensor
 
 
-def cell_windows(height: int | tf.Tensor, width: int | tf.Tensor, cell_stride: int,
-                 window: int) -> tf.Tensor:
+def cell_windows(
+    height: int | tf.Tensor, width: int | tf.Tensor, cell_stride: int, window: int
+) -> tf.Tensor:
     """Windows float32 `[height, width, 4]`: cell (i, j) -> (c i, c j, c i + S, c j + S)."""
     ys = tf.cast(tf.range(height) * cell_stride, tf.float32)
     xs = tf.cast(tf.range(width) * cell_stride, tf.float32)
@@ -86,8 +87,13 @@ def coverage(windows: tf.Tensor, boxes: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(intersection(windows, boxes), area(boxes))
 
 
-def regression_targets(boxes: tf.Tensor, box_labels: tf.Tensor, windows: tf.Tensor,
-                       window: int, min_coverage: float = MIN_COVERAGE) -> Targets:
+def regression_targets(
+    boxes: tf.Tensor,
+    box_labels: tf.Tensor,
+    windows: tf.Tensor,
+    window: int,
+    min_coverage: float = MIN_COVERAGE,
+) -> Targets:
     """The regression target of every location of a batch.
 
     Args:

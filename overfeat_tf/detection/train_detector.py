@@ -69,7 +69,8 @@ class BackgroundFineTuning:
     train_split: str = "detection_train"
     validation_split: str = "detection_validation"
     sampling: detection_data.CropSampling = dataclasses.field(
-        default_factory=detection_data.CropSampling)
+        default_factory=detection_data.CropSampling
+    )
     seed: int = 0
     max_steps: int | None = None
     checkpoint_every: int = 500
@@ -97,13 +98,15 @@ class _DetectionTask(ClassificationTask):
 
     def epoch_images(self, model: keras.Model) -> np.ndarray:
         if self._detector is None:
-            self._detector = detector.Detector(model, self._previews.regressor,
-                                               scales=self._previews.scales)
+            self._detector = detector.Detector(
+                model, self._previews.regressor, scales=self._previews.scales
+            )
         return self._previews.previews.draw(self._detector)
 
 
-def add_background_class(classifier: keras.Model, build_kwargs: dict[str, Any],
-                         name: str) -> keras.Model:
+def add_background_class(
+    classifier: keras.Model, build_kwargs: dict[str, Any], name: str
+) -> keras.Model:
     """A new `name` model with one more class than `classifier`, the background last.
 
     Every layer's weights are copied from `classifier`; the class layer keeps its
@@ -128,11 +131,14 @@ def _objects_in(source: Source, split: str) -> tuple[int, int]:
     return len(objects), int(objects.sum())
 
 
-def fine_tune_with_background(classifier_dir: str, model_dir: str, source: Source,
-                              settings: BackgroundFineTuning | None = None,
-                              strategy: tf.distribute.Strategy | None = None,
-                              previews: DetectionPreviews | None = None
-                              ) -> dict[str, Any]:
+def fine_tune_with_background(
+    classifier_dir: str,
+    model_dir: str,
+    source: Source,
+    settings: BackgroundFineTuning | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    previews: DetectionPreviews | None = None,
+) -> dict[str, Any]:
     """Trains the detection classifier of `classifier_dir` into `model_dir`.
 
     Args:
@@ -158,7 +164,8 @@ def fine_tune_with_background(classifier_dir: str, model_dir: str, source: Sourc
     if config["build_kwargs"]["num_classes"] != source.num_classes:
         raise ValueError(
             f"{classifier_dir!r} classifies {config['build_kwargs']['num_classes']} classes; "
-            f"the data has {source.num_classes}")
+            f"the data has {source.num_classes}"
+        )
     if not source.has_boxes:
         raise ValueError(f"{type(source).__name__} has no boxes: detection needs them")
     settings = settings or BackgroundFineTuning()
@@ -166,24 +173,44 @@ def fine_tune_with_background(classifier_dir: str, model_dir: str, source: Sourc
     name, build_kwargs = config["name"], config["build_kwargs"]
     keras.utils.set_random_seed(settings.seed)
     detector_kwargs = {**build_kwargs, "num_classes": source.num_classes + 1}
-    run_dir.write_config(model_dir, name=name, build_kwargs=detector_kwargs,
-                               class_names=list(config["class_names"]) + [BACKGROUND_NAME])
+    run_dir.write_config(
+        model_dir,
+        name=name,
+        build_kwargs=detector_kwargs,
+        class_names=list(config["class_names"]) + [BACKGROUND_NAME],
+    )
     images, objects = _objects_in(source, settings.train_split)
     crops_per_epoch = objects + images * settings.sampling.negatives_per_image
     recipe = recipes.Recipe(
-        learning_rate=settings.learning_rate, momentum=settings.momentum,
-        weight_decay=settings.weight_decay, batch_size=settings.batch_size,
-        schedule="step", step_epochs=settings.step_epochs, step_factor=settings.step_factor,
-        init=build_kwargs.get("init", "paper"), dropout=build_kwargs.get("dropout", 0.5),
-        epochs=settings.epochs)
+        learning_rate=settings.learning_rate,
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
+        batch_size=settings.batch_size,
+        schedule="step",
+        step_epochs=settings.step_epochs,
+        step_factor=settings.step_factor,
+        init=build_kwargs.get("init", "paper"),
+        dropout=build_kwargs.get("dropout", 0.5),
+        epochs=settings.epochs,
+    )
     train_config = TrainConfig(
-        model_dir=model_dir, recipe=recipe,
+        model_dir=model_dir,
+        recipe=recipe,
         steps_per_epoch=max(1, crops_per_epoch // settings.batch_size),
-        epochs=settings.epochs, batch_size=settings.batch_size,
-        mean=tuple(config["mean"]), std=tuple(config["std"]), max_steps=settings.max_steps,
-        checkpoint_every=settings.checkpoint_every, verbose=settings.verbose)
-    crops = {"crop_size": config["input_size"], "mean": config["mean"], "std": config["std"],
-             "sampling": settings.sampling}
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        mean=tuple(config["mean"]),
+        std=tuple(config["std"]),
+        max_steps=settings.max_steps,
+        checkpoint_every=settings.checkpoint_every,
+        verbose=settings.verbose,
+    )
+    crops = {
+        "crop_size": config["input_size"],
+        "mean": config["mean"],
+        "std": config["std"],
+        "sampling": settings.sampling,
+    }
 
     def model_fn() -> keras.Model:
         classifier, _ = run_dir.restore_model(classifier_dir)
@@ -194,15 +221,26 @@ def fine_tune_with_background(classifier_dir: str, model_dir: str, source: Sourc
 
     def train_dataset(epoch: int, skip: int, context: tf.distribute.InputContext):
         return detection_data.crop_dataset(
-            source, settings.train_split, training=True, repeat=True, input_context=context,
+            source,
+            settings.train_split,
+            training=True,
+            repeat=True,
+            input_context=context,
             batch_size=context.get_per_replica_batch_size(settings.batch_size),
-            seed=settings.seed * 1000 + epoch, **crops).skip(skip)
+            seed=settings.seed * 1000 + epoch,
+            **crops,
+        ).skip(skip)
 
     def eval_dataset(context: tf.distribute.InputContext):
         return detection_data.crop_dataset(
-            source, settings.validation_split, training=False, input_context=context,
+            source,
+            settings.validation_split,
+            training=False,
+            input_context=context,
             batch_size=context.get_per_replica_batch_size(settings.batch_size),
-            seed=settings.seed, **crops)
+            seed=settings.seed,
+            **crops,
+        )
 
     task = None if previews is None else _DetectionTask(settings.batch_size, previews)
     trainer = Trainer(train_config, strategy, model_fn, task=task)

@@ -37,8 +37,14 @@ from overfeat_tf.training.trainer import Task
 
 def regression_recipe(learning_rate: float, batch_size: int, epochs: int) -> Recipe:
     """Adam's fixed rate as a `Trainer` recipe: no schedule, no weight decay, no cap."""
-    return Recipe(learning_rate=learning_rate, momentum=0.0, weight_decay=0.0,
-                  batch_size=batch_size, schedule="step", epochs=epochs)
+    return Recipe(
+        learning_rate=learning_rate,
+        momentum=0.0,
+        weight_decay=0.0,
+        batch_size=batch_size,
+        schedule="step",
+        epochs=epochs,
+    )
 
 
 class RegressionTask(Task):
@@ -58,8 +64,12 @@ class RegressionTask(Task):
     stats_size = 2
     eval_size = 4
 
-    def __init__(self, classifier: keras.Model, scales: Sequence[int],
-                 previews: box_previews.BoxPreviews | None = None) -> None:
+    def __init__(
+        self,
+        classifier: keras.Model,
+        scales: Sequence[int],
+        previews: box_previews.BoxPreviews | None = None,
+    ) -> None:
         self.scales = list(scales)
         self._classifier = classifier
         self.previews = previews
@@ -78,11 +88,9 @@ class RegressionTask(Task):
         pooled = tf.stop_gradient(self._dense.pooled_map(x))  # the trunk stays frozen
         deltas = tf.cast(dense.slide_head(head, pooled, self._dense.offsets), tf.float32)
         shape = tf.shape(deltas)
-        windows = targets_lib.cell_windows(shape[1], shape[2], self._dense.cell_stride,
-                                           self.window)
+        windows = targets_lib.cell_windows(shape[1], shape[2], self._dense.cell_stride, self.window)
         boxes = labels["boxes"] * tf.tile(tf.cast(tf.shape(x)[1:3], tf.float32), [2])
-        targets = targets_lib.regression_targets(boxes, labels["box_labels"], windows,
-                                                 self.window)
+        targets = targets_lib.regression_targets(boxes, labels["box_labels"], windows, self.window)
         deltas = tf.reshape(deltas, [shape[0], shape[1], shape[2], outputs, 4])
         if outputs > 1:  # the target class's outputs (any class where masked)
             deltas = tf.gather(deltas, tf.maximum(targets.labels, 0), axis=3, batch_dims=3)

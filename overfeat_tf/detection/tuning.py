@@ -38,25 +38,40 @@ class Setting:
     suppress_iou: float | None = None
 
 
-def grid(*, merge_threshold: Sequence[float], score_threshold: Sequence[float] = (0.0,),
-         suppress_iou: Sequence[float | None] = (None,)) -> list[Setting]:
+def grid(
+    *,
+    merge_threshold: Sequence[float],
+    score_threshold: Sequence[float] = (0.0,),
+    suppress_iou: Sequence[float | None] = (None,),
+) -> list[Setting]:
     """Every combination of the given values, in order."""
-    return [Setting(m, s, u) for s, m, u in
-            itertools.product(score_threshold, merge_threshold, suppress_iou)]
+    return [
+        Setting(m, s, u)
+        for s, m, u in itertools.product(score_threshold, merge_threshold, suppress_iou)
+    ]
 
 
 def _detections(found: merge.Merged, setting: Setting, match: str) -> merge.Merged:
     """The detector's merge and suppression of proposals `found` at `setting`."""
     keep = found.scores > setting.score_threshold
-    merged = merge.greedy_merge(found.boxes[keep], found.scores[keep], found.classes[keep],
-                                threshold=setting.merge_threshold, match=match)
+    merged = merge.greedy_merge(
+        found.boxes[keep],
+        found.scores[keep],
+        found.classes[keep],
+        threshold=setting.merge_threshold,
+        match=match,
+    )
     if setting.suppress_iou is None:
         return merged
     return merge.suppress_overlaps(merged, iou_threshold=setting.suppress_iou)
 
 
-def sweep_detection(detector: Detector, batches: Iterable, settings: Sequence[Setting],
-                    max_examples: int | None = None) -> list[dict[str, Any]]:
+def sweep_detection(
+    detector: Detector,
+    batches: Iterable,
+    settings: Sequence[Setting],
+    max_examples: int | None = None,
+) -> list[dict[str, Any]]:
     """mAP@0.5 of `detector` at every setting, on `build_dataset(eval_mode="full",
     with_boxes=True)` batches of the tuning split.
 
@@ -72,13 +87,22 @@ def sweep_detection(detector: Detector, batches: Iterable, settings: Sequence[Se
     for setting in settings:
         found = [_detections(p, setting, detector.match) for p in proposals]
         mean_ap, _ = metrics.mean_average_precision(found, truths, detector.background)
-        rows.append({**dataclasses.asdict(setting), "map": mean_ap,
-                     "detections_per_image": float(np.mean([len(f.scores) for f in found]))})
+        rows.append(
+            {
+                **dataclasses.asdict(setting),
+                "map": mean_ap,
+                "detections_per_image": float(np.mean([len(f.scores) for f in found])),
+            }
+        )
     return rows
 
 
-def sweep_localization(localizer: Localizer, batches: Iterable, settings: Sequence[Setting],
-                       max_examples: int | None = None) -> list[dict[str, Any]]:
+def sweep_localization(
+    localizer: Localizer,
+    batches: Iterable,
+    settings: Sequence[Setting],
+    max_examples: int | None = None,
+) -> list[dict[str, Any]]:
     """Top-1 / top-5 localization error (%) of `localizer` at every setting's merge
     threshold, on `build_dataset(eval_mode="full", with_boxes=True)` batches."""
     if not settings:
@@ -90,11 +114,16 @@ def sweep_localization(localizer: Localizer, batches: Iterable, settings: Sequen
     found, truths, _ = metrics.predict_images(candidates, batches, max_examples)
     rows = []
     for setting in settings:
-        guesses = [localizer.guesses_of(c, *size, setting.merge_threshold).ranked()
-                   for c, size in found]
-        rows.append({"merge_threshold": setting.merge_threshold,
-                     "top1_error": 100.0 * metrics.localization_error(guesses, truths, top=1),
-                     "top5_error": 100.0 * metrics.localization_error(guesses, truths, top=5)})
+        guesses = [
+            localizer.guesses_of(c, *size, setting.merge_threshold).ranked() for c, size in found
+        ]
+        rows.append(
+            {
+                "merge_threshold": setting.merge_threshold,
+                "top1_error": 100.0 * metrics.localization_error(guesses, truths, top=1),
+                "top5_error": 100.0 * metrics.localization_error(guesses, truths, top=5),
+            }
+        )
     return rows
 
 

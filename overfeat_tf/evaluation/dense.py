@@ -122,8 +122,9 @@ def resize_to_scale(images: tf.Tensor, scale: Scale) -> tf.Tensor:
     return tf.image.resize(images, new_size, method="bilinear", antialias=True)
 
 
-def slide_head(layers: Sequence[keras.layers.Conv2D], pooled: tf.Tensor,
-               dilation: int) -> tf.Tensor:
+def slide_head(
+    layers: Sequence[keras.layers.Conv2D], pooled: tf.Tensor, dilation: int
+) -> tf.Tensor:
     """Runs FC-as-convolution `layers` over a pooled map at every position.
 
     Args:

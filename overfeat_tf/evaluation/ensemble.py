@@ -82,7 +82,9 @@ class EnsembleEvaluator:
         probabilities = [member(images) for member in self.members]
         shapes = {tuple(p.shape[1:]) for p in probabilities}
         if len(shapes) > 1:
-            raise IncompatibleMembers(f"Ensemble members disagree on the number of classes: {shapes}")
+            raise IncompatibleMembers(
+                f"Ensemble members disagree on the number of classes: {shapes}"
+            )
         return tf.add_n(probabilities) / len(probabilities)
 
 
@@ -153,9 +155,7 @@ def restore_ensemble(
     """
     checkpoints = list(checkpoints) if checkpoints is not None else [None] * len(model_dirs)
     if len(checkpoints) != len(model_dirs):
-        raise ValueError(
-            f"{len(checkpoints)} checkpoints given for {len(model_dirs)} model dirs"
-        )
+        raise ValueError(f"{len(checkpoints)} checkpoints given for {len(model_dirs)} model dirs")
     # Check the configs before restoring: a mismatch fails before any model is built.
     check_compatible([run_dir.read_config(d) for d in model_dirs], model_dirs)
     restored = [run_dir.restore_model(d, c) for d, c in zip(model_dirs, checkpoints)]
@@ -205,12 +205,15 @@ def averaged(
     """
     source = normalizations[0]
     members = [
-        evaluator if _same(normalization, source) else Renormalized(evaluator, source, normalization)
+        evaluator
+        if _same(normalization, source)
+        else Renormalized(evaluator, source, normalization)
         for evaluator, normalization in zip(evaluators, normalizations, strict=True)
     ]
     return EnsembleEvaluator(members)
 
 
 def _same(a: Normalization, b: Normalization) -> bool:
-    return all(np.array_equal(np.asarray(x, np.float64), np.asarray(y, np.float64))
-               for x, y in zip(a, b))
+    return all(
+        np.array_equal(np.asarray(x, np.float64), np.asarray(y, np.float64)) for x, y in zip(a, b)
+    )

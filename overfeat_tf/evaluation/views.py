@@ -213,8 +213,9 @@ def evaluate(
       {"top1_error": %, "top5_error": %, "examples": count, "images_per_second": rate}.
       With fewer than 5 classes, "top5" is top-`num_classes` (0 % error).
     """
-    return evaluate_many({"": evaluator}, batches, num_classes=num_classes,
-                         max_examples=max_examples)[""]
+    return evaluate_many(
+        {"": evaluator}, batches, num_classes=num_classes, max_examples=max_examples
+    )[""]
 
 
 def evaluate_many(
@@ -228,8 +229,10 @@ def evaluate_many(
     read once and given to every evaluator in turn (the same tensor, so evaluators may
     share work on it). Returns each name's metrics; images/s is of the whole pass."""
     top1 = {name: keras.metrics.SparseTopKCategoricalAccuracy(k=1) for name in evaluators}
-    top5 = {name: keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, num_classes))
-            for name in evaluators}
+    top5 = {
+        name: keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, num_classes))
+        for name in evaluators
+    }
     count = 0
     start = time.perf_counter()
     for images, labels in batches:

@@ -14,6 +14,16 @@ from overfeat_tf.experiments.tables import (
 )
 
 __all__ = [
-    "TABLES", "Evaluation", "ExperimentError", "PaperFigure", "Row", "Run", "Settings",
-    "Table", "TableRunner", "get_table", "markdown", "report_json",
+    "TABLES",
+    "Evaluation",
+    "ExperimentError",
+    "PaperFigure",
+    "Row",
+    "Run",
+    "Settings",
+    "Table",
+    "TableRunner",
+    "get_table",
+    "markdown",
+    "report_json",
 ]

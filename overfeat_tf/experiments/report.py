@@ -47,7 +47,8 @@ def _paper_delta(table: Table, row: Row) -> list[float | None] | None:
     if base is None:
         return None
     return [
-        None if getattr(figure, a) is None or getattr(base, a) is None
+        None
+        if getattr(figure, a) is None or getattr(base, a) is None
         else getattr(figure, a) - getattr(base, a)
         for a in attributes
     ]
@@ -89,8 +90,10 @@ def markdown(table: Table, results: Sequence[Mapping[str, Any]], header: str = "
     if header:
         lines += [header, ""]
     lines += [
-        (f"| row | measured {what} err % | measured Δ vs reference (points) "
-         f"| paper's {what} err % | paper's Δ (points) | reference | time |"),
+        (
+            f"| row | measured {what} err % | measured Δ vs reference (points) "
+            f"| paper's {what} err % | paper's Δ (points) | reference | time |"
+        ),
         "|---|---|---|---|---|---|---|",
     ]
     for row in table.rows:
@@ -121,20 +124,22 @@ def report_json(
     by_name = {result["row"]: result for result in results}
     rows = []
     for row in table.rows:
-        rows.append({
-            "row": row.name,
-            "label": row.label,
-            "model": row.run.model_name,
-            "options": dict(row.run.options),
-            "train": dict(row.run.train),
-            "ensemble": row.ensemble,
-            "evaluation": dataclasses.asdict(row.evaluation),
-            "reference": row.reference,
-            "measured": by_name.get(row.name),
-            "measured_delta": _measured_delta(table, row, by_name),
-            "paper": _paper_json(row.paper),
-            "paper_delta": _paper_delta(table, row),
-        })
+        rows.append(
+            {
+                "row": row.name,
+                "label": row.label,
+                "model": row.run.model_name,
+                "options": dict(row.run.options),
+                "train": dict(row.run.train),
+                "ensemble": row.ensemble,
+                "evaluation": dataclasses.asdict(row.evaluation),
+                "reference": row.reference,
+                "measured": by_name.get(row.name),
+                "measured_delta": _measured_delta(table, row, by_name),
+                "paper": _paper_json(row.paper),
+                "paper_delta": _paper_delta(table, row),
+            }
+        )
     return {"table": table.name, "title": table.title, **about, "rows": rows}
 
 

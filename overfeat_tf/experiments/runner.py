@@ -253,7 +253,11 @@ class TableRunner:
         if spec.scales is not None:  # the paper's scale numbers, 1-based
             scales = [dense.default_scales(models[0])[i - 1] for i in spec.scales]
         evaluator = ensemble.ensemble_evaluator(
-            models, configs, spec.mode, scales=scales, fine_stride=spec.fine_stride,
+            models,
+            configs,
+            spec.mode,
+            scales=scales,
+            fine_stride=spec.fine_stride,
             flips=spec.flips,
         )
         full = evaluator.input_mode == "full"
@@ -268,7 +272,9 @@ class TableRunner:
             eval_mode=evaluator.input_mode,
         )
         metrics = evaluation.evaluate(
-            evaluator, batches, num_classes=self._source.num_classes,
+            evaluator,
+            batches,
+            num_classes=self._source.num_classes,
             max_examples=self.settings.max_examples,
         )
         keras.backend.clear_session()
@@ -277,32 +283,59 @@ class TableRunner:
     def _evaluate_dense_rows(self, row: Row, run_dirs: list[str]) -> dict[str, float]:
         """`row` and the table's other unfinished dense rows of the same single model, in
         one pass; returns `row`'s metrics and keeps the others' for their turn."""
-        group = [other for other in self.table.rows
-                 if other.name == row.name or (
-                     other.name in self._selected and other.evaluation.mode == DENSE
-                     and not other.ensemble and self.members(other) == self.members(row)
-                     and self._finished(other) is None)]
+        group = [
+            other
+            for other in self.table.rows
+            if other.name == row.name
+            or (
+                other.name in self._selected
+                and other.evaluation.mode == DENSE
+                and not other.ensemble
+                and self.members(other) == self.members(row)
+                and self._finished(other) is None
+            )
+        ]
         models, configs = ensemble.restore_ensemble(run_dirs)
         model, config = models[0], configs[0]
         every = dense.default_scales(model)
-        scales = {other.name: every if other.evaluation.scales is None
-                  else [every[i - 1] for i in other.evaluation.scales] for other in group}
+        scales = {
+            other.name: every
+            if other.evaluation.scales is None
+            else [every[i - 1] for i in other.evaluation.scales]
+            for other in group
+        }
         shared = shared_dense.SharedDenseViews(
-            model, [s for other in group for s in scales[other.name]],
-            flips=any(other.evaluation.flips for other in group))
-        evaluators = {other.name: shared.evaluation(
-            scales[other.name], other.evaluation.fine_stride, other.evaluation.flips,
-            other.evaluation.describe()) for other in group}
+            model,
+            [s for other in group for s in scales[other.name]],
+            flips=any(other.evaluation.flips for other in group),
+        )
+        evaluators = {
+            other.name: shared.evaluation(
+                scales[other.name],
+                other.evaluation.fine_stride,
+                other.evaluation.flips,
+                other.evaluation.describe(),
+            )
+            for other in group
+        }
         batches = pipelines.build_dataset(
-            self._source, "validation", batch_size=1, training=False,
-            crop_size=config["input_size"], mean=config["mean"], std=config["std"],
-            eval_mode="full")
+            self._source,
+            "validation",
+            batch_size=1,
+            training=False,
+            crop_size=config["input_size"],
+            mean=config["mean"],
+            std=config["std"],
+            eval_mode="full",
+        )
         metrics = evaluation.evaluate_many(
-            evaluators, batches, num_classes=self._source.num_classes,
-            max_examples=self.settings.max_examples)
+            evaluators,
+            batches,
+            num_classes=self._source.num_classes,
+            max_examples=self.settings.max_examples,
+        )
         keras.backend.clear_session()
         if len(group) > 1:
             self.log(f"  evaluated {', '.join(other.name for other in group)} together")
         self._shared.update({name: m for name, m in metrics.items() if name != row.name})
         return metrics[row.name]
-

@@ -31,10 +31,10 @@ class SharedDenseViews:
       xla: the dense evaluator's XLA mode.
     """
 
-    def __init__(self, model: keras.Model, scales: Sequence[Scale], flips: bool,
-                 xla: str = "auto"):
-        self.evaluator = dense.DenseEvaluator(model, list(dict.fromkeys(scales)),
-                                              fine_stride=True, flips=flips, xla=xla)
+    def __init__(self, model: keras.Model, scales: Sequence[Scale], flips: bool, xla: str = "auto"):
+        self.evaluator = dense.DenseEvaluator(
+            model, list(dict.fromkeys(scales)), fine_stride=True, flips=flips, xla=xla
+        )
         self._images: tf.Tensor | None = None
         self._maxima: dict[tuple[dense.View, bool], tf.Tensor] = {}
 
@@ -48,11 +48,13 @@ class SharedDenseViews:
                 own = tf.reverse(probs, axis=[2]) if flipped else probs
                 self._maxima[(scale, flipped), True] = tf.reduce_max(probs, axis=[1, 2])
                 self._maxima[(scale, flipped), False] = tf.reduce_max(
-                    own[:, ::step, ::step], axis=[1, 2])
+                    own[:, ::step, ::step], axis=[1, 2]
+                )
         return self._maxima[view, fine]
 
-    def evaluation(self, scales: Sequence[Scale], fine_stride: bool, flips: bool,
-                   description: str) -> SharedView:
+    def evaluation(
+        self, scales: Sequence[Scale], fine_stride: bool, flips: bool, description: str
+    ) -> SharedView:
         """An `evaluation.Evaluator` of these scales, stride and flips."""
         return SharedView(self, scales, fine_stride, flips, description)
 
@@ -64,11 +66,20 @@ class SharedView:
     name = "dense"
     input_mode = "full"
 
-    def __init__(self, shared: SharedDenseViews, scales: Sequence[Scale], fine_stride: bool,
-                 flips: bool, description: str):
+    def __init__(
+        self,
+        shared: SharedDenseViews,
+        scales: Sequence[Scale],
+        fine_stride: bool,
+        flips: bool,
+        description: str,
+    ):
         self._shared, self._fine = shared, fine_stride
-        self._views = [(tuple(scale), flipped) for scale in scales
-                       for flipped in ((False, True) if flips else (False,))]
+        self._views = [
+            (tuple(scale), flipped)
+            for scale in scales
+            for flipped in ((False, True) if flips else (False,))
+        ]
         self.description = description
 
     def __call__(self, images: tf.Tensor) -> tf.Tensor:

@@ -72,8 +72,11 @@ class Evaluation:
             return "centre crop"
         if self.mode == TEN_VIEW:
             return "10 views (4 corners + centre, flips)"
-        scales = "scales 1-6" if self.scales is None else (
-            f"scale{'s' * (len(self.scales) > 1)} {','.join(map(str, self.scales))}")
+        scales = (
+            "scales 1-6"
+            if self.scales is None
+            else (f"scale{'s' * (len(self.scales) > 1)} {','.join(map(str, self.scales))}")
+        )
         stride = "fine" if self.fine_stride else "coarse"
         return f"dense, {scales}, {stride} stride{', flips' if self.flips else ''}"
 
@@ -165,35 +168,54 @@ ALEXNET_ABLATIONS = Table(
     name="alexnet_ablations",
     title="AlexNet's design choices (Krizhevsky et al. 2012, sections 3-4)",
     rows=(
-        Row("two_towers", "AlexNet: 2 towers, LRN, overlapping pooling, PCA lighting",
+        Row(
+            "two_towers",
+            "AlexNet: 2 towers, LRN, overlapping pooling, PCA lighting",
             _ALEXNET_BASE,
             # Table 1 / section 6: 1 CNN, validation 40.7 / 18.2.
-            paper=PaperFigure(40.7, 18.2, f"{_ALEXNET}, section 6 (1 CNN)")),
-        Row("one_tower", "1 tower (half the kernels of conv1-4)",
+            paper=PaperFigure(40.7, 18.2, f"{_ALEXNET}, section 6 (1 CNN)"),
+        ),
+        Row(
+            "one_tower",
+            "1 tower (half the kernels of conv1-4)",
             Run("one_tower", "alexnet", {"towers": 1}),
             # Section 3.2: two GPUs reduce the error rates by 1.7 % and 1.2 %.
             paper=PaperFigure(1.7, 1.2, f"{_ALEXNET}, section 3.2", delta=True),
-            reference="two_towers"),
-        Row("no_lrn", "no local response normalisation",
+            reference="two_towers",
+        ),
+        Row(
+            "no_lrn",
+            "no local response normalisation",
             Run("no_lrn", "alexnet", {"lrn": False}),
             # Section 3.3: response normalisation reduces the errors by 1.4 % and 1.2 %.
             paper=PaperFigure(1.4, 1.2, f"{_ALEXNET}, section 3.3", delta=True),
-            reference="two_towers"),
-        Row("non_overlapping_pooling", "non-overlapping pooling (2x2 / 2)",
+            reference="two_towers",
+        ),
+        Row(
+            "non_overlapping_pooling",
+            "non-overlapping pooling (2x2 / 2)",
             Run("non_overlapping_pooling", "alexnet", {"pooling": "non_overlapping"}),
             # Section 3.4: overlapping pooling reduces the errors by 0.4 % and 0.3 %.
             paper=PaperFigure(0.4, 0.3, f"{_ALEXNET}, section 3.4", delta=True),
-            reference="two_towers"),
-        Row("no_pca_lighting", "no PCA lighting augmentation",
+            reference="two_towers",
+        ),
+        Row(
+            "no_pca_lighting",
+            "no PCA lighting augmentation",
             Run("no_pca_lighting", "alexnet", train={"pca_lighting": False}),
             # Section 4.1: the scheme reduces the top-1 error rate by over 1 %.
-            paper=PaperFigure(1.0, None, f"{_ALEXNET}, section 4.1", delta=True,
-                              at_least=True),
-            reference="two_towers"),
-        Row("ensemble", "ensemble of N seeds of the base net", _ALEXNET_BASE, ensemble=True,
+            paper=PaperFigure(1.0, None, f"{_ALEXNET}, section 4.1", delta=True, at_least=True),
+            reference="two_towers",
+        ),
+        Row(
+            "ensemble",
+            "ensemble of N seeds of the base net",
+            _ALEXNET_BASE,
+            ensemble=True,
             # Table 2 / section 6: averaging 5 CNNs, validation 38.1 / 16.4.
             paper=PaperFigure(38.1, 16.4, f"{_ALEXNET}, section 6", note="5 CNNs"),
-            reference="two_towers"),
+            reference="two_towers",
+        ),
     ),
 )
 
@@ -231,16 +253,29 @@ def _overfeat_rows(size: str) -> tuple[Row, ...]:
 
     baseline = f"{size}_{_OVERFEAT_MODES[0][0]}"
     rows = [
-        Row(f"{size}_{key}", f"{size}, {evaluation.describe()}", run, evaluation,
-            paper=paper(key), reference=None if i == 0 else baseline)
+        Row(
+            f"{size}_{key}",
+            f"{size}, {evaluation.describe()}",
+            run,
+            evaluation,
+            paper=paper(key),
+            reference=None if i == 0 else baseline,
+        )
         for i, (key, evaluation) in enumerate(_OVERFEAT_MODES)
     ]
     # Ensembles are compared with one model evaluated the same way (4 scales, fine).
     single_key, single = _OVERFEAT_MODES[2]
-    rows.append(Row(
-        f"{size}_ensemble", f"{size}, ensemble of N seeds, {single.describe()}", run, single,
-        ensemble=True, paper=paper("ensemble", "7 models"), reference=f"{size}_{single_key}",
-    ))
+    rows.append(
+        Row(
+            f"{size}_ensemble",
+            f"{size}, ensemble of N seeds, {single.describe()}",
+            run,
+            single,
+            ensemble=True,
+            paper=paper("ensemble", "7 models"),
+            reference=f"{size}_{single_key}",
+        )
+    )
     return tuple(rows)
 
 
@@ -277,29 +312,56 @@ ZFNET_VARIANTS = Table(
     title="ZFNet's architecture analysis (Zeiler & Fergus 2014, section 5.1)",
     train_error=True,
     rows=(
-        Row("alexnet", "AlexNet (the paper: its AlexNet replica)", _alexnet("alexnet"),
-            paper=_REPLICA),
-        Row("alexnet_no_conv3_conv4", "AlexNet without conv3, conv4",
+        Row(
+            "alexnet",
+            "AlexNet (the paper: its AlexNet replica)",
+            _alexnet("alexnet"),
+            paper=_REPLICA,
+        ),
+        Row(
+            "alexnet_no_conv3_conv4",
+            "AlexNet without conv3, conv4",
             _alexnet("alexnet_no_conv3_conv4", without=("conv3", "conv4")),
-            paper=_zf(41.8, 45.4, 22.1), reference="alexnet"),
-        Row("alexnet_no_fc6_fc7", "AlexNet without fc6, fc7",
+            paper=_zf(41.8, 45.4, 22.1),
+            reference="alexnet",
+        ),
+        Row(
+            "alexnet_no_fc6_fc7",
+            "AlexNet without fc6, fc7",
             _alexnet("alexnet_no_fc6_fc7", without=("fc6", "fc7")),
-            paper=_zf(27.4, 44.8, 22.4), reference="alexnet"),
-        Row("alexnet_no_conv3_conv4_fc6_fc7", "AlexNet without conv3, conv4, fc6, fc7",
+            paper=_zf(27.4, 44.8, 22.4),
+            reference="alexnet",
+        ),
+        Row(
+            "alexnet_no_conv3_conv4_fc6_fc7",
+            "AlexNet without conv3, conv4, fc6, fc7",
             _alexnet("alexnet_no_conv3_conv4_fc6_fc7", without=("conv3", "conv4", "fc6", "fc7")),
-            paper=_zf(71.1, 71.3, 50.1), reference="alexnet"),
+            paper=_zf(71.1, 71.3, 50.1),
+            reference="alexnet",
+        ),
         Row("zfnet", "ZFNet", _zfnet("zfnet"), paper=_zf(33.1, 38.4, 16.5), reference="alexnet"),
-        Row("zfnet_conv345_512_1024_512", "ZFNet, conv3-5 at 512 / 1024 / 512 maps",
+        Row(
+            "zfnet_conv345_512_1024_512",
+            "ZFNet, conv3-5 at 512 / 1024 / 512 maps",
             _zfnet("zfnet_conv345_512_1024_512", conv_maps=(512, 1024, 512)),
-            paper=_zf(18.8, 37.5, 16.0), reference="zfnet"),
-        Row("zfnet_fc_8192", "ZFNet, fc6 and fc7 at 8192 units",
+            paper=_zf(18.8, 37.5, 16.0),
+            reference="zfnet",
+        ),
+        Row(
+            "zfnet_fc_8192",
+            "ZFNet, fc6 and fc7 at 8192 units",
             _zfnet("zfnet_fc_8192", fc_units=8192),
-            paper=_zf(22.0, 38.8, 17.0), reference="zfnet"),
-        Row("zfnet_conv1_11x11s4", "ZFNet with AlexNet's 11x11 / 4 first layer (aliasing)",
+            paper=_zf(22.0, 38.8, 17.0),
+            reference="zfnet",
+        ),
+        Row(
+            "zfnet_conv1_11x11s4",
+            "ZFNet with AlexNet's 11x11 / 4 first layer (aliasing)",
             _zfnet("zfnet_conv1_11x11s4", conv1="11x11/4"),
             # The paper compares whole nets (its AlexNet replica against ZFNet, section
             # 4.1 and Table 3); it gives no figure for this one change alone.
-            reference="zfnet"),
+            reference="zfnet",
+        ),
     ),
 )
 

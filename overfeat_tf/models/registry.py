@@ -22,6 +22,7 @@ import keras
 
 from overfeat_tf.models import alexnet, overfeat, towers, variants
 from overfeat_tf.models import spec as spec_lib
+
 # The data set's statistics: AlexNet and ZFNet feed mean-subtracted raw pixels.
 from pipelines.constants import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
 

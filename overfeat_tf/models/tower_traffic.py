@@ -49,8 +49,14 @@ def activation_exchanges(model: keras.Model, bytes_per_value: int = 4) -> list[E
         inputs = _values(layer.input.shape)
         if role == "split" and layer is roles[0][0]:
             # The first convolution sees the whole image on every tower.
-            rows.append(Exchange(layer.name, "images to the other towers",
-                                 (count - 1) * inputs * bytes_per_value, 0))
+            rows.append(
+                Exchange(
+                    layer.name,
+                    "images to the other towers",
+                    (count - 1) * inputs * bytes_per_value,
+                    0,
+                )
+            )
         elif role == "split":
             # Every tower gathers the other towers' slices: (count - 1) copies of the input.
             size = (count - 1) * inputs * bytes_per_value
@@ -69,4 +75,3 @@ def activation_exchanges(model: keras.Model, bytes_per_value: int = 4) -> list[E
             size = channels * _values(layer.input.shape[:-1]) * bytes_per_value
             rows.append(Exchange(layer.name, "halo channels to the neighbour towers", size, size))
     return rows
-

@@ -93,8 +93,9 @@ def split_weights(layer: keras.layers.Conv2D, devices: Sequence[str], sizes: Seq
         pieces = tf.split(tf.convert_to_tensor(whole), list(sizes), axis=-1)
         for i, (device, piece) in enumerate(zip(devices, pieces)):
             with variables_on(device), keras.name_scope(layer.name):
-                parts.append(keras.Variable(piece, name=f"{whole.name}_tower{i}",
-                                            trainable=whole.trainable))
+                parts.append(
+                    keras.Variable(piece, name=f"{whole.name}_tower{i}", trainable=whole.trainable)
+                )
         setattr(layer, attribute, TowerWeight(parts))
         variables += parts
     layer._trainable_variables[:] = variables
@@ -122,7 +123,8 @@ def _save_whole(layer, store) -> None:
 def _load_whole(layer, store) -> None:
     weights = _towered(layer)
     if len(store.keys()) != len(weights):
-        raise ValueError(f"Layer {layer.name} expects {len(weights)} weights; the file "
-                         f"holds {len(store.keys())}")
+        raise ValueError(
+            f"Layer {layer.name} expects {len(weights)} weights; the file holds {len(store.keys())}"
+        )
     for i, weight in enumerate(weights):
         weight.assign(store[str(i)])

@@ -184,7 +184,9 @@ class TowerModel(keras.Model):
                 layer._kernel, tower_weights.TowerWeight
             ):
                 devices = self.tower_devices[:1] if role == "gather" else self.tower_devices
-                tower_weights.split_weights(layer, devices, split_sizes(layer.filters, len(devices)))
+                tower_weights.split_weights(
+                    layer, devices, split_sizes(layer.filters, len(devices))
+                )
 
     @classmethod
     def wrap(cls, model: keras.Model, tower_devices: Sequence[str]) -> TowerModel:
@@ -218,7 +220,11 @@ class TowerModel(keras.Model):
         radius, last = layer.depth_radius, len(parts) - 1
 
         def pieces(x, i):  # [own slice, left edge for tower i - 1, right edge for i + 1]
-            return [x] + ([x[..., :radius]] if i > 0 else []) + ([x[..., -radius:]] if i < last else [])
+            return (
+                [x]
+                + ([x[..., :radius]] if i > 0 else [])
+                + ([x[..., -radius:]] if i < last else [])
+            )
 
         cut = [
             on_device(device, lambda x, i=i: pieces(x, i), part)
@@ -244,7 +250,8 @@ class TowerModel(keras.Model):
         weights = [layer.kernel] + ([layer.bias] if layer.use_bias else [])
         # Each tower reads only its own slice, on its own device.
         slices = [
-            [p.value for p in w.parts] if isinstance(w, tower_weights.TowerWeight)
+            [p.value for p in w.parts]
+            if isinstance(w, tower_weights.TowerWeight)
             else tf.split(w, sizes, axis=-1)
             for w in weights
         ]
@@ -305,7 +312,9 @@ def place_towers(model: keras.Model, tower_devices: Sequence[str] | None) -> ker
         _LOG.warning(
             "Tower placement %s: this machine has no %s; running %s with default "
             "placement instead (same weights and outputs).",
-            list(tower_devices), ", ".join(missing), model.name,
+            list(tower_devices),
+            ", ".join(missing),
+            model.name,
         )
         return model
     return placed

@@ -130,9 +130,7 @@ def _without(spec: ArchSpec, value: tuple[str, ...]) -> ArchSpec:
 
 def _pooling(spec: ArchSpec, value: str) -> ArchSpec:
     del value  # the only non-default value is "non_overlapping"
-    return _replace_rows(
-        spec, lambda r: Pool(r.name, 2, 2) if isinstance(r, Pool) else r
-    )
+    return _replace_rows(spec, lambda r: Pool(r.name, 2, 2) if isinstance(r, Pool) else r)
 
 
 def _lrn(spec: ArchSpec, value: bool) -> ArchSpec:
@@ -172,23 +170,83 @@ class _Option:
 
 # In the order options apply and tokens appear in names.
 OPTIONS: tuple[_Option, ...] = (
-    _Option("conv1", "7x7/2", ("zfnet",), _one_of("7x7/2", "11x11/4"), _conv1,
-            r"conv1_11x11s4", lambda m: "11x11/4", lambda v: ["conv1_11x11s4"], "conv1_11x11s4"),
-    _Option("conv_maps", (384, 384, 256), _ALEXNET_LIKE, _positive_ints(3), _conv_maps,
-            r"maps(\d+)_(\d+)_(\d+)", lambda m: tuple(int(g) for g in m.groups()),
-            lambda v: ["maps" + "_".join(map(str, v))], "mapsC3_C4_C5"),
-    _Option("fc_units", 4096, _ALEXNET_LIKE, _positive_ints(1), _fc_units,
-            r"fc(\d+)", lambda m: int(m.group(1)), lambda v: [f"fc{v}"], "fcUNITS"),
-    _Option("without", (), _ALEXNET_LIKE, _layers, _without,
-            r"no(conv3|conv4|fc6|fc7)", lambda m: (m.group(1),),
-            lambda v: [f"no{layer}" for layer in v], "noconv3, noconv4, nofc6, nofc7"),
-    _Option("pooling", "overlapping", _ALEXNET_LIKE, _one_of("overlapping", "non_overlapping"),
-            _pooling, r"nonoverlapping", lambda m: "non_overlapping",
-            lambda v: ["nonoverlapping"], "nonoverlapping"),
-    _Option("lrn", True, _ALEXNET_LIKE, _one_of(True, False), _lrn,
-            r"nolrn", lambda m: False, lambda v: ["nolrn"], "nolrn"),
-    _Option("towers", 2, ("alexnet",), _one_of(2, 1), _towers,
-            r"towers1", lambda m: 1, lambda v: ["towers1"], "towers1"),
+    _Option(
+        "conv1",
+        "7x7/2",
+        ("zfnet",),
+        _one_of("7x7/2", "11x11/4"),
+        _conv1,
+        r"conv1_11x11s4",
+        lambda m: "11x11/4",
+        lambda v: ["conv1_11x11s4"],
+        "conv1_11x11s4",
+    ),
+    _Option(
+        "conv_maps",
+        (384, 384, 256),
+        _ALEXNET_LIKE,
+        _positive_ints(3),
+        _conv_maps,
+        r"maps(\d+)_(\d+)_(\d+)",
+        lambda m: tuple(int(g) for g in m.groups()),
+        lambda v: ["maps" + "_".join(map(str, v))],
+        "mapsC3_C4_C5",
+    ),
+    _Option(
+        "fc_units",
+        4096,
+        _ALEXNET_LIKE,
+        _positive_ints(1),
+        _fc_units,
+        r"fc(\d+)",
+        lambda m: int(m.group(1)),
+        lambda v: [f"fc{v}"],
+        "fcUNITS",
+    ),
+    _Option(
+        "without",
+        (),
+        _ALEXNET_LIKE,
+        _layers,
+        _without,
+        r"no(conv3|conv4|fc6|fc7)",
+        lambda m: (m.group(1),),
+        lambda v: [f"no{layer}" for layer in v],
+        "noconv3, noconv4, nofc6, nofc7",
+    ),
+    _Option(
+        "pooling",
+        "overlapping",
+        _ALEXNET_LIKE,
+        _one_of("overlapping", "non_overlapping"),
+        _pooling,
+        r"nonoverlapping",
+        lambda m: "non_overlapping",
+        lambda v: ["nonoverlapping"],
+        "nonoverlapping",
+    ),
+    _Option(
+        "lrn",
+        True,
+        _ALEXNET_LIKE,
+        _one_of(True, False),
+        _lrn,
+        r"nolrn",
+        lambda m: False,
+        lambda v: ["nolrn"],
+        "nolrn",
+    ),
+    _Option(
+        "towers",
+        2,
+        ("alexnet",),
+        _one_of(2, 1),
+        _towers,
+        r"towers1",
+        lambda m: 1,
+        lambda v: ["towers1"],
+        "towers1",
+    ),
 )
 OPTION_NAMES: tuple[str, ...] = tuple(o.name for o in OPTIONS)
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -211,7 +269,9 @@ def check_options(
     """
     for name in options:
         if name not in _BY_NAME:
-            raise ValueError(f"Unknown variant option {name!r}; valid for {base}: {_valid_for(base)}")
+            raise ValueError(
+                f"Unknown variant option {name!r}; valid for {base}: {_valid_for(base)}"
+            )
     checked = {}
     for option in OPTIONS:
         if option.name not in options:
@@ -273,7 +333,9 @@ def with_options(name: str, options: Mapping[str, Any]) -> str:
     base, named = split_name(name)
     for option, value in check_options(base, options, keep_defaults=True).items():
         if option in named and named[option] != value:
-            raise ValueError(f"Variant option {option}={value!r} contradicts the model name {name!r}")
+            raise ValueError(
+                f"Variant option {option}={value!r} contradicts the model name {name!r}"
+            )
         named[option] = value
     return variant_name(base, named)
 

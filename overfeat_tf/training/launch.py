@@ -24,6 +24,7 @@ from overfeat_tf.training import recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer
 from overfeat_tf.visualization import filters as filter_viz
 
+
 class SpecError(ValueError):
     """A spec that cannot run; the message names the field as `--field=value`."""
 
@@ -284,8 +285,10 @@ def run(spec: TrainSpec) -> RunResult:
     except (ValueError, FileNotFoundError) as e:
         raise SpecError(f"--data={spec.data}: {e}") from e
     if source.num_classes < 2:
-        raise SpecError(f"--data={spec.data}: {source.num_classes} class(es) "
-                        f"{source.class_names}; a classifier needs at least 2")
+        raise SpecError(
+            f"--data={spec.data}: {source.num_classes} class(es) "
+            f"{source.class_names}; a classifier needs at least 2"
+        )
     model_name, build_kwargs, recipe = _model(spec, source)
     info = overfeat_tf.model_info(model_name)
     try:  # transfer keeps the source run's statistics unless `stats` is given
@@ -301,8 +304,9 @@ def run(spec: TrainSpec) -> RunResult:
         keras.mixed_precision.set_global_policy(spec.mixed_precision)
     keras.utils.set_random_seed(spec.seed)
     steps_per_epoch = _steps_per_epoch(spec, recipe, source, strategy)
-    described = dict(name=model_name, build_kwargs=build_kwargs,
-                     class_names=source.class_names, data=spec.data)
+    described = dict(
+        name=model_name, build_kwargs=build_kwargs, class_names=source.class_names, data=spec.data
+    )
     try:
         new_run = run_dir.check_compatible(model_dir, **described)
     except ValueError as e:

@@ -61,22 +61,39 @@ RECIPES: dict[str, Recipe] = {
     # 10 when the validation error stopped improving, three times in ~90 epochs.
     # Section 4.1: random crops of the central square, flips and PCA lighting.
     "alexnet": Recipe(
-        learning_rate=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128,
-        schedule="plateau", pca_lighting=True, epochs=90,
+        learning_rate=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        batch_size=128,
+        schedule="plateau",
+        pca_lighting=True,
+        epochs=90,
     ),
     # ZFNet section 3: AlexNet's optimiser (lr 0.01, momentum 0.9, batch 128) with
     # filter RMS renormalisation to 0.1; weight decay as AlexNet's; 70 epochs; the
     # 10 corner and centre sub-crops (with flips) of the central square, no lighting.
     "zfnet": Recipe(
-        learning_rate=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128,
-        schedule="plateau", max_filter_rms=0.1, pipeline="zfnet", epochs=70,
+        learning_rate=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        batch_size=128,
+        schedule="plateau",
+        max_filter_rms=0.1,
+        pipeline="zfnet",
+        epochs=70,
     ),
     # OverFeat section 3.1: batch 128, momentum 0.6, L2 weight decay 1e-5, lr 0.05
     # halved after epochs 30, 50, 60, 70, 80.
     "overfeat": Recipe(
-        learning_rate=0.05, momentum=0.6, weight_decay=1e-5, batch_size=128,
-        schedule="step", step_epochs=(30, 50, 60, 70, 80), step_factor=0.5,
-        pipeline="overfeat", epochs=90,
+        learning_rate=0.05,
+        momentum=0.6,
+        weight_decay=1e-5,
+        batch_size=128,
+        schedule="step",
+        step_epochs=(30, 50, 60, 70, 80),
+        step_factor=0.5,
+        pipeline="overfeat",
+        epochs=90,
     ),
     # Not from a paper: for data sets of thousands of images (the embedded set, a user's
     # own photographs), where the papers' N(0, 0.01) init with dropout can sit at chance
@@ -84,9 +101,18 @@ RECIPES: dict[str, Recipe] = {
     # the length and drop epochs were chosen on a held-out part of the embedded training
     # split (docs/training.md), never on the validation split.
     "quick": Recipe(
-        learning_rate=0.02, momentum=0.9, weight_decay=5e-4, batch_size=64,
-        schedule="step", step_epochs=(10, 14), step_factor=0.1, init="he", dropout=0.0,
-        pca_lighting=True, clip_norm=10.0, epochs=16,
+        learning_rate=0.02,
+        momentum=0.9,
+        weight_decay=5e-4,
+        batch_size=64,
+        schedule="step",
+        step_epochs=(10, 14),
+        step_factor=0.1,
+        init="he",
+        dropout=0.0,
+        pca_lighting=True,
+        clip_norm=10.0,
+        epochs=16,
     ),
 }
 
@@ -105,6 +131,4 @@ def get_recipe(name: str) -> Recipe:
     try:
         return RECIPES[name]
     except KeyError:
-        raise ValueError(
-            f"Unknown recipe {name!r}; valid recipes: {', '.join(RECIPES)}"
-        ) from None
+        raise ValueError(f"Unknown recipe {name!r}; valid recipes: {', '.join(RECIPES)}") from None

@@ -44,7 +44,7 @@ class RunWriters:
                 continue
             validation = key.startswith(_VALIDATION_PREFIX)
             writer = self.validation if validation else self.train
-            name = key[len(_VALIDATION_PREFIX):] if validation else key
+            name = key[len(_VALIDATION_PREFIX) :] if validation else key
             with writer.as_default(step=step):
                 tf.summary.scalar(f"epoch/{name}", value)
         self.flush()

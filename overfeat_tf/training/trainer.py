@@ -70,7 +70,8 @@ class Task:
     def optimizer(self, recipe: Recipe) -> keras.optimizers.Optimizer:
         """The optimiser, built under the strategy's scope."""
         return keras.optimizers.SGD(
-            learning_rate=recipe.learning_rate, momentum=recipe.momentum,
+            learning_rate=recipe.learning_rate,
+            momentum=recipe.momentum,
             global_clipnorm=recipe.clip_norm,
         )
 
@@ -117,17 +118,13 @@ class ClassificationTask(Task):
 
     def train_loss(self, model, inputs, labels):
         logits = model(inputs, training=True)
-        per_example = keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True
-        )
+        per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
         return loss, self._hits(labels, logits)
 
     def eval_sums(self, model, inputs, labels):
         logits = model(inputs, training=False)
-        per_example = keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True
-        )
+        per_example = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         return tf.concat([[tf.reduce_sum(per_example)], self._hits(labels, logits)], 0)
 
     @staticmethod
@@ -137,8 +134,11 @@ class ClassificationTask(Task):
         top1 = tf.math.in_top_k(labels, logits, 1)
         top5 = tf.math.in_top_k(labels, logits, min(5, logits.shape[-1]))
         return tf.stack(
-            [tf.reduce_sum(tf.cast(top1, tf.float32)), tf.reduce_sum(tf.cast(top5, tf.float32)),
-             tf.cast(tf.size(labels), tf.float32)]
+            [
+                tf.reduce_sum(tf.cast(top1, tf.float32)),
+                tf.reduce_sum(tf.cast(top5, tf.float32)),
+                tf.cast(tf.size(labels), tf.float32),
+            ]
         )
 
     def train_metrics(self, stats):
@@ -229,8 +229,10 @@ class Trainer:
             and layer.trainable  # frozen filters (transfer) stay as they are
         ]
         # Every worker saves (saving may run collectives); non-chiefs into a scratch dir.
-        directory = config.model_dir if self.is_chief else os.path.join(
-            config.model_dir, f".scratch_{strategies.worker_id()}"
+        directory = (
+            config.model_dir
+            if self.is_chief
+            else os.path.join(config.model_dir, f".scratch_{strategies.worker_id()}")
         )
         if self.is_chief:
             run_dir_lib.remove_partial_checkpoints(directory)
@@ -354,7 +356,10 @@ class Trainer:
         per_replica = self.strategy.run(lambda: tf.constant(local, tf.float64))
         plain, xla, compile_seconds = self.strategy.reduce("MEAN", per_replica, axis=None).numpy()
         return dataclasses.replace(
-            choice, xla=bool(xla < plain), plain_seconds=float(plain), xla_seconds=float(xla),
+            choice,
+            xla=bool(xla < plain),
+            plain_seconds=float(plain),
+            xla_seconds=float(xla),
             compile_seconds=float(compile_seconds),
         )
 
@@ -375,8 +380,10 @@ class Trainer:
             totals += self._eval_fn(batch).numpy()
         metrics = self.task.eval_metrics(totals)
         if metrics.get("examples", 1) == 0:
-            raise NoUsableData("No usable image in the evaluation split: every one was "
-                               "skipped as unreadable (see the messages above)")
+            raise NoUsableData(
+                "No usable image in the evaluation split: every one was "
+                "skipped as unreadable (see the messages above)"
+            )
         return metrics
 
     def fit(
@@ -414,7 +421,9 @@ class Trainer:
                 history.update({f"val_{k}": v for k, v in val.items()})
                 plateau = cfg.recipe.schedule == "plateau"
                 if complete and plateau and self.plateau.update(val["top1_error"]):
-                    self._log(f"Validation error plateaued: learning rate -> {self.plateau.rate():g}")
+                    self._log(
+                        f"Validation error plateaued: learning rate -> {self.plateau.rate():g}"
+                    )
             if complete:
                 self.epochs_done.assign(epoch + 1)
             self._write_epoch_summaries(epoch, history)

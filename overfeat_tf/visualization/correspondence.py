@@ -94,7 +94,8 @@ def check_boxes(boxes, image_size: tuple[int, int], names: Sequence[str]) -> np.
     if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) != len(names):
         raise ValueError(
             f"Expected one box (y0, x0, y1, x1) per image, {len(names)} in all; "
-            f"received an array of shape {boxes.shape}")
+            f"received an array of shape {boxes.shape}"
+        )
     if not np.array_equal(boxes, np.round(boxes)):
         raise ValueError(f"Boxes are whole pixels; received {boxes.tolist()}")
     boxes = boxes.astype(np.int32)
@@ -102,12 +103,14 @@ def check_boxes(boxes, image_size: tuple[int, int], names: Sequence[str]) -> np.
         if not (0 <= y0 < y1 <= height and 0 <= x0 < x1 <= width):
             raise ValueError(
                 f"{name}: mask {y0},{x0},{y1},{x1} is not a box inside the image "
-                f"({height}x{width}): need 0 <= y0 < y1 <= {height} and 0 <= x0 < x1 <= {width}")
+                f"({height}x{width}): need 0 <= y0 < y1 <= {height} and 0 <= x0 < x1 <= {width}"
+            )
     return boxes
 
 
-def random_boxes(boxes: np.ndarray, image_size: tuple[int, int], draws: int,
-                 seed: int | np.random.Generator = 0) -> np.ndarray:
+def random_boxes(
+    boxes: np.ndarray, image_size: tuple[int, int], draws: int, seed: int | np.random.Generator = 0
+) -> np.ndarray:
     """int32 `[draws, n, 4]`: each image's box size at uniformly random positions inside it.
 
     `boxes`: int `[n, 4]` (y0, x0, y1, x1) from `check_boxes`; `seed` an int or a
@@ -130,8 +133,9 @@ def signs(eps: np.ndarray, tolerance: np.ndarray) -> np.ndarray:
 def pair_disagreement(sign: np.ndarray) -> np.ndarray:
     """float `[n (n - 1) / 2]`: per pair i < j of `sign` `[n, F]`, the fraction of
     features whose sign differs (the normalised Hamming distance)."""
-    return np.array([np.mean(sign[i] != sign[j])
-                     for i, j in itertools.combinations(range(len(sign)), 2)])
+    return np.array(
+        [np.mean(sign[i] != sign[j]) for i, j in itertools.combinations(range(len(sign)), 2)]
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,18 +186,27 @@ class Correspondence:
     def table(self) -> str:
         """The paper's Table 1: rows parts and random, columns layers, mean +- std."""
         first = max(len("part"), *(len(r.name) for r in self.rows))
-        cells = [[f"{r.mean(layer):.3f} +- {r.std(layer):.3f}" for layer in self.layers]
-                 for r in self.rows]
-        widths = [max(len(layer), *(len(c[k]) for c in cells)) for k, layer in enumerate(self.layers)]
-        lines = ["  ".join(["part".ljust(first)] + [ly.ljust(w) for ly, w in zip(self.layers, widths)])]
-        lines += ["  ".join([r.name.ljust(first)] + [c.ljust(w) for c, w in zip(row, widths)])
-                  for r, row in zip(self.rows, cells)]
+        cells = [
+            [f"{r.mean(layer):.3f} +- {r.std(layer):.3f}" for layer in self.layers]
+            for r in self.rows
+        ]
+        widths = [
+            max(len(layer), *(len(c[k]) for c in cells)) for k, layer in enumerate(self.layers)
+        ]
+        lines = [
+            "  ".join(["part".ljust(first)] + [ly.ljust(w) for ly, w in zip(self.layers, widths)])
+        ]
+        lines += [
+            "  ".join([r.name.ljust(first)] + [c.ljust(w) for c, w in zip(row, widths)])
+            for r, row in zip(self.rows, cells)
+        ]
         n = len(self.names)
         draws = len(next(iter(self.random_boxes.values())))
         lines.append(
             f"Delta: fraction of features whose sign(eps) differs, mean over the {n * (n - 1)} "
             f"ordered image pairs; parts: +- std over pairs; random: +- std over "
-            f"{draws * len(self.boxes)} draws. Lower: the part is encoded more consistently.")
+            f"{draws * len(self.boxes)} draws. Lower: the part is encoded more consistently."
+        )
         paper = ", ".join(f"{k} {v[0]} / {v[1]}" for k, v in PAPER_TABLE1.items())
         lines.append(f"Paper (ZFNet arXiv v3 Table 1, 5 dog images, layer 5 / 7): {paper}.")
         return "\n".join(line.rstrip() for line in lines)
@@ -204,30 +217,44 @@ class Correspondence:
             "layers": list(self.layers),
             "num_features": self.num_features,
             "images": list(self.names),
-            "rows": [{"name": r.name, "over": r.over,
-                      "mean": {ly: r.mean(ly) for ly in self.layers},
-                      "std": {ly: r.std(ly) for ly in self.layers},
-                      "values": {ly: r.values[ly].tolist() for ly in self.layers}}
-                     for r in self.rows],
+            "rows": [
+                {
+                    "name": r.name,
+                    "over": r.over,
+                    "mean": {ly: r.mean(ly) for ly in self.layers},
+                    "std": {ly: r.std(ly) for ly in self.layers},
+                    "values": {ly: r.values[ly].tolist() for ly in self.layers},
+                }
+                for r in self.rows
+            ],
             "boxes": {p: b.tolist() for p, b in self.boxes.items()},
             "random_boxes": {p: b.tolist() for p, b in self.random_boxes.items()},
             "value": self.value,
             "zero_tolerance": self.zero_tolerance,
             "seed": self.seed,
             "normalisation": "H = fraction of features whose sign differs (sign(0) = 0); "
-                             "Delta = mean of H over ordered pairs i != j",
+            "Delta = mean of H over ordered pairs i != j",
             "paper_table1_layer5_layer7": PAPER_TABLE1,
         }
 
 
 def _in_batches(features: Features, images: tf.Tensor, batch_size: int) -> dict[str, np.ndarray]:
-    chunks = [features(images[s:s + batch_size]) for s in range(0, len(images), batch_size)]
+    chunks = [features(images[s : s + batch_size]) for s in range(0, len(images), batch_size)]
     return {layer: np.concatenate([c[layer].numpy() for c in chunks]) for layer in chunks[0]}
 
 
-def analyse(features: Features, images, parts: Mapping[str, object], *, draws: int = 10,
-            seed: int = 0, value: float = occlusion.GREY, zero_tolerance: float = 1e-4,
-            batch_size: int = 32, names: Sequence[str] | None = None) -> Correspondence:
+def analyse(
+    features: Features,
+    images,
+    parts: Mapping[str, object],
+    *,
+    draws: int = 10,
+    seed: int = 0,
+    value: float = occlusion.GREY,
+    zero_tolerance: float = 1e-4,
+    batch_size: int = 32,
+    names: Sequence[str] | None = None,
+) -> Correspondence:
     """Delta_l of each part against random masks of the same sizes.
 
     Args:
@@ -247,8 +274,9 @@ def analyse(features: Features, images, parts: Mapping[str, object], *, draws: i
     count, height, width = images.shape[:3]
     names = tuple(names or (f"image {i}" for i in range(count)))
     if count < 2 or len(names) != count:
-        raise ValueError(f"Need at least 2 images and one name each; received {count} images, "
-                         f"{len(names)} names")
+        raise ValueError(
+            f"Need at least 2 images and one name each; received {count} images, {len(names)} names"
+        )
     if not parts:
         raise ValueError("Need at least one part (name -> one box per image)")
     boxes = {part: check_boxes(b, (height, width), names) for part, b in parts.items()}
@@ -259,32 +287,50 @@ def analyse(features: Features, images, parts: Mapping[str, object], *, draws: i
     # Mask sets, each n boxes: the parts, then every part's draws.
     sets = np.concatenate([np.stack(list(boxes.values()))] + list(randoms.values()))
     clean = _in_batches(features, images, batch_size)
-    scale = {layer: zero_tolerance * np.abs(f).max(axis=1, keepdims=True) for layer, f in clean.items()}
+    scale = {
+        layer: zero_tolerance * np.abs(f).max(axis=1, keepdims=True) for layer, f in clean.items()
+    }
     index = np.tile(np.arange(count), len(sets))
     flat_boxes = sets.reshape(-1, 4)
     sign = {layer: np.empty((len(index), f.shape[1]), np.int8) for layer, f in clean.items()}
     for start in range(0, len(index), batch_size):
-        chunk = index[start:start + batch_size]
-        masked = occlusion.fill_boxes(tf.gather(images, chunk),
-                                      tf.constant(flat_boxes[start:start + batch_size]), value)
+        chunk = index[start : start + batch_size]
+        masked = occlusion.fill_boxes(
+            tf.gather(images, chunk), tf.constant(flat_boxes[start : start + batch_size]), value
+        )
         for layer, f in features(masked).items():
             eps = clean[layer][chunk] - f.numpy()
-            sign[layer][start:start + len(chunk)] = signs(eps, scale[layer][chunk])
+            sign[layer][start : start + len(chunk)] = signs(eps, scale[layer][chunk])
     layers = tuple(clean)
-    per_set = {layer: [pair_disagreement(s) for s in np.split(sign[layer], len(sets))]
-               for layer in layers}
-    rows = [Row(part, "pairs", {layer: per_set[layer][k] for layer in layers})
-            for k, part in enumerate(boxes)]
-    rows.append(Row(RANDOM, "draws", {
-        layer: np.array([v.mean() for v in per_set[layer][len(boxes):]]) for layer in layers}))
+    per_set = {
+        layer: [pair_disagreement(s) for s in np.split(sign[layer], len(sets))] for layer in layers
+    }
+    rows = [
+        Row(part, "pairs", {layer: per_set[layer][k] for layer in layers})
+        for k, part in enumerate(boxes)
+    ]
+    rows.append(
+        Row(
+            RANDOM,
+            "draws",
+            {layer: np.array([v.mean() for v in per_set[layer][len(boxes) :]]) for layer in layers},
+        )
+    )
     return Correspondence(
-        layers=layers, rows=tuple(rows),
+        layers=layers,
+        rows=tuple(rows),
         num_features={layer: int(f.shape[1]) for layer, f in clean.items()},
-        names=names, boxes=boxes, random_boxes=randoms, value=float(value),
-        zero_tolerance=zero_tolerance, seed=seed)
+        names=names,
+        boxes=boxes,
+        random_boxes=randoms,
+        value=float(value),
+        zero_tolerance=zero_tolerance,
+        seed=seed,
+    )
 
 
-def correspondence(model: keras.Model, images, parts: Mapping[str, object],
-                   layers: Sequence[str], **kwargs) -> Correspondence:
+def correspondence(
+    model: keras.Model, images, parts: Mapping[str, object], layers: Sequence[str], **kwargs
+) -> Correspondence:
     """`analyse` on `model`'s `layers` (e.g. ("conv5", "fc7"), ZFNet's layers 5 and 7)."""
     return analyse(LayerFeatures(model, layers), images, parts, **kwargs)

@@ -78,7 +78,9 @@ def layers_through(model: keras.Model, layer: str) -> list[keras.layers.Layer]:
     return [model.get_layer(n) for n in names[: names.index(layer) + 1]]
 
 
-def forward(layers: list[keras.layers.Layer], images: tf.Tensor, rule: str | None = None) -> tf.Tensor:
+def forward(
+    layers: list[keras.layers.Layer], images: tf.Tensor, rule: str | None = None
+) -> tf.Tensor:
     """Runs `layers` (from `layers_through`) on float32 `[b, h, w, 3]` images.
 
     With `rule` (one of RULES) the ReLUs and LRNs carry the deconvnet's backward rules;

@@ -19,8 +19,9 @@ import tensorflow as tf
 PROJECTION_PERCENTILES = (0.5, 99.5)
 
 
-def to_display(images: np.ndarray, symmetric: bool = True,
-               percentiles: tuple[float, float] | None = None) -> np.ndarray:
+def to_display(
+    images: np.ndarray, symmetric: bool = True, percentiles: tuple[float, float] | None = None
+) -> np.ndarray:
     """Scales each image of `[n, h, w, c]` on its own to [0, 1].
 
     symmetric=True maps 0 to grey (0.5) and the largest |value| to 0 or 1, as ZFNet shows
@@ -57,12 +58,13 @@ def tile(images: np.ndarray, columns: int, border: int = 1, fill: float = 1.0) -
     n, h, w, c = images.shape
     columns = max(1, min(columns, n))
     rows = -(-n // columns)
-    grid = np.full((rows * (h + border) + border, columns * (w + border) + border, c), fill,
-                   np.float32)
+    grid = np.full(
+        (rows * (h + border) + border, columns * (w + border) + border, c), fill, np.float32
+    )
     for i, image in enumerate(images):
         y = border + (i // columns) * (h + border)
         x = border + (i % columns) * (w + border)
-        grid[y:y + h, x:x + w] = image
+        grid[y : y + h, x : x + w] = image
     return grid
 
 
@@ -81,8 +83,12 @@ def colormap(values: np.ndarray) -> np.ndarray:
     return np.concatenate([red, green, blue], axis=-1)
 
 
-def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5,
-            value_range: tuple[float, float] | None = None) -> np.ndarray:
+def overlay(
+    image: np.ndarray,
+    heat: np.ndarray,
+    alpha: float = 0.5,
+    value_range: tuple[float, float] | None = None,
+) -> np.ndarray:
     """A heat map `[h, w]` over an RGB image `[h, w, 3]` in [0, 1].
 
     `value_range` (low, high) fixes the colour scale (e.g. (0, 1) for probabilities);

@@ -20,10 +20,11 @@ def list_images(directory: str) -> list[str]:
     """Sorted image files (by extension) directly in `directory`."""
     if not tf.io.gfile.isdir(directory):
         raise FileNotFoundError(f"No such folder: {directory!r}")
-    names = sorted(n for n in tf.io.gfile.listdir(directory) if n.lower().endswith(IMAGE_EXTENSIONS))
+    names = sorted(
+        n for n in tf.io.gfile.listdir(directory) if n.lower().endswith(IMAGE_EXTENSIONS)
+    )
     if not names:
-        raise FileNotFoundError(
-            f"No images ({' '.join(IMAGE_EXTENSIONS)}) in {directory!r}")
+        raise FileNotFoundError(f"No images ({' '.join(IMAGE_EXTENSIONS)}) in {directory!r}")
     return [os.path.join(directory, n) for n in names]
 
 
@@ -33,27 +34,39 @@ def file_records(paths: list[str]) -> tf.data.Dataset:
     if missing:
         raise FileNotFoundError(f"No such image: {', '.join(missing)}")
     return tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda path: {"encoded": tf.io.read_file(path), "filename": path})
+        lambda path: {"encoded": tf.io.read_file(path), "filename": path}
+    )
 
 
 def source_records(source: pipelines.Source, split: str) -> tf.data.Dataset:
     """Records {"encoded", "filename", "label"} of a source's split, in stored order."""
     return source.records(split).map(
-        lambda r: {"encoded": r["encoded"], "filename": r["filename"], "label": r["label"]})
+        lambda r: {"encoded": r["encoded"], "filename": r["filename"], "label": r["label"]}
+    )
 
 
-def model_inputs(records: tf.data.Dataset, *, crop_size: int, mean, std, batch_size: int,
-                 full_image: bool = False, max_images: int | None = None) -> tf.data.Dataset:
+def model_inputs(
+    records: tf.data.Dataset,
+    *,
+    crop_size: int,
+    mean,
+    std,
+    batch_size: int,
+    full_image: bool = False,
+    max_images: int | None = None,
+) -> tf.data.Dataset:
     """Decoded, normalised, ordered batches {"image": float32 `[b, h, w, 3]`, ...}.
 
     `full_image=False`: the evaluation centre crop (`crop_size` square);
     True: the whole image with its shorter side 256 (sizes differ: batch_size must be 1).
     """
+
     def transform(record):
         image = pipelines.decode_image(record["encoded"])
         if full_image:
             image = transforms.preprocess_full(
-                image, mean, std, pipelines.constants.RESIZE_SHORTER_SIDE)
+                image, mean, std, pipelines.constants.RESIZE_SHORTER_SIDE
+            )
         else:
             image = pipelines.preprocess_for_eval(image, crop_size, mean, std)
         return {**{k: v for k, v in record.items() if k != "encoded"}, "image": image}

@@ -103,7 +103,7 @@ def _split_chain(model: keras.Model, layer: str | None):
     if layer is None:
         return chain, []
     head = deconvnet.layers_through(model, layer)
-    return head, chain[len(head):]
+    return head, chain[len(head) :]
 
 
 class _Occluder:
@@ -175,7 +175,7 @@ def occlusion_maps(
     grid = np.stack(np.meshgrid(np.arange(count), tops, lefts, indexing="ij"), -1).reshape(-1, 3)
     probabilities, totals = [], []
     for start in range(0, len(grid), batch_size):
-        chunk = grid[start:start + batch_size].astype(np.int32)
+        chunk = grid[start : start + batch_size].astype(np.int32)
         p, total, _ = occluder.occluded(images, chunk[:, 0], chunk[:, 1], chunk[:, 2])
         probabilities.append(p.numpy())
         totals.append(np.take_along_axis(total.numpy(), features[chunk[:, 0], None], axis=1)[:, 0])
@@ -184,13 +184,13 @@ def occlusion_maps(
     with_layer = layer is not None
     return OcclusionMaps(
         true_class_probability=np.take_along_axis(
-            probabilities, labels[:, None, None, None], axis=-1)[..., 0],
+            probabilities, labels[:, None, None, None], axis=-1
+        )[..., 0],
         top_class=probabilities.argmax(axis=-1).astype(np.int32),
         top_class_probability=probabilities.max(axis=-1),
         feature_activation=np.concatenate(totals).reshape(shape) if with_layer else None,
         clean_probabilities=clean,
-        clean_feature_activation=(
-            clean_totals[np.arange(count), features] if with_layer else None),
+        clean_feature_activation=(clean_totals[np.arange(count), features] if with_layer else None),
         labels=labels,
         features=features if with_layer else None,
         tops=tops,
@@ -202,10 +202,12 @@ def occlusion_maps(
     )
 
 
-def to_pixels(values: np.ndarray, tops: np.ndarray, lefts: np.ndarray, size: int,
-              height: int, width: int) -> np.ndarray:
+def to_pixels(
+    values: np.ndarray, tops: np.ndarray, lefts: np.ndarray, size: int, height: int, width: int
+) -> np.ndarray:
     """A map over square positions `[ny, nx]` -> `[height, width]`: each pixel takes the
     value of the position whose square centre is nearest."""
+
     def nearest(offsets, length):
         centres = offsets + size / 2
         pixels = np.arange(length) + 0.5
@@ -214,8 +216,9 @@ def to_pixels(values: np.ndarray, tops: np.ndarray, lefts: np.ndarray, size: int
     return values[np.ix_(nearest(tops, height), nearest(lefts, width))]
 
 
-def save(maps: OcclusionMaps, pictures: np.ndarray, output_dir: str,
-         names: list[str] | None = None) -> list[str]:
+def save(
+    maps: OcclusionMaps, pictures: np.ndarray, output_dir: str, names: list[str] | None = None
+) -> list[str]:
     """Writes heat maps over each image and all arrays (`occlusion.npz`).
 
     `pictures` are the images as RGB in [0, 1] `[b, h, w, 3]`. Per image `<name>`, each
@@ -229,18 +232,35 @@ def save(maps: OcclusionMaps, pictures: np.ndarray, output_dir: str,
     num_classes = maps.clean_probabilities.shape[1]
     paths = []
     for i, name in enumerate(names):
+
         def heat(values, value_range, suffix, label, name=name, picture=pictures[i]):
             pixels = to_pixels(values, maps.tops, maps.lefts, maps.size, height, width)
             path = os.path.join(output_dir, f"{name}_{suffix}.png")
             shown = images_lib.overlay(picture, pixels, 0.6, value_range)
-            paths.append(images_lib.write_png(path, colour_bar.with_colour_bar(
-                shown, value_range, label, f"{name}: grey square {maps.size} px")))
+            paths.append(
+                images_lib.write_png(
+                    path,
+                    colour_bar.with_colour_bar(
+                        shown, value_range, label, f"{name}: grey square {maps.size} px"
+                    ),
+                )
+            )
 
-        heat(maps.true_class_probability[i], (0.0, 1.0), "true_class",
-             "probability of the true class")
-        heat(maps.top_class[i], (0, max(num_classes - 1, 1)), "top_class",
-             "most probable class (index)")
+        heat(
+            maps.true_class_probability[i],
+            (0.0, 1.0),
+            "true_class",
+            "probability of the true class",
+        )
+        heat(
+            maps.top_class[i],
+            (0, max(num_classes - 1, 1)),
+            "top_class",
+            "most probable class (index)",
+        )
         if maps.feature_activation is not None:
-            top = max(float(maps.clean_feature_activation[i]), float(maps.feature_activation[i].max()))
+            top = max(
+                float(maps.clean_feature_activation[i]), float(maps.feature_activation[i].max())
+            )
             heat(maps.feature_activation[i], (0.0, top), "feature", "feature map total")
     return paths + [images_lib.write_npz(os.path.join(output_dir, "occlusion.npz"), maps.arrays())]

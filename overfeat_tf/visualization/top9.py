@@ -47,8 +47,9 @@ def _images_of(batch):
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-def find_top_activations(deconv: Deconvnet, dataset: tf.data.Dataset,
-                         features: Sequence[int], k: int = 9) -> TopActivations:
+def find_top_activations(
+    deconv: Deconvnet, dataset: tf.data.Dataset, features: Sequence[int], k: int = 9
+) -> TopActivations:
     """First pass: the top-k activations of `features` over batches of model inputs
     (`[b, h, w, 3]`, tuples whose first element is that, or dicts with an "image")."""
     features = np.asarray(features, np.int64)
@@ -85,7 +86,7 @@ def _crop(image: np.ndarray, window: tuple[int, int, int, int], fill: float) -> 
     patch = np.full((bottom - top, right - left, image.shape[2]), fill, np.float32)
     y0, x0, y1, x1 = max(top, 0), max(left, 0), min(bottom, height), min(right, width)
     if y1 > y0 and x1 > x0:
-        patch[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
+        patch[y0 - top : y1 - top, x0 - left : x1 - left] = image[y0:y1, x0:x1]
     return patch
 
 
@@ -93,8 +94,14 @@ def _patch_side(field: ReceptiveField, height: int, width: int) -> int:
     return min(field.size, max(height, width))
 
 
-def project_top_activations(deconv: Deconvnet, dataset: tf.data.Dataset, top: TopActivations,
-                            mean, std, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def project_top_activations(
+    deconv: Deconvnet,
+    dataset: tf.data.Dataset,
+    top: TopActivations,
+    mean,
+    std,
+    batch_size: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
     """Second pass: (projections, image patches), RGB in [0, 1], `[f, k, p, p, 3]` each.
 
     Each patch is the receptive field of the activation (p = its size, at most the
@@ -116,8 +123,7 @@ def project_top_activations(deconv: Deconvnet, dataset: tf.data.Dataset, top: To
         images = np.stack([image for image, _, _ in jobs])
         slots = np.array([slot for _, slot, _ in jobs])
         ranks = np.array([rank for _, _, rank in jobs])
-        projected, _, _ = deconv.project(
-            images, top.features[slots], top.positions[slots, ranks])
+        projected, _, _ = deconv.project(images, top.features[slots], top.positions[slots, ranks])
         height, width = images.shape[1:3]
         side = _patch_side(deconv.receptive_field, height, width)
         if projections is None:
@@ -129,7 +135,8 @@ def project_top_activations(deconv: Deconvnet, dataset: tf.data.Dataset, top: To
             window = (*top_left, top_left[0] + side, top_left[1] + side)
             projections[slot, rank] = images_lib.to_display(
                 _crop(projected[j].numpy(), window, 0.0)[None],
-                percentiles=images_lib.PROJECTION_PERCENTILES)[0]
+                percentiles=images_lib.PROJECTION_PERCENTILES,
+            )[0]
             patches[slot, rank] = _crop(pictures[j], window, 0.5)
         jobs.clear()
 
@@ -155,8 +162,16 @@ def figure(projections: np.ndarray, patches: np.ndarray) -> np.ndarray:
     return np.concatenate([left, gap, right], axis=1)
 
 
-def top9(deconv: Deconvnet, dataset: tf.data.Dataset, features: Sequence[int], mean, std,
-         output_dir: str, k: int = 9, batch_size: int = 32) -> list[str]:
+def top9(
+    deconv: Deconvnet,
+    dataset: tf.data.Dataset,
+    features: Sequence[int],
+    mean,
+    std,
+    output_dir: str,
+    k: int = 9,
+    batch_size: int = 32,
+) -> list[str]:
     """Finds, projects and saves the top-k activations of `features` of `deconv.layer`.
 
     Writes `<layer>_feature<NNN>.png` per feature map (projections left, patches right),
@@ -169,11 +184,13 @@ def top9(deconv: Deconvnet, dataset: tf.data.Dataset, features: Sequence[int], m
     blocks = [figure(p, q) for p, q in zip(projections, patches)]
     paths = [
         images_lib.write_png(
-            os.path.join(output_dir, f"{deconv.layer}_feature{feature:03d}.png"), block)
+            os.path.join(output_dir, f"{deconv.layer}_feature{feature:03d}.png"), block
+        )
         for feature, block in zip(top.features, blocks)
     ]
     overview = images_lib.tile(np.stack(blocks), int(np.ceil(np.sqrt(len(blocks)))), border=6)
-    paths.append(images_lib.write_png(
-        os.path.join(output_dir, f"{deconv.layer}_top9.png"), overview))
+    paths.append(
+        images_lib.write_png(os.path.join(output_dir, f"{deconv.layer}_top9.png"), overview)
+    )
     path = os.path.join(output_dir, f"{deconv.layer}_top9.npz")
     return paths + [images_lib.write_npz(path, dataclasses.asdict(top))]

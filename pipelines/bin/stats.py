@@ -1,6 +1,6 @@
 """overfeat-stats: mean image, per-channel mean/std and RGB PCA of a training set.
 
-  overfeat-stats --data=tfrecord:/data/imagenet256 --output=/data/imagenet_stats.npz
+overfeat-stats --data=tfrecord:/data/imagenet256 --output=/data/imagenet_stats.npz
 """
 
 from absl import app, flags
@@ -32,9 +32,11 @@ def _main(argv: list[str]) -> None:
     source = sources.open_source(FLAGS.data, FLAGS.data_dir)
     result = stats.compute_statistics(source, FLAGS.split, FLAGS.max_images or None)
     stats.save_statistics(result, FLAGS.output)
-    print(f"{result.num_images} images: mean_rgb={result.mean_rgb.round(2).tolist()} "
-          f"std_rgb={result.std_rgb.round(2).tolist()} eigval={result.eigval.round(4).tolist()}"
-          f" -> {FLAGS.output}")
+    print(
+        f"{result.num_images} images: mean_rgb={result.mean_rgb.round(2).tolist()} "
+        f"std_rgb={result.std_rgb.round(2).tolist()} eigval={result.eigval.round(4).tolist()}"
+        f" -> {FLAGS.output}"
+    )
 
 
 def main() -> None:
