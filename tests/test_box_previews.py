@@ -49,9 +49,17 @@ def _classifier(tmp_path) -> str:
 def _first_image_size(data_dir: str) -> tuple[int, int]:
     """(height, width) of the embedded validation split's first image."""
     source = pipelines.open_source("embedded", data_dir)
-    images, _ = next(iter(pipelines.build_dataset(
-        source, "validation", batch_size=1, training=False, crop_size=227,
-        mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), eval_mode="full")))
+    batches = pipelines.build_dataset(
+        source,
+        "validation",
+        batch_size=1,
+        training=False,
+        crop_size=227,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        eval_mode="full",
+    )
+    images, _ = next(iter(batches))
     return tuple(images.shape[1:3])
 
 
