@@ -217,6 +217,8 @@ class Trainer:
             self.model = model_fn()
             self.optimizer = (optimizer_fn or functools.partial(self.task.optimizer, recipe))()
             self.optimizer.build(self.model.trainable_variables)
+            # Mixed float16: the loss is scaled, and gradients overflow by design.
+            self._loss_scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
             self.plateau = schedules.PlateauSchedule(recipe)
@@ -282,7 +284,7 @@ class Trainer:
             total = loss
             if decay:
                 total += decay / 2 * tf.add_n([tf.reduce_sum(tf.square(k)) for k in self._kernels])
-            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            if self._loss_scaled:
                 total = self.optimizer.scale_loss(total)
         grads = tape.gradient(total, self.model.trainable_variables)
         return loss, grads, stats
@@ -299,9 +301,8 @@ class Trainer:
     def _replica_train_step(self, grad_fn, images, labels):
         loss, grads, hits = grad_fn(images, labels)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        # Loss-scaled gradients overflow by design; the scaling optimizer skips those steps.
-        scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
-        squared_norm = tf.constant(0.0) if scaled else self._squared_norm(grads)
+        # The scaling optimizer skips the steps whose scaled gradients overflowed.
+        squared_norm = tf.constant(0.0) if self._loss_scaled else self._squared_norm(grads)
         return loss, squared_norm, hits, images[:4]
 
     def _distributed_train_step(self, grad_fn, iterator):
