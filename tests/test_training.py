@@ -321,15 +321,14 @@ def _free_ports(count):
     return ports
 
 
-@pytest.mark.slow
-def test_two_workers_train_identically_and_only_the_chief_writes(tmp_path, subprocess_env):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-    model_dir = tmp_path / "run"
+def run_two_workers(worker_script, model_dir, tmp_path, env, timeout):
+    """Runs `worker_script` (argv: repo root, model_dir, output .npz) as the two workers
+    of a local MultiWorkerMirroredStrategy cluster; returns their stdouts, chief first."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     processes = []
     for index in range(2):
-        env = dict(subprocess_env)
-        env["TF_CONFIG"] = json.dumps(
+        worker_env = dict(env)
+        worker_env["TF_CONFIG"] = json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}}
         )
         processes.append(
@@ -337,22 +336,29 @@ def test_two_workers_train_identically_and_only_the_chief_writes(tmp_path, subpr
                 [
                     sys.executable,
                     "-c",
-                    _WORKER,
+                    worker_script,
                     _repo_root(),
                     str(model_dir),
                     str(tmp_path / f"worker{index}.npz"),
                 ],
-                env=env,
+                env=worker_env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
         )
-    outputs = [p.communicate(timeout=300) for p in processes]
+    outputs = [p.communicate(timeout=timeout) for p in processes]
     for process, (_, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
-    assert outputs[0][0].split()[-2:] == ["chief", "2"]
-    assert outputs[1][0].split()[-2:] == ["worker", "2"]
+    return [out for out, _ in outputs]
+
+
+@pytest.mark.slow
+def test_two_workers_train_identically_and_only_the_chief_writes(tmp_path, subprocess_env):
+    model_dir = tmp_path / "run"
+    outputs = run_two_workers(_WORKER, model_dir, tmp_path, subprocess_env, timeout=300)
+    assert outputs[0].split()[-2:] == ["chief", "2"]
+    assert outputs[1].split()[-2:] == ["worker", "2"]
     chief, worker = (np.load(tmp_path / f"worker{i}.npz") for i in range(2))
     for key in chief.files:
         np.testing.assert_array_equal(chief[key], worker[key])

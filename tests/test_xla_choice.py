@@ -223,40 +223,13 @@ def test_two_workers_agree_on_the_choice(tmp_path, subprocess_env):
     # Each worker times its own steps; they must still run the same step function (its
     # collectives must match), so both decide on the mean timings.
     import os
-    import subprocess
-    import sys
 
     import numpy as np
 
-    from tests.test_training import _free_ports, _repo_root
+    from tests.test_training import run_two_workers
 
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
-    processes = []
-    for index in range(2):
-        env = dict(subprocess_env)
-        env["TF_CONFIG"] = json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        )
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    _WORKER,
-                    _repo_root(),
-                    str(tmp_path / "run"),
-                    str(tmp_path / f"worker{index}.npz"),
-                ],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    outputs = [p.communicate(timeout=600) for p in processes]
-    for process, (_, err) in zip(processes, outputs):
-        assert process.returncode == 0, err[-3000:]
-    choices = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    outputs = run_two_workers(_WORKER, tmp_path / "run", tmp_path, subprocess_env, timeout=600)
+    choices = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
     assert choices[0] == choices[1] and choices[0]["mode"] == "auto"
     assert choices[0]["plain_seconds"] > 0
     chief, worker = (np.load(tmp_path / f"worker{i}.npz") for i in range(2))
