@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -41,3 +42,45 @@ def write_png(path: str, image: np.ndarray) -> None:
     if directory:
         os.makedirs(directory, exist_ok=True)
     Image.fromarray(np.asarray(image, np.uint8)).save(path, format="PNG")
+
+
+def found_boxes_writer(
+    directory: str,
+    prefix: str,
+    class_names: Sequence[str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    max_images: int,
+    min_score: float | None = None,
+) -> Callable[[int, np.ndarray, Any, np.ndarray, np.ndarray], None]:
+    """An image callback of `localizer.evaluate_localization` and
+    `detector.evaluate_detection` writing `<directory>/<prefix>_NNNN.png` for the first
+    `max_images` images: the true boxes in green, the found ones in red.
+
+    Args:
+      mean, std: the model's input normalisation (RGB, 0-255), to undo on the image.
+      min_score: None for localization (guesses labelled with their class names, best
+        first); for detection, draw the detections whose summed score is at least this
+        (labelled with class name and score).
+    """
+
+    def draw(index: int, image, found, true_classes, true_boxes) -> None:
+        if index >= max_images:
+            return
+        pixels = np.clip(image * np.asarray(std) + np.asarray(mean), 0, 255).astype(np.uint8)
+        pixels = draw_boxes(pixels, true_boxes, [class_names[c] for c in true_classes], (0, 200, 0))
+        boxes = found.boxes
+        if min_score is not None:
+            shown = found.scores >= min_score
+            boxes = boxes[shown]
+            labels = [
+                f"{class_names[c]} {score:.1f}"
+                for c, score in zip(found.classes[shown], found.scores[shown])
+            ]
+        else:
+            labels = [f"{rank + 1}. {class_names[c]}" for rank, c in enumerate(found.classes)]
+        pixels = draw_boxes(pixels, boxes, labels, (255, 0, 0))
+        write_png(os.path.join(directory, f"{prefix}_{index:04d}.png"), pixels)
+
+    return draw
