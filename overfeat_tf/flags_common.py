@@ -1,6 +1,7 @@
 """The absl flags several binaries share, each defined here once.
 
-A binary calls the `define_*` functions it needs; the default and the help text that
+A binary calls the `define_*` functions it needs (`define_data` and `define_data_dir`
+are `pipelines.bin.flags_common`'s, re-exported); the default and the help text that
 differ between programs are arguments, and further keyword arguments go to absl
 (`lower_bound`, `flag_values`). Importing this module imports
 `overfeat_tf` first, which makes the oneDNN decision from `sys.argv` before TensorFlow
@@ -13,8 +14,12 @@ from __future__ import annotations
 from absl import flags
 
 from overfeat_tf import runtime
+from pipelines.bin.flags_common import define_data as define_data
+from pipelines.bin.flags_common import define_data_dir as define_data_dir
 
-DATA_HELP = "Data source: embedded, tfrecord:DIR, tfds:NAME or folder:DIR."
+# The flags the functions below define are the calling program's: `--help` lists them.
+flags.disclaim_key_flags()
+
 RUN_DIR_HELP = "A training run's directory (model.json + checkpoints)."
 
 
@@ -27,16 +32,6 @@ def define_onednn(**kwargs) -> None:
         f"also {runtime.OPT_OUT_ENV}=0 turns them off).",
         **kwargs,
     )
-
-
-def define_data(default: str | None = "embedded", help: str = DATA_HELP, **kwargs) -> None:
-    """--data: a `pipelines.open_source` spec."""
-    flags.DEFINE_string("data", default, help, **kwargs)
-
-
-def define_data_dir(help: str = "Where the embedded data set or TFDS data live.", **kwargs) -> None:
-    """--data_dir: where `embedded` and `tfds:` sources live."""
-    flags.DEFINE_string("data_dir", None, help, **kwargs)
 
 
 def define_model_dir(help: str = RUN_DIR_HELP, as_list: bool = False, **kwargs) -> None:

@@ -13,6 +13,9 @@ from overfeat_tf import cli, flags_common, xla_choice
 from overfeat_tf.cli import FlagError
 from overfeat_tf.training import launch, recipes, strategies
 
+# The flags the functions below define are the calling program's: `--help` lists them.
+flags.disclaim_key_flags()
+
 FLAGS = flags.FLAGS
 
 

@@ -7,10 +7,11 @@ from absl import app, flags
 
 from pipelines import sources
 from pipelines import stats
+from pipelines.bin import flags_common
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data", "embedded", "Data source spec (see pipelines.open_source).")
-flags.DEFINE_string("data_dir", None, "Data directory for `embedded` / `tfds:` specs.")
+flags_common.define_data()
+flags_common.define_data_dir()
 flags.DEFINE_string("split", "train", "Split to stream.")
 flags.DEFINE_integer("max_images", 0, "Stop after this many images; 0 = all.", lower_bound=0)
 flags.DEFINE_string("output", None, "Output .npz file.", required=True)
