@@ -3,6 +3,8 @@ data set and the tiny model settings."""
 
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -16,12 +18,32 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 TINY_MODEL = {"num_classes": 3, "width": 0.0625, "init": "he", "dropout": 0.0}
 
 
-@pytest.fixture
-def subprocess_env() -> dict[str, str]:
-    """Environment for `python -c` subprocesses that import the project from the repo root."""
+def project_env() -> dict[str, str]:
+    """Environment for subprocesses that import the project from the repo root."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """`project_env()`, for `python -c` and `python -m` subprocesses."""
+    return project_env()
+
+
+def run_module(
+    module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """`python -m module args...` in a fresh process (env default `project_env()`), its
+    output captured as text; the caller checks the return code."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        check=False,
+        env=project_env() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,6 @@ a few steps and evaluated with the binaries."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ import pytest
 import pipelines
 from overfeat_tf.training import summaries
 from pipelines import annotations, convert, ilsvrc_det, testing, voc
+from tests.conftest import run_module
 
 W, H = 80, 60  # every test image
 
@@ -54,14 +53,7 @@ def _voc_tree(root) -> None:
 
 
 def _run(module, env, *flags):
-    return subprocess.run(
-        [sys.executable, "-m", module, *flags],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_module(module, *flags, env=env)
 
 
 def _records(directory, split):

@@ -3,8 +3,6 @@ for AlexNet only, ZFNet's ten sub-crops (ZFNet section 3), and `--stats` files i
 place of the published constants, recorded in the run."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from overfeat_tf import input_stats
 from overfeat_tf import run_dir
 from overfeat_tf.training import recipes
 from pipelines import constants, sources, stats, testing, transforms
+from tests.conftest import run_module
 
 
 def test_pca_lighting_belongs_to_alexnets_recipe_only():
@@ -123,14 +122,7 @@ def test_a_run_records_its_statistics_for_evaluation_and_export(tmp_path):
 
 
 def _binary(module, *args, env):
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_module(module, *args, env=env)
 
 
 @pytest.mark.slow

@@ -7,8 +7,6 @@ pool5; OverFeat sections 4 and 5 apply to all four networks).
 """
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,19 +16,13 @@ from overfeat_tf import run_dir
 from overfeat_tf.detection import detector
 from overfeat_tf.detection import regressor as regressor_lib
 from pipelines import embedded
+from tests.conftest import run_module
 
 KWARGS = {"width": 0.0625, "init": "he", "dropout": 0.0}
 
 
 def _run(module, env, *flags):
-    result = subprocess.run(
-        [sys.executable, "-m", module, *flags],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = run_module(module, *flags, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

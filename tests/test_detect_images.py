@@ -1,8 +1,6 @@
 """overfeat-detect on a folder of plain images (subprocess): a JSON and a PNG each."""
 
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -14,6 +12,7 @@ import overfeat_tf
 from overfeat_tf import run_dir as run_dir_lib
 from overfeat_tf.detection import regressor
 from pipelines import testing
+from tests.conftest import run_module
 
 KWARGS = {"width": 0.0625, "init": "he", "dropout": 0.0}
 NAMES = ["cat", "dog", "bird"]
@@ -65,14 +64,7 @@ def workspace(tmp_path_factory):
 
 
 def _detect(env, *flags):
-    return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.bin.detect", *flags],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("overfeat_tf.bin.detect", *flags, env=env, timeout=300)
 
 
 @pytest.mark.slow

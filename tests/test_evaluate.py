@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,6 +9,7 @@ import tensorflow as tf
 
 import overfeat_tf
 from overfeat_tf import run_dir
+from tests.conftest import run_module
 
 CLASSES = ["disc", "square", "star"]
 PREDICTED = 1  # the untrained model is biased to always answer this class
@@ -39,13 +38,7 @@ def workspace(tmp_path_factory):
 
 
 def _evaluate(env, *flags):
-    return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.bin.evaluate", *flags],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("overfeat_tf.bin.evaluate", *flags, env=env, timeout=300)
 
 
 @pytest.mark.slow

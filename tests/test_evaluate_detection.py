@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -14,6 +12,7 @@ import overfeat_tf
 from overfeat_tf import run_dir
 from overfeat_tf.detection import regressor
 from pipelines import embedded
+from tests.conftest import run_module
 
 KWARGS = {"width": 0.0625, "init": "he", "dropout": 0.0}
 NAMES = list(embedded.CLASS_NAMES)
@@ -54,14 +53,7 @@ def workspace(tmp_path_factory, tiny_data):
 
 
 def _evaluate(env, *flags):
-    return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.bin.evaluate", *flags],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("overfeat_tf.bin.evaluate", *flags, env=env, timeout=300)
 
 
 def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, subprocess_env, tiny_data):

@@ -4,8 +4,6 @@
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -14,6 +12,7 @@ from overfeat_tf.evaluation import dense
 from overfeat_tf.experiments import report, tables
 from overfeat_tf.experiments.runner import Settings, TableRunner
 from overfeat_tf.training import launch
+from tests.conftest import run_module
 
 
 def _all_rows():
@@ -95,14 +94,7 @@ def test_markdown_sets_measured_beside_the_paper():
 
 
 def _experiment(env, *flags):
-    return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.bin.experiment", *flags],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_module("overfeat_tf.bin.experiment", *flags, env=env)
 
 
 def _mtimes(out_dir):

@@ -8,8 +8,6 @@ loader and in `saved_model_cli` (TF1 session loading, as TF Serving's C++ loader
 
 import os  # noqa: I001  (overfeat_tf before TensorFlow: oneDNN)
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,6 +21,7 @@ import pipelines
 import tensorflow as tf
 
 from export import saved_model
+from tests.conftest import run_module
 
 CLASS_NAMES = ["disc", "square", "star"]
 PROBABILITY_ATOL = 1e-5
@@ -36,9 +35,7 @@ def _jpeg(seed: int, height: int, width: int) -> bytes:
 
 
 def _run(env, module, *flags):
-    return subprocess.run(
-        [sys.executable, "-m", module, *flags], env=env, capture_output=True, text=True, check=False
-    )
+    return run_module(module, *flags, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from overfeat_tf import run_dir as run_dir_lib
 from overfeat_tf.training import recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer
 from pipelines import embedded, testing
+from tests.conftest import run_module
 
 TINY = {"num_classes": 3, "width": 0.0625}
 CLASSES = ["a", "b", "c"]
@@ -53,13 +54,7 @@ def _tree(root, classes=("a", "b"), good=0, bad=2) -> str:
 
 
 def _run(env, module, *flags, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", module, *flags],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_module(module, *flags, env=env, timeout=timeout)
 
 
 def _one_line(result, program: str) -> str:

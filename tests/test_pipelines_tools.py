@@ -1,10 +1,6 @@
 """Converter, statistics tool and their console scripts."""
 
 import io
-import os
-import pathlib
-import subprocess
-import sys
 import tarfile
 
 import numpy as np
@@ -14,14 +10,12 @@ from pipelines import convert
 from pipelines import embedded
 from pipelines import stats
 from pipelines import testing
-
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from tests.conftest import project_env, run_module
 
 
 def _run_binary(module, *args):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, timeout=300
+    return run_module(
+        module, *args, env={**project_env(), "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300
     )
 
 

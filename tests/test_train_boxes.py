@@ -2,8 +2,6 @@
 flags) and overfeat-evaluate --modes=localization, on the tiny embedded data set."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ import overfeat_tf
 from overfeat_tf import run_dir
 from overfeat_tf.detection import regressor as regressor_lib
 from pipelines import embedded, testing
+from tests.conftest import run_module
 
 BUILD_KWARGS = {
     "num_classes": len(embedded.CLASS_NAMES),
@@ -37,14 +36,7 @@ def workspace(tmp_path_factory):
 
 
 def _run(module, env, *flags):
-    return subprocess.run(
-        [sys.executable, "-m", module, *flags],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_module(module, *flags, env=env)
 
 
 def _train(workspace, env, model_dir, *flags):

@@ -17,6 +17,7 @@ from overfeat_tf import run_dir
 from overfeat_tf.training import recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer, TrainingDiverged
 from tests.conftest import TINY_MODEL as TINY
+from tests.conftest import run_module
 
 # Tiny AlexNet: geometry of the paper, 1/16 of its channels.
 
@@ -268,12 +269,8 @@ def test_a_paper_recipe_on_a_small_set_points_to_quick(recipe, tiny_data, tmp_pa
     ],
 )
 def test_bad_flags_are_one_line_errors(flags, message, tmp_path, subprocess_env):
-    result = subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.bin.train", f"--model_dir={tmp_path}", *flags],
-        env=subprocess_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_module(
+        "overfeat_tf.bin.train", f"--model_dir={tmp_path}", *flags, env=subprocess_env, timeout=120
     )
     assert result.returncode != 0
     # Ours: "overfeat-train: --flag=...: why"; absl's: "FATAL Flags parsing error: flag --flag=...".

@@ -1,8 +1,5 @@
 """`python -m overfeat_tf.bin.visualize` end to end, each run in its own process (absl flags)."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -11,7 +8,7 @@ from overfeat_tf import run_dir as run_dir_lib
 from pipelines import testing
 
 import keras  # noqa: E402
-from tests.conftest import TINY_MODEL as TINY
+from tests.conftest import TINY_MODEL as TINY, run_module
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +26,7 @@ def run_dir(tmp_path_factory):
 
 
 def _visualize(env, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "overfeat_tf.bin.visualize", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_module("overfeat_tf.bin.visualize", *args, env=env, timeout=300)
 
 
 @pytest.mark.slow

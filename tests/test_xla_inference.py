@@ -15,6 +15,7 @@ import overfeat_tf
 from overfeat_tf import evaluation
 from overfeat_tf.evaluation import dense
 from overfeat_tf import run_dir
+from tests.conftest import run_module
 from pipelines import embedded, testing
 
 CLASSES = 5
@@ -123,14 +124,7 @@ def test_ten_view_compiled_equals_plain_and_pads_a_smaller_batch_to_one_compile(
 
 @pytest.mark.parametrize("module", ["overfeat_tf.bin.train", "overfeat_tf.bin.evaluate"])
 def test_a_bad_xla_flag_is_an_error_naming_it(module, subprocess_env):
-    result = subprocess.run(
-        [sys.executable, "-m", module, "--xla=fast"],
-        check=False,
-        env=subprocess_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_module(module, "--xla=fast", env=subprocess_env, timeout=300)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if "--xla" in line]
     expected = "FATAL Flags parsing error: flag --xla=fast: value should be one of <auto|on|off>"
