@@ -1,8 +1,6 @@
-"""Correspondence analysis (ZFNet section 4.3, Table 1): the API and the binary mode."""
+"""Correspondence analysis (ZFNet section 4.3, Table 1): the API and the visualization mode."""
 
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -10,9 +8,10 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
+from overfeat_tf import cli
 from overfeat_tf import run_dir as run_dir_lib
 from overfeat_tf.visualization import correspondence as cc
-from overfeat_tf.visualization import deconvnet
+from overfeat_tf.visualization import deconvnet, launch
 from pipelines import testing
 from tests.conftest import TINY_MODEL as TINY
 
@@ -152,37 +151,28 @@ def run_dir(tmp_path_factory, model):
     return root
 
 
-def _visualize(env, run_dir, *args):
-    images = ",".join(f"{run_dir}/dog{k}.png" for k in range(3))
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "overfeat_tf.bin.visualize",
-            "--mode=correspondence",
-            f"--model_dir={run_dir}/run",
-            f"--image={images}",
-            *args,
-        ],
-        check=False,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+def _spec(run_dir, **fields) -> launch.VisualizeSpec:
+    """overfeat-visualize --mode=correspondence on the three dog images, as a spec (the
+    program passes its flags as these fields; test_visualization_binary runs it)."""
+    images = tuple(f"{run_dir}/dog{k}.png" for k in range(3))
+    return launch.VisualizeSpec(
+        mode="correspondence", model_dir=f"{run_dir}/run", image=images, **fields
     )
 
 
-def test_binary_prints_the_table_and_writes_json(run_dir, subprocess_env):
-    out = _visualize(
-        subprocess_env,
-        run_dir,
-        f"--output_dir={run_dir}/out",
-        "--draws=3",
-        "--boxes=right eye=40,40,80,90;42,60,82,110;30,50,70,100",
-        "--boxes=nose=100,100,130,130;100,100,130,130;100,100,130,130",
+def test_correspondence_mode_prints_the_table_and_writes_json(run_dir, capsys):
+    launch.run(
+        _spec(
+            run_dir,
+            output_dir=f"{run_dir}/out",
+            draws=3,
+            boxes=(
+                "right eye=40,40,80,90;42,60,82,110;30,50,70,100",
+                "nose=100,100,130,130;100,100,130,130;100,100,130,130",
+            ),
+        )
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.splitlines()[0].split() == ["part", "conv5", "fc7"]
+    assert capsys.readouterr().out.splitlines()[0].split() == ["part", "conv5", "fc7"]
     report = json.loads((run_dir / "out" / "correspondence.json").read_text())
     assert [r["name"] for r in report["rows"]] == ["right eye", "nose", "random"]
     assert len(report["rows"][2]["values"]["fc7"]) == 6  # 3 draws for each of 2 parts.
@@ -190,18 +180,14 @@ def test_binary_prints_the_table_and_writes_json(run_dir, subprocess_env):
     assert (run_dir / "out" / "dog1_right_eye.png").is_file()
 
 
-def test_binary_errors_are_one_line(run_dir, subprocess_env):
+def test_correspondence_errors_are_one_line(run_dir):
     cases = {
-        (
-            "--boxes=eye=1,1,20,20;1,1,20,20",
-        ): "--boxes: part 'eye' has 2 boxes for 3 images of --image; give one per image, in order",
-        (
-            "--boxes=eye=1,1,20,20;1,1,20,20;200,200,240,240",
-        ): f"--boxes: {run_dir}/dog2.png: mask 200,200,240,240 is not a box inside the image (224x224)",
+        "eye=1,1,20,20;1,1,20,20": "--boxes: part 'eye' has 2 boxes for 3 images of --image; "
+        "give one per image, in order",
+        "eye=1,1,20,20;1,1,20,20;200,200,240,240": f"--boxes: {run_dir}/dog2.png: mask "
+        "200,200,240,240 is not a box inside the image (224x224)",
     }
-    for args, message in cases.items():
-        out = _visualize(subprocess_env, run_dir, *args)
-        assert out.returncode != 0
-        assert out.stderr.strip().splitlines()[-1].startswith(f"overfeat-visualize: {message}"), (
-            out.stderr[-2000:]
-        )
+    for boxes, message in cases.items():
+        with pytest.raises(launch.SpecError) as error:
+            launch.run(_spec(run_dir, boxes=(boxes,)))
+        assert cli.user_error_line(error.value, (launch.SpecError,)).startswith(message)

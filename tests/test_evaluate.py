@@ -1,4 +1,5 @@
-"""The evaluation binary, end to end in subprocesses (overfeat_tf/evaluate.py)."""
+"""overfeat-evaluate end to end in subprocesses, and its errors through the evaluation
+library in process (`overfeat_tf.evaluation.launch`)."""
 
 import json
 import os
@@ -8,7 +9,8 @@ import pytest
 import tensorflow as tf
 
 import overfeat_tf
-from overfeat_tf import run_dir
+from overfeat_tf import cli, run_dir
+from overfeat_tf.evaluation import launch
 from tests.conftest import run_module
 
 CLASSES = ["disc", "square", "star"]
@@ -75,30 +77,44 @@ def _copy_checkpoint(source, destination):
             tf.io.gfile.copy(str(source / name), str(destination / name))
 
 
+def _error_line(**spec) -> str:
+    """The one line overfeat-evaluate prints for `EvalSpec(**spec)`'s error."""
+    with pytest.raises(launch.SpecError) as error:
+        launch.run(launch.EvalSpec(**spec))
+    return cli.user_error_line(error.value, (launch.SpecError,))
+
+
 @pytest.mark.parametrize(
     "case, message",
     [
         ("empty_dir", "is not a model dir: model.json is missing"),
         ("no_checkpoint", "No checkpoint in"),
         ("unknown_model", "Unknown model 'overfeet'; valid names: alexnet, zfnet,"),
-        ("bad_modes", "--modes: 'center,crops' is invalid; valid: center,ten_view,dense"),
     ],
 )
-def test_bad_input_is_a_one_line_error(workspace, subprocess_env, tmp_path, case, message):
+def test_a_bad_run_is_a_one_line_error(workspace, tmp_path, case, message):
     run = workspace / "run"
     config = json.loads((run / "model.json").read_text())
-    flags = [f"--model_dir={tmp_path}"]
     if case == "no_checkpoint":
         (tmp_path / "model.json").write_text(json.dumps(config))
     elif case == "unknown_model":
         (tmp_path / "model.json").write_text(json.dumps({**config, "name": "overfeet"}))
         _copy_checkpoint(run, tmp_path)
-    elif case == "bad_modes":
-        flags = [f"--model_dir={run}", "--modes=center,crops"]
-    result = _evaluate(subprocess_env, *flags, f"--data=folder:{workspace / 'data'}")
+    line = _error_line(model_dir=(str(tmp_path),), data=f"folder:{workspace / 'data'}")
+    assert line.startswith(f"--model_dir={tmp_path}: ") and message in line
+
+
+def test_bad_modes_are_a_one_line_error_of_the_program(workspace, subprocess_env):
+    result = _evaluate(
+        subprocess_env,
+        f"--model_dir={workspace / 'run'}",
+        "--modes=center,crops",
+        f"--data=folder:{workspace / 'data'}",
+    )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("overfeat-evaluate: ") and message in last, result.stderr[-2000:]
+    message = "overfeat-evaluate: --modes: 'center,crops' is invalid; valid: center,ten_view,dense"
+    assert last.startswith(message), result.stderr[-2000:]
 
 
 def _second_run(workspace, name, init, classes=CLASSES):
@@ -132,18 +148,11 @@ def test_ensemble_of_runs_in_every_mode(workspace, subprocess_env):
         assert report["results"][mode]["top1_error"] == pytest.approx(100 * 4 / 6, abs=1e-3)
 
 
-def test_ensemble_flag_errors_are_one_line(workspace, subprocess_env):
+def test_ensemble_errors_are_one_line(workspace):
     run = workspace / "run"
     other = _second_run(workspace, "run_other_classes", "he", ["disc", "square", "cross"])
-    cases = [
-        ([f"--model_dir={run},{other}"], "classes that differ from the 3 of"),
-        (
-            [f"--model_dir={run},{run}", "--checkpoint=x"],
-            "--checkpoint names the checkpoint of a single --model_dir",
-        ),
-    ]
-    for flags, message in cases:
-        result = _evaluate(subprocess_env, *flags, f"--data=folder:{workspace / 'data'}")
-        last = result.stderr.strip().splitlines()[-1]
-        assert result.returncode != 0 and last.startswith("overfeat-evaluate: ")
-        assert message in last, result.stderr[-2000:]
+    data = f"folder:{workspace / 'data'}"
+    line = _error_line(model_dir=(str(run), str(other)), data=data)
+    assert "classes that differ from the 3 of" in line
+    line = _error_line(model_dir=(str(run), str(run)), checkpoint="x", data=data)
+    assert line == "--checkpoint names the checkpoint of a single --model_dir"

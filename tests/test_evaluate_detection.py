@@ -1,4 +1,5 @@
-"""overfeat-evaluate --modes=detection end to end (a subprocess) on tiny embedded data."""
+"""overfeat-evaluate --modes=detection on tiny embedded data: the evaluation library in
+process, and the program in a subprocess."""
 
 import json
 import os
@@ -11,6 +12,7 @@ import tensorflow as tf
 import overfeat_tf
 from overfeat_tf import run_dir
 from overfeat_tf.detection import regressor
+from overfeat_tf.evaluation import launch
 from pipelines import embedded
 from tests.conftest import run_module
 
@@ -56,21 +58,24 @@ def _evaluate(env, *flags):
     return run_module("overfeat_tf.bin.evaluate", *flags, env=env, timeout=300)
 
 
-def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, subprocess_env, tiny_data):
+def test_detection_mode_prints_ap_table_writes_json_and_pngs(workspace, capsys, tiny_data):
     run, draw_dir = workspace / "run", workspace / "pngs"
-    result = _evaluate(
-        subprocess_env,
-        f"--model_dir={run}",
-        "--data=embedded",
-        f"--data_dir={tiny_data}",
-        "--modes=detection",
-        "--noflips",
-        "--max_examples=3",
-        f"--draw_dir={draw_dir}",
-        "--draw_max=2",
+    # In-process: the evaluation library, as overfeat-evaluate calls it (the subprocess
+    # test below covers the program).
+    launch.run(
+        launch.EvalSpec(
+            model_dir=(str(run),),
+            data="embedded",
+            data_dir=tiny_data,
+            modes=("detection",),
+            flips=False,
+            max_examples=3,
+            draw_dir=str(draw_dir),
+            draw_max=2,
+        )
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "(detection_validation)" in result.stdout and "mean (mAP@0.5)" in result.stdout
+    stdout = capsys.readouterr().out
+    assert "(detection_validation)" in stdout and "mean (mAP@0.5)" in stdout
     report = json.loads((run / "eval.json").read_text())
     found = report["results"]["detection"]
     assert found["examples"] == 3 and 0.0 <= found["map"] <= 1.0

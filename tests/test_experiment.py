@@ -107,6 +107,9 @@ def _mtimes(out_dir):
     return {path: os.stat(path).st_mtime_ns for path in paths}
 
 
+# Slow: trains in a subprocess; test_an_interrupted_run_is_trained_again runs the runner in
+# process in the fast tier.
+@pytest.mark.slow
 def test_two_rows_end_to_end_then_a_rerun_skips_them(tiny_data, tmp_path, subprocess_env):
     out_dir = str(tmp_path / "table2")
     # Three rows of OverFeat Table 2 that share one trained model; the two dense ones
@@ -179,13 +182,23 @@ def test_an_interrupted_run_is_trained_again(tiny_data, tmp_path):
     "flags,message",
     [
         (["--table=nope"], "--table=nope: Unknown table 'nope'; valid: alexnet_ablations"),
-        ([], "--table is required"),
-        (["--table=zfnet_variants", "--rows=zfnet,nope"], "--rows=zfnet,nope: Unknown rows nope"),
-        (["--table=zfnet_variants", "--data=tfrecord:/nonexistent"], "--data=tfrecord:"),
+        # One case in the fast tier: each is a fresh TensorFlow process.
+        pytest.param([], "--table is required", marks=pytest.mark.slow),
+        pytest.param(
+            ["--table=zfnet_variants", "--rows=zfnet,nope"],
+            "--rows=zfnet,nope: Unknown rows nope",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            ["--table=zfnet_variants", "--data=tfrecord:/nonexistent"],
+            "--data=tfrecord:",
+            marks=pytest.mark.slow,
+        ),
         # --train_args are parsed with overfeat-train's own flags.
-        (
+        pytest.param(
             ["--table=zfnet_variants", "--train_args=--nope=1"],
             "--train_args=--nope=1: Unknown command line flag 'nope'",
+            marks=pytest.mark.slow,
         ),
     ],
 )

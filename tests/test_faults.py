@@ -169,8 +169,11 @@ def test_check_compatible_names_the_difference(tmp_path):
     "flag, message",
     [
         ("--width=0", "--width must be > 0"),
-        ("--model=overfeat_fast", "model 'alexnet', not 'overfeat_fast'"),
-        ("--width=0.125", "width 0.0625, not 0.125"),
+        # One case in the fast tier: each is a fresh TensorFlow process.
+        pytest.param(
+            "--model=overfeat_fast", "model 'alexnet', not 'overfeat_fast'", marks=pytest.mark.slow
+        ),
+        pytest.param("--width=0.125", "width 0.0625, not 0.125", marks=pytest.mark.slow),
     ],
 )
 def test_incompatible_flags_leave_an_existing_run_untouched(
@@ -309,7 +312,12 @@ def bad_tree(tmp_path) -> str:
 
 
 @pytest.mark.parametrize(
-    "case", ["missing_data", "unwritable", "file", pytest.param("strict", marks=pytest.mark.slow)]
+    "case",
+    # One case in the fast tier: each is a fresh TensorFlow process.
+    [
+        "missing_data",
+        *(pytest.param(c, marks=pytest.mark.slow) for c in ("unwritable", "file", "strict")),
+    ],
 )
 def test_user_errors_of_training_are_one_line(case, bad_tree, tmp_path, subprocess_env):
     a_file = tmp_path / "a_file"
@@ -343,7 +351,9 @@ def test_evaluating_no_readable_image_is_one_line(saved_run, bad_tree, subproces
     assert "No image to evaluate" in _one_line(result, "overfeat-evaluate")
 
 
-@pytest.mark.parametrize("how", ["--verbose", "OVERFEAT_TRACEBACK=1"])
+@pytest.mark.parametrize(
+    "how", ["--verbose", pytest.param("OVERFEAT_TRACEBACK=1", marks=pytest.mark.slow)]
+)
 def test_verbose_shows_the_traceback(how, tmp_path, subprocess_env):
     env = dict(subprocess_env)
     flags = _train_flags("folder:/missing", tmp_path / "r")

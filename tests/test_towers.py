@@ -390,8 +390,17 @@ def test_train_binary_places_the_towers_on_two_cpus(tiny_data, tmp_path):
             ["--model=alexnet", "--tower_devices=/CPU:0,/CPU:1", "--strategy=mirrored"],
             "--tower_devices runs one replica",
         ),
-        (["--model=zfnet", "--tower_devices=/CPU:0,/CPU:1"], "zfnet has 1 tower(s)"),
-        (["--model=alexnet", "--tower_devices=/GPU:0,/GPU:1"], "--tower_devices: no /GPU:0"),
+        # One case in the fast tier: each is a fresh TensorFlow process.
+        pytest.param(
+            ["--model=zfnet", "--tower_devices=/CPU:0,/CPU:1"],
+            "zfnet has 1 tower(s)",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            ["--model=alexnet", "--tower_devices=/GPU:0,/GPU:1"],
+            "--tower_devices: no /GPU:0",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_bad_tower_flags_are_one_line_errors(tiny_data, tmp_path, flags, message):

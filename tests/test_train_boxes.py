@@ -121,8 +121,17 @@ def test_detection_task_trains_the_regressor_then_the_background_classifier(
     "flags, message",
     [
         ((), "--classifier_dir is required"),
-        (("--classifier_dir={classifier}", "--scales=200"), "--scales must be >= 227"),
-        (("--classifier_dir={classifier}", "--batch_size=100"), "exceeds the 48 examples"),
+        # One case in the fast tier: each is a fresh TensorFlow process.
+        pytest.param(
+            ("--classifier_dir={classifier}", "--scales=200"),
+            "--scales must be >= 227",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            ("--classifier_dir={classifier}", "--batch_size=100"),
+            "exceeds the 48 examples",
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["no_classifier", "small_scale", "big_batch"],
 )

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import overfeat_tf
 from overfeat_tf import run_dir
-from overfeat_tf.training import recipes, strategies
+from overfeat_tf.training import launch, recipes, strategies
 from overfeat_tf.training.trainer import TrainConfig, Trainer, TrainingDiverged
 from tests.conftest import TINY_MODEL as TINY
 from tests.conftest import run_module
@@ -67,6 +67,8 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(np.isfinite(v.numpy()).all() for v in restored.model.weights)
 
 
+# Slow: two more processes; the fast tier runs the divergence test itself.
+@pytest.mark.slow
 @pytest.mark.parametrize("onednn", ["0", "1"])
 def test_divergence_is_caught_with_onednn_off_and_on(onednn, subprocess_env):
     """oneDNN is decided when TensorFlow loads: each setting runs in its own process."""
@@ -242,15 +244,22 @@ def test_sigkill_then_restart_resumes_where_it_stopped(tiny_data, tmp_path, subp
 
 
 @pytest.mark.parametrize("recipe", [None, "quick"])
-def test_a_paper_recipe_on_a_small_set_points_to_quick(recipe, tiny_data, tmp_path, subprocess_env):
-    extra = ["--max_steps=1", *([f"--recipe={recipe}"] if recipe else [])]
-    out = subprocess.run(
-        _train_command(tiny_data, tmp_path, *extra),
-        check=True,
-        env=subprocess_env,
-        capture_output=True,
-        text=True,
-    ).stdout
+def test_a_paper_recipe_on_a_small_set_points_to_quick(recipe, tiny_data, tmp_path, capsys):
+    # In process: launch.run is what overfeat-train calls with its flags.
+    launch.run(
+        launch.TrainSpec(
+            data=f"tfrecord:{tiny_data}",
+            model_dir=str(tmp_path),
+            model="alexnet",
+            width=0.0625,
+            batch_size=8,
+            init="he",
+            dropout=0.0,
+            max_steps=1,
+            recipe=recipe,
+        )
+    )
+    out = capsys.readouterr().out
     hints = [line for line in out.splitlines() if "--recipe=quick" in line]
     if recipe is None:  # the model's paper recipe, on 48 images
         assert len(hints) == 1 and "alexnet paper recipe" in hints[0] and "48" in hints[0]
@@ -263,9 +272,10 @@ def test_a_paper_recipe_on_a_small_set_points_to_quick(recipe, tiny_data, tmp_pa
     "flags,message",
     [
         (["--model=vgg"], "--model"),
-        (["--data=tfrecord:/nonexistent/dir"], "--data"),
-        (["--data=imagenet"], "--data"),
-        (["--epochs=0"], "--epochs"),
+        # One case in the fast tier: each is a fresh TensorFlow process.
+        pytest.param(["--data=tfrecord:/nonexistent/dir"], "--data", marks=pytest.mark.slow),
+        pytest.param(["--data=imagenet"], "--data", marks=pytest.mark.slow),
+        pytest.param(["--epochs=0"], "--epochs", marks=pytest.mark.slow),
     ],
 )
 def test_bad_flags_are_one_line_errors(flags, message, tmp_path, subprocess_env):

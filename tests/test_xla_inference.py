@@ -122,7 +122,10 @@ def test_ten_view_compiled_equals_plain_and_pads_a_smaller_batch_to_one_compile(
 # ---- the binaries' flags -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", ["overfeat_tf.bin.train", "overfeat_tf.bin.evaluate"])
+@pytest.mark.parametrize(
+    "module",
+    ["overfeat_tf.bin.evaluate", pytest.param("overfeat_tf.bin.train", marks=pytest.mark.slow)],
+)
 def test_a_bad_xla_flag_is_an_error_naming_it(module, subprocess_env):
     result = run_module(module, "--xla=fast", env=subprocess_env, timeout=300)
     assert result.returncode != 0
