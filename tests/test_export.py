@@ -26,6 +26,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2  # noqa: E40
 
 from export import requests as serving_requests  # noqa: E402
 from export import saved_model, signatures  # noqa: E402
+from tests.conftest import run_module
 
 # A name with a space: the asset keeps whole lines.
 CLASS_NAMES = ["n01440764", "n01443537", "tabby cat"]
@@ -426,9 +427,7 @@ def test_fresh_process_loads_the_keras_file_and_the_saved_model(exported, tmp_pa
 
 
 def _run_binary(env: dict, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "export", *flags], env=env, capture_output=True, text=True
-    )
+    return run_module("export", *flags, env=env)
 
 
 def test_binary_exports_the_next_version(exported, model_dir, export_base, subprocess_env):

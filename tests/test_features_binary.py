@@ -1,8 +1,5 @@
 """`python -m overfeat_tf.bin.extract_features` end to end in a subprocess."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -12,6 +9,7 @@ from pipelines import testing
 
 import keras  # noqa: E402
 from tests.conftest import TINY_MODEL as TINY
+from tests.conftest import run_module
 
 
 @pytest.mark.slow
@@ -25,20 +23,14 @@ def test_image_folder_to_npy(tmp_path, subprocess_env):
             testing.encode(testing.smooth_image(260 + 10 * i, 300, i))
         )
     (tmp_path / "images" / "notes.txt").write_text("not an image")
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "overfeat_tf.bin.extract_features",
-            f"--model_dir={tmp_path}/run",
-            f"--image_dir={tmp_path}/images",
-            "--layers=pool5,fc7",
-            f"--output_dir={tmp_path}/out",
-            "--batch_size=2",
-        ],
+    out = run_module(
+        "overfeat_tf.bin.extract_features",
+        f"--model_dir={tmp_path}/run",
+        f"--image_dir={tmp_path}/images",
+        "--layers=pool5,fc7",
+        f"--output_dir={tmp_path}/out",
+        "--batch_size=2",
         env=subprocess_env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
@@ -48,19 +40,13 @@ def test_image_folder_to_npy(tmp_path, subprocess_env):
     names = (tmp_path / "out" / "filenames.txt").read_text().splitlines()
     assert [n.rsplit("/", 1)[-1] for n in names] == ["img0.jpg", "img1.jpg", "img2.jpg"]
 
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "overfeat_tf.bin.extract_features",
-            f"--model_dir={tmp_path}/run",
-            f"--image_dir={tmp_path}/images",
-            "--layers=fc9",
-            f"--output_dir={tmp_path}/out",
-        ],
+    bad = run_module(
+        "overfeat_tf.bin.extract_features",
+        f"--model_dir={tmp_path}/run",
+        f"--image_dir={tmp_path}/images",
+        "--layers=fc9",
+        f"--output_dir={tmp_path}/out",
         env=subprocess_env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert bad.returncode != 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pathlib
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from overfeat_tf import transfer
 from overfeat_tf.models import tower_traffic, tower_weights, towers
 from overfeat_tf.training import recipes
 from overfeat_tf.training.trainer import TrainConfig, Trainer
+from tests.conftest import project_env, run_module
 from tests.conftest import TINY_MODEL as TINY
 
 TWO = ("/CPU:0", "/CPU:1")
@@ -216,12 +216,10 @@ def two_device_report(out_dir: str) -> None:
 @pytest.fixture(scope="module")
 def two_devices(tmp_path_factory) -> tuple[dict, pathlib.Path]:
     out = tmp_path_factory.mktemp("two_devices")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", _CHILD, str(REPO_ROOT), str(out)],
         check=False,
-        env=env,
+        env=project_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -353,11 +351,7 @@ def test_missing_device_falls_back_with_one_warning(caplog):
 
 
 def _train_binary(tiny_data, model_dir, *flags):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    command = [
-        sys.executable,
-        "-m",
+    return run_module(
         "overfeat_tf.bin.train",
         f"--data=tfrecord:{tiny_data}",
         f"--model_dir={model_dir}",
@@ -369,9 +363,7 @@ def _train_binary(tiny_data, model_dir, *flags):
         "--noexport",
         "--dropout=0",
         *flags,
-    ]
-    return subprocess.run(
-        command, check=False, env=env, capture_output=True, text=True, timeout=300
+        timeout=300,
     )
 
 

@@ -4,8 +4,6 @@ and compile once per bucket; the classifiers compile once per split; the flags."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -143,22 +141,15 @@ def test_evaluate_records_the_choice_per_mode(tmp_path, subprocess_env):
     )
     data_dir = str(tmp_path / "data")
     embedded.ensure_embedded_dataset(data_dir, testing.TINY_EMBEDDED)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "overfeat_tf.bin.evaluate",
-            f"--model_dir={run}",
-            "--modes=center",
-            "--xla=off",
-            "--max_examples=8",
-            "--batch_size=4",
-            f"--data_dir={data_dir}",
-        ],
-        check=False,
+    result = run_module(
+        "overfeat_tf.bin.evaluate",
+        f"--model_dir={run}",
+        "--modes=center",
+        "--xla=off",
+        "--max_examples=8",
+        "--batch_size=4",
+        f"--data_dir={data_dir}",
         env=subprocess_env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
