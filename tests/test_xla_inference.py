@@ -11,10 +11,9 @@ import tensorflow as tf
 
 import overfeat_tf
 from overfeat_tf import evaluation
-from overfeat_tf.evaluation import dense
+from overfeat_tf.evaluation import dense, launch
 from overfeat_tf import run_dir
 from tests.conftest import run_module
-from pipelines import embedded, testing
 
 CLASSES = 5
 
@@ -132,27 +131,24 @@ def test_a_bad_xla_flag_is_an_error_naming_it(module, subprocess_env):
     assert errors == [expected], result.stderr[-2000:]
 
 
-def test_evaluate_records_the_choice_per_mode(tmp_path, subprocess_env):
+def test_evaluate_records_the_choice_per_mode(tmp_path, tiny_data, capsys):
     build_kwargs = {"num_classes": 12, "width": 0.0625, "init": "he"}
     model = overfeat_tf.build_model("alexnet", **build_kwargs)
     run = str(tmp_path / "run")
     run_dir.save_model(
         run, model, build_kwargs=build_kwargs, class_names=[str(i) for i in range(12)]
     )
-    data_dir = str(tmp_path / "data")
-    embedded.ensure_embedded_dataset(data_dir, testing.TINY_EMBEDDED)
-    result = run_module(
-        "overfeat_tf.bin.evaluate",
-        f"--model_dir={run}",
-        "--modes=center",
-        "--xla=off",
-        "--max_examples=8",
-        "--batch_size=4",
-        f"--data_dir={data_dir}",
-        env=subprocess_env,
-        timeout=300,
+    # In process: the evaluation library overfeat-evaluate calls with its flags.
+    launch.run(
+        launch.EvalSpec(
+            model_dir=(run,),
+            modes=("center",),
+            xla="off",
+            max_examples=8,
+            batch_size=4,
+            data_dir=tiny_data,
+        )
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "center: XLA off (off: as asked)" in result.stdout
+    assert "center: XLA off (off: as asked)" in capsys.readouterr().out
     report = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert report["results"]["center"]["xla"]["xla"] is False
