@@ -28,15 +28,17 @@ which the detector applies after the merge (clusters the merge left apart, e.g. 
 windows that see only part of an object, otherwise count as duplicates).
 
 The merge runs in rounds and gives exactly what the one-pair-at-a-time rule gives. Only
-pairs whose score can be <= t are ever scored (every score is at least d / s, so a sweep
-over the centres finds them); each live cluster keeps its best partner, and pairs are
-met in the order (score, lower index, higher index). A round takes the next disjoint
-pairs in that order, merges them tentatively, scores the merged boxes against their
-neighbours in a few vectorised calls, and keeps the longest prefix of merges that the
-sequential rule would also have made (a merge is kept when its score is strictly below
-every score the round's earlier merges of its class created); the rest wait for the next
-round. All classes merge in the same rounds, each with its own prefix, so far-apart
-clusters and classes merge together.
+pairs whose score can be <= t are ever scored (every score is at least d / s, so a lookup
+over the centres finds them, and a refreshed row first bounds its best score by its
+neighbours along x and gathers only the pairs that can match that bound); each live
+cluster keeps its best partner, and pairs are met in the order (score, lower index, higher
+index). A round takes the next disjoint pairs in that order, merges them tentatively,
+scores the merged boxes against their neighbours in a few vectorised calls, and keeps the
+longest prefix of merges that the sequential rule would also have made: a merge is kept
+when its score is strictly below every score the round's earlier merges of its class
+created, and below the scores a row left stale by them (its best partner was merged) may
+take next; the rest wait for the next round. All classes merge in the same rounds, each
+with its own prefix, so far-apart clusters and classes merge together.
 """
 
 from __future__ import annotations
@@ -172,6 +174,8 @@ class _Group:
         [k]), c is a cluster id from `candidates` of the same group, containing every pair
         whose score can be <= threshold, or <= `bound` [k] per query where given (both
         scores are at least centre distance / s)."""
+        if not len(queries) or not len(candidates):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         features = self.features[candidates]
         centre, root = features[:, 4:6], features[:, 7]
         q_centre, q_root = queries[:, 4:6], queries[:, 7]
@@ -179,19 +183,34 @@ class _Group:
         largest = max(root.max(initial=0.0), q_root.max(initial=0.0))
         slack = 1 + 1e-9  # covers the rounding of the scores' own arithmetic
         reach = bound * np.maximum(0.5 * (q_root + largest), 1e-12) * slack + 1e-9
-        # Sweep along x, each group on its own stretch of the line when the reach is finite.
-        keys, q_keys = centre[:, 1], q_centre[:, 1]
-        stretch = np.ptp(np.concatenate([keys, q_keys])) + 2 * reach.max(initial=0.0) + 1
-        if np.isfinite(stretch):
-            keys = keys + stretch * self.groups[candidates]
-            q_keys = q_keys + stretch * query_groups
+        # Columns along x as wide as the longest reach; within a column, clusters sorted by
+        # group, then y, each group on its own stretch of the line when the reach is finite.
+        # A query looks up a y-range in each column its reach touches.
+        xs, q_xs = centre[:, 1], q_centre[:, 1]
+        ys, q_ys = centre[:, 0], q_centre[:, 0]
+        far = reach.max(initial=0.0)
+        span = np.concatenate([ys, q_ys])
+        stretch = np.ptp(span) + 2 * far + 1
+        if np.isfinite(stretch) and far > 0:
+            left = min(xs.min(), q_xs.min())
+            columns = int(np.ptp(np.concatenate([xs, q_xs])) // far) + 1
+            buckets = self.groups[candidates] * columns + ((xs - left) // far).astype(np.int64)
+            keys = buckets * stretch + (ys - span.min())
+            first = np.maximum(((q_xs - reach - 1e-9 - left) // far).astype(np.int64), 0)
+            last = np.minimum(((q_xs + reach + 1e-9 - left) // far).astype(np.int64), columns - 1)
+            count = np.maximum(last - first + 1, 0)
+            query = np.repeat(np.arange(len(queries)), count)
+            column = np.arange(len(query)) + np.repeat(first - (np.cumsum(count) - count), count)
+            q_keys = (query_groups[query] * columns + column) * stretch + (q_ys[query] - span.min())
+        else:
+            keys, q_keys, query = ys, q_ys, np.arange(len(queries))
         order = np.argsort(keys)
-        xs = keys[order]
-        window = reach + 1e-12 * (1 + np.abs(xs).max(initial=0.0))  # the shift's rounding
-        lo = np.searchsorted(xs, q_keys - window, "left")
-        hi = np.searchsorted(xs, q_keys + window, "right")
+        sorted_keys = keys[order]
+        window = reach[query] + 1e-12 * (1 + np.abs(sorted_keys).max(initial=0.0))  # rounding
+        lo = np.searchsorted(sorted_keys, q_keys - window, "left")
+        hi = np.searchsorted(sorted_keys, q_keys + window, "right")
         width = hi - lo
-        q = np.repeat(np.arange(len(queries)), width)
+        q = np.repeat(query, width)
         position = np.arange(len(q)) + np.repeat(lo - (np.cumsum(width) - width), width)
         c = order[position]
         pair_reach = bound[q] * np.maximum(0.5 * (q_root[q] + root[c]), 1e-12) * slack + 1e-9
