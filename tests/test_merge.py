@@ -268,3 +268,14 @@ def test_identical_to_the_matrix_loop_on_2000_clustered_detections():
     got = merge.greedy_merge(boxes, scores, classes, threshold=1.0)
     assert len(got.boxes) < 200  # most boxes do merge
     _assert_identical(got, _reference(boxes, scores, classes, 1.0, "centre_iou", True))
+
+
+def test_identical_to_the_matrix_loop_on_duplicates_at_large_coordinates():
+    # Every box has an exact duplicate (best score 0) and the image is huge: the candidate
+    # lookup must still find every pair.
+    rng = np.random.default_rng(5)
+    boxes = np.repeat(_random_boxes(rng, 150, size=1e7), 2, axis=0)
+    scores, classes = rng.uniform(0, 1, 300), np.repeat(rng.integers(0, 2, 150), 2)
+    got = merge.greedy_merge(boxes, scores, classes, threshold=1.0)
+    assert len(got.boxes) <= 150
+    _assert_identical(got, _reference(boxes, scores, classes, 1.0, "centre_iou", True))

@@ -52,6 +52,7 @@ from overfeat_tf.detection import boxes as box_ops
 
 MATCHES = ("centre_iou", "literal")
 _PROBES = 4  # neighbours along x on each side that bound a refreshed row's best score
+_COLUMNS = 4096  # most columns a candidate lookup splits the x-axis into
 
 
 class Merged(NamedTuple):
@@ -183,17 +184,19 @@ class _Group:
         largest = max(root.max(initial=0.0), q_root.max(initial=0.0))
         slack = 1 + 1e-9  # covers the rounding of the scores' own arithmetic
         reach = bound * np.maximum(0.5 * (q_root + largest), 1e-12) * slack + 1e-9
-        # Columns along x as wide as the longest reach; within a column, clusters sorted by
-        # group, then y, each group on its own stretch of the line when the reach is finite.
-        # A query looks up a y-range in each column its reach touches.
+        # Columns along x as wide as the longest reach (at most _COLUMNS of them); within a
+        # column, clusters sorted by group, then y, each group on its own stretch of the
+        # line when the reach is finite. A query looks up a y-range in each column its
+        # reach touches.
         xs, q_xs = centre[:, 1], q_centre[:, 1]
         ys, q_ys = centre[:, 0], q_centre[:, 0]
-        far = reach.max(initial=0.0)
         span = np.concatenate([ys, q_ys])
-        stretch = np.ptp(span) + 2 * far + 1
+        stretch = np.ptp(span) + 2 * reach.max(initial=0.0) + 1
+        x_span = np.ptp(np.concatenate([xs, q_xs]))
+        far = max(reach.max(initial=0.0), x_span / _COLUMNS)
         if np.isfinite(stretch) and far > 0:
             left = min(xs.min(), q_xs.min())
-            columns = int(np.ptp(np.concatenate([xs, q_xs])) // far) + 1
+            columns = int(x_span // far) + 1
             buckets = self.groups[candidates] * columns + ((xs - left) // far).astype(np.int64)
             keys = buckets * stretch + (ys - span.min())
             first = np.maximum(((q_xs - reach - 1e-9 - left) // far).astype(np.int64), 0)
