@@ -121,8 +121,8 @@ flags.DEFINE_integer("classes_per_view", 5, "Localization: top classes per scale
 flags.DEFINE_float(
     "merge_threshold",
     None,
-    f"Greedy merge threshold (default: localization 0.5, detection "
-    f"{detector.DEFAULT_MERGE_THRESHOLD:g}).",
+    f"Greedy merge threshold (default: localization {localizer.DEFAULT_MERGE_THRESHOLD:g}, "
+    f"detection {detector.DEFAULT_MERGE_THRESHOLD:g}).",
 )
 flags.DEFINE_enum(
     "merge_match", "centre_iou", list(merge.MATCHES), "Localization / detection: match score."
@@ -229,7 +229,8 @@ def _dirs(mode: str) -> dict[str, str]:
 
 def _localizer(model, scales) -> localizer.Localizer:
     """The localization evaluator: the classifier and the regressor of --regressor_dir."""
-    threshold = 0.5 if FLAGS.merge_threshold is None else FLAGS.merge_threshold
+    threshold = FLAGS.merge_threshold
+    threshold = localizer.DEFAULT_MERGE_THRESHOLD if threshold is None else threshold
     try:
         return loading.load_localizer(
             model,
