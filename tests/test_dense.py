@@ -214,3 +214,12 @@ def test_parse_scales():
     for bad in ["2x3x4", "24y5", "", "-245"]:
         with pytest.raises(ValueError, match="is not HxW or S"):
             dense.parse_scales([bad])
+
+
+def test_resize_to_the_same_size_returns_what_the_resize_would():
+    images = tf.random.stateless_uniform([1, 37, 45, 3], [1, 2], maxval=255)
+    same = dense.resize_to_scale(images, (37, 50))  # shorter side already 37
+    resized = tf.image.resize(images, [37, 45], method="bilinear", antialias=True)
+    np.testing.assert_array_equal(same.numpy(), resized.numpy())
+    as_uint8 = dense.resize_to_scale(tf.cast(images, tf.uint8), (37, 37))
+    assert as_uint8.dtype == tf.float32

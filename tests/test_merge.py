@@ -256,3 +256,26 @@ def test_a_nan_or_negative_threshold_merges_nothing():
     for threshold in (float("nan"), -1.0):
         kept = merge.greedy_merge([A, A, B], [0.1, 0.3, 0.2], [0, 0, 0], threshold=threshold)
         np.testing.assert_allclose(kept.boxes, [A, B, A])
+
+
+def test_identical_to_the_matrix_loop_on_2000_clustered_detections():
+    # Detections jittered around a few objects, several classes: long runs of merges within
+    # each class, many rows left stale by a round's merges.
+    rng = np.random.default_rng(4)
+    objects = _random_boxes(rng, 6, size=400.0) * 3
+    boxes = objects[rng.integers(0, 6, 2000)] + rng.normal(0, 10, (2000, 4))
+    scores, classes = rng.uniform(0, 1, 2000), rng.integers(0, 3, 2000)
+    got = merge.greedy_merge(boxes, scores, classes, threshold=1.0)
+    assert len(got.boxes) < 200  # most boxes do merge
+    _assert_identical(got, _reference(boxes, scores, classes, 1.0, "centre_iou", True))
+
+
+def test_identical_to_the_matrix_loop_on_duplicates_at_large_coordinates():
+    # Every box has an exact duplicate (best score 0) and the image is huge: the candidate
+    # lookup must still find every pair.
+    rng = np.random.default_rng(5)
+    boxes = np.repeat(_random_boxes(rng, 150, size=1e7), 2, axis=0)
+    scores, classes = rng.uniform(0, 1, 300), np.repeat(rng.integers(0, 2, 150), 2)
+    got = merge.greedy_merge(boxes, scores, classes, threshold=1.0)
+    assert len(got.boxes) <= 150
+    _assert_identical(got, _reference(boxes, scores, classes, 1.0, "centre_iou", True))

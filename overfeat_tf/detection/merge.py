@@ -28,15 +28,17 @@ which the detector applies after the merge (clusters the merge left apart, e.g. 
 windows that see only part of an object, otherwise count as duplicates).
 
 The merge runs in rounds and gives exactly what the one-pair-at-a-time rule gives. Only
-pairs whose score can be <= t are ever scored (every score is at least d / s, so a sweep
-over the centres finds them); each live cluster keeps its best partner, and pairs are
-met in the order (score, lower index, higher index). A round takes the next disjoint
-pairs in that order, merges them tentatively, scores the merged boxes against their
-neighbours in a few vectorised calls, and keeps the longest prefix of merges that the
-sequential rule would also have made (a merge is kept when its score is strictly below
-every score the round's earlier merges of its class created); the rest wait for the next
-round. All classes merge in the same rounds, each with its own prefix, so far-apart
-clusters and classes merge together.
+pairs whose score can be <= t are ever scored (every score is at least d / s, so a lookup
+over the centres finds them, and a refreshed row first bounds its best score by its
+neighbours along x and gathers only the pairs that can match that bound); each live
+cluster keeps its best partner, and pairs are met in the order (score, lower index, higher
+index). A round takes the next disjoint pairs in that order, merges them tentatively,
+scores the merged boxes against their neighbours in a few vectorised calls, and keeps the
+longest prefix of merges that the sequential rule would also have made: a merge is kept
+when its score is strictly below every score the round's earlier merges of its class
+created, and below the scores a row left stale by them (its best partner was merged) may
+take next; the rest wait for the next round. All classes merge in the same rounds, each
+with its own prefix, so far-apart clusters and classes merge together.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ import numpy as np
 from overfeat_tf.detection import boxes as box_ops
 
 MATCHES = ("centre_iou", "literal")
+_PROBES = 4  # neighbours along x on each side that bound a refreshed row's best score
+_COLUMNS = 4096  # most columns a candidate lookup splits the x-axis into
 
 
 class Merged(NamedTuple):
@@ -160,32 +164,59 @@ class _Group:
         self.threshold, self.pair_fn = threshold, pair_fn
         self.row_min, self.row_arg = np.full(n, np.inf), np.full(n, n)
 
-    def near(self, queries: np.ndarray, query_groups: np.ndarray, candidates: np.ndarray):
+    def near(
+        self,
+        queries: np.ndarray,
+        query_groups: np.ndarray,
+        candidates: np.ndarray,
+        bound: np.ndarray | None = None,
+    ):
         """Pairs (q, c): q indexes `queries` [k, 8] (`_features`, of groups `query_groups`
         [k]), c is a cluster id from `candidates` of the same group, containing every pair
-        whose score can be <= threshold (both scores are at least centre distance / s)."""
+        whose score can be <= threshold, or <= `bound` [k] per query where given (both
+        scores are at least centre distance / s)."""
+        if not len(queries) or not len(candidates):
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
         features = self.features[candidates]
         centre, root = features[:, 4:6], features[:, 7]
         q_centre, q_root = queries[:, 4:6], queries[:, 7]
+        bound = np.full(len(queries), self.threshold) if bound is None else bound
         largest = max(root.max(initial=0.0), q_root.max(initial=0.0))
         slack = 1 + 1e-9  # covers the rounding of the scores' own arithmetic
-        reach = self.threshold * np.maximum(0.5 * (q_root + largest), 1e-12) * slack + 1e-9
-        # Sweep along x, each group on its own stretch of the line when the reach is finite.
-        keys, q_keys = centre[:, 1], q_centre[:, 1]
-        stretch = np.ptp(np.concatenate([keys, q_keys])) + 2 * reach.max(initial=0.0) + 1
-        if np.isfinite(stretch):
-            keys = keys + stretch * self.groups[candidates]
-            q_keys = q_keys + stretch * query_groups
+        reach = bound * np.maximum(0.5 * (q_root + largest), 1e-12) * slack + 1e-9
+        # Columns along x as wide as the longest reach (at most _COLUMNS of them); within a
+        # column, clusters sorted by group, then y, each group on its own stretch of the
+        # line when the reach is finite. A query looks up a y-range in each column its
+        # reach touches.
+        xs, q_xs = centre[:, 1], q_centre[:, 1]
+        ys, q_ys = centre[:, 0], q_centre[:, 0]
+        span = np.concatenate([ys, q_ys])
+        stretch = np.ptp(span) + 2 * reach.max(initial=0.0) + 1
+        x_span = np.ptp(np.concatenate([xs, q_xs]))
+        far = max(reach.max(initial=0.0), x_span / _COLUMNS)
+        if np.isfinite(stretch) and far > 0:
+            left = min(xs.min(), q_xs.min())
+            columns = int(x_span // far) + 1
+            buckets = self.groups[candidates] * columns + ((xs - left) // far).astype(np.int64)
+            keys = buckets * stretch + (ys - span.min())
+            first = np.maximum(((q_xs - reach - 1e-9 - left) // far).astype(np.int64), 0)
+            last = np.minimum(((q_xs + reach + 1e-9 - left) // far).astype(np.int64), columns - 1)
+            count = np.maximum(last - first + 1, 0)
+            query = np.repeat(np.arange(len(queries)), count)
+            column = np.arange(len(query)) + np.repeat(first - (np.cumsum(count) - count), count)
+            q_keys = (query_groups[query] * columns + column) * stretch + (q_ys[query] - span.min())
+        else:
+            keys, q_keys, query = ys, q_ys, np.arange(len(queries))
         order = np.argsort(keys)
-        xs = keys[order]
-        window = reach + 1e-12 * (1 + np.abs(xs).max(initial=0.0))  # the shift's rounding
-        lo = np.searchsorted(xs, q_keys - window, "left")
-        hi = np.searchsorted(xs, q_keys + window, "right")
+        sorted_keys = keys[order]
+        window = reach[query] + 1e-12 * (1 + np.abs(sorted_keys).max(initial=0.0))  # rounding
+        lo = np.searchsorted(sorted_keys, q_keys - window, "left")
+        hi = np.searchsorted(sorted_keys, q_keys + window, "right")
         width = hi - lo
-        q = np.repeat(np.arange(len(queries)), width)
+        q = np.repeat(query, width)
         position = np.arange(len(q)) + np.repeat(lo - (np.cumsum(width) - width), width)
         c = order[position]
-        pair_reach = self.threshold * np.maximum(0.5 * (q_root[q] + root[c]), 1e-12) * slack + 1e-9
+        pair_reach = bound[q] * np.maximum(0.5 * (q_root[q] + root[c]), 1e-12) * slack + 1e-9
         keep = (np.abs(centre[c, 1] - q_centre[q, 1]) <= pair_reach) & (
             np.abs(centre[c, 0] - q_centre[q, 0]) <= pair_reach
         )
@@ -193,9 +224,26 @@ class _Group:
         same = self.groups[c] == query_groups[q]
         return q[same], c[same]
 
+    def probe(self, rows: np.ndarray, live: np.ndarray) -> np.ndarray:
+        """Upper bounds [len(rows)] on the best scores of clusters `rows` (at most the
+        threshold): each row scored against the live clusters of its group next to it
+        along x, so that `near` need only gather the pairs that can match the bound."""
+        keys = self.features[live, 5] + self.groups[live] * (np.ptp(self.features[live, 5]) + 1)
+        order = np.argsort(keys, kind="stable")
+        at = np.searchsorted(keys[order], keys[np.searchsorted(live, rows)], "left")
+        spots = np.clip(at[:, None] + np.arange(-_PROBES, _PROBES + 1), 0, len(live) - 1)
+        partners = live[order[spots]]
+        scores = self.pair_fn(self.features[rows][:, None], self.features[partners])
+        scores[
+            (partners == rows[:, None]) | (self.groups[partners] != self.groups[rows][:, None])
+        ] = np.inf
+        return np.fmin(np.fmin.reduce(scores, axis=1), self.threshold)
+
     def refresh(self, rows: np.ndarray) -> None:
         """Recomputes the best partner of the live clusters `rows` from scratch."""
-        q, c = self.near(self.features[rows], self.groups[rows], np.flatnonzero(self.alive))
+        live = np.flatnonzero(self.alive)
+        bound = self.probe(rows, live) if np.isfinite(self.threshold) else None
+        q, c = self.near(self.features[rows], self.groups[rows], live, bound)
         q = rows[q]
         other = q != c
         q, c = q[other], c[other]
@@ -210,16 +258,18 @@ class _Group:
 
     def take(self, limit: int):
         """Up to `limit` disjoint pairs in queue order (score, lower id, higher id), as the
-        sequential rule would meet them in each group; a group stops where a pair touches
-        a taken cluster on one side only (the other side's next partner is unknown until
-        its row is refreshed)."""
+        sequential rule would meet them in each group, and the stale clusters met on the
+        way: a pair that touches a taken cluster on one side leaves the other side's row
+        stale (its next partner is unknown until the round scores it). Returns the taken
+        (score, lo, hi) and the stale (cluster, index of the first taken pair it may
+        precede); a group stops at a pair that touches a stale cluster."""
         ids = np.flatnonzero(self.alive & (self.row_min <= self.threshold))
         if not len(ids):
-            return []
+            return [], []
         partner = self.row_arg[ids]
         low, high = np.minimum(ids, partner), np.maximum(ids, partner)
         order = np.lexsort((high, low, self.row_min[ids]))[: 4 * limit]
-        taken, touched, stopped, last = [], set(), set(), None
+        taken, stale, touched, unknown, stopped, last = [], [], set(), set(), set(), None
         for score, lo, hi, group in zip(
             self.row_min[ids[order]].tolist(),
             low[order].tolist(),
@@ -229,19 +279,24 @@ class _Group:
             if (lo, hi) == last or group in stopped:
                 continue  # the same pair seen from its other row, or a stopped group
             last = (lo, hi)
+            if lo in unknown or hi in unknown:
+                stopped.add(group)  # groups never interact: the others go on
+                continue
             seen = (lo in touched) + (hi in touched)
             if seen == 1:
-                stopped.add(group)  # groups never interact: the others go on
+                cluster = hi if lo in touched else lo
+                stale.append((cluster, len(taken)))
+                unknown.add(cluster)
             elif seen == 0:
                 if len(taken) == limit:
                     break
                 taken.append((score, lo, hi))
                 touched.update((lo, hi))
-        return taken
+        return taken, stale
 
     def round(self, limit: int) -> int:
         """One round of merges (see the module docstring); returns how many were made."""
-        taken = self.take(limit)
+        taken, stale = self.take(limit)
         if not taken:
             return 0
         k = len(taken)
@@ -283,6 +338,10 @@ class _Group:
             np.where(earlier, created[:, None], np.inf).min(axis=0),
             np.where(earlier, suffix, np.inf).min(axis=0),
         )
+        if stale:
+            lowest = np.minimum(
+                lowest, self.unknown(stale, members, outside, self.groups[a], pair_score.max())
+            )
         failed = ~(pair_score < lowest)
         # A group keeps its merges up to its first failure.
         kept = ~np.where(earlier | np.eye(k, dtype=bool), failed[:, None], False).any(axis=0)
@@ -321,6 +380,44 @@ class _Group:
         if len(stale):
             self.refresh(stale)
         return done
+
+    def unknown(
+        self,
+        stale,
+        members: np.ndarray,
+        outside: np.ndarray,
+        pair_groups: np.ndarray,
+        highest: float,
+    ):
+        """Per taken pair m [k]: the lowest score a stale row met before m may have when m
+        is due, its cluster against the live clusters outside the round and the original
+        boxes of the pairs m, m+1, ... (its scores against merged boxes are among those the
+        round's merges create); inf where no stale row precedes m in its group. Scores
+        above `highest`, the round's highest pair score, cannot stop a merge and may be
+        left out."""
+        k = len(pair_groups)
+        rows = np.array([entry[0] for entry in stale])
+        first = np.array([entry[1] for entry in stale])
+        q, c = self.near(
+            self.features[rows],
+            self.groups[rows],
+            np.flatnonzero(outside),
+            np.full(len(rows), highest),
+        )
+        other = rows[q] != c
+        q, c = q[other], c[other]
+        out = np.full(len(rows), np.inf)
+        np.minimum.at(out, q, self.pair_fn(self.features[rows[q]], self.features[c]))
+        apart = self.groups[rows][:, None] != pair_groups[None, :]
+        against = np.where(
+            np.concatenate([apart, apart], axis=1),
+            np.inf,
+            self.pair_fn(self.features[rows][:, None], self.features[members][None, :]),
+        )
+        pending = np.minimum(against[:, :k], against[:, k:])
+        suffix = np.minimum.accumulate(pending[:, ::-1], axis=1)[:, ::-1]
+        applies = (first[:, None] <= np.arange(k)[None, :]) & ~apart
+        return np.where(applies, np.minimum(out[:, None], suffix), np.inf).min(axis=0)
 
     def commit(self, a, b, sums, counts, merged) -> None:
         """Merges clusters b into a: summed members, mean box, summed score, the class of

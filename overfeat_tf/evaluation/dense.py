@@ -114,12 +114,18 @@ def resize_to_scale(images: tf.Tensor, scale: Scale) -> tf.Tensor:
     """Resizes `[b, h, w, c]` so that min(h, w) becomes min(scale), aspect kept.
 
     Bilinear and antialiased, as the input pipeline resizes. Returns float32
-    `[b, round(h * f), round(w * f), c]` with f = min(scale) / min(h, w).
+    `[b, round(h * f), round(w * f), c]` with f = min(scale) / min(h, w). An image
+    already at that size is returned as it is, skipping the resize: its samples fall on
+    the pixel centres, so it would return the same values.
     """
-    size = tf.cast(tf.shape(images)[1:3], tf.float32)
-    factor = min(scale) / tf.reduce_min(size)
-    new_size = tf.cast(tf.round(size * factor), tf.int32)
-    return tf.image.resize(images, new_size, method="bilinear", antialias=True)
+    size = tf.shape(images)[1:3]
+    factor = min(scale) / tf.reduce_min(tf.cast(size, tf.float32))
+    new_size = tf.cast(tf.round(tf.cast(size, tf.float32) * factor), tf.int32)
+    return tf.cond(
+        tf.reduce_all(tf.equal(new_size, size)),
+        lambda: tf.cast(images, tf.float32),
+        lambda: tf.image.resize(images, new_size, method="bilinear", antialias=True),
+    )
 
 
 def largest_shorter_side(scales: Sequence[Scale]) -> int:
