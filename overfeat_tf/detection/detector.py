@@ -35,7 +35,8 @@ from overfeat_tf.detection import boxes as box_ops
 # The proposal score, greedy-merge and suppression thresholds (the paper gives none).
 # Chosen on the embedded data set's `detection_tuning` split, never on
 # `detection_validation`, where figures are reported: AlexNet width 0.125,
-# `--recipe=quick`, detection regressor 6 epochs, flips, the best mAP of a 3 x 4 x 3 grid,
+# `--recipe=quick` (its schedule then: rate / 10 after epochs 10 and 14), detection
+# regressor 6 epochs, flips, the best mAP of a 3 x 4 x 3 grid,
 # 2026-11-30 (`benchmarks/tune_thresholds.py`; the sweep is in
 # docs/localization_detection.md).
 DEFAULT_SCORE_THRESHOLD = 0.5

@@ -30,7 +30,8 @@ from overfeat_tf.detection.box_maps import BoxPredictor
 GUESSES = 5
 # The greedy merge's threshold (the paper gives none). Chosen on the embedded data set's
 # `tuning` split, never on `validation`, where figures are reported: AlexNet width
-# 0.125, `--recipe=quick`, per-class regressor, 2026-11-30 (`benchmarks/tune_thresholds.py`;
+# 0.125, `--recipe=quick` (its schedule then: rate / 10 after epochs 10 and 14),
+# per-class regressor, 2026-11-30 (`benchmarks/tune_thresholds.py`;
 # the sweep is in docs/localization_detection.md).
 DEFAULT_MERGE_THRESHOLD = 0.5
 
