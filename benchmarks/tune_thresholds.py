@@ -65,13 +65,14 @@ def main(argv: list[str]) -> None:
             score_threshold=_floats(FLAGS.score_thresholds),
             suppress_iou=_floats(FLAGS.suppress_ious),
         )
-        sweep, key = tuning.sweep_detection, "map"
+        sweep, keys = tuning.sweep_detection, ("map",)
     else:
         model, config = run_dir.restore_model(FLAGS.model_dir)
         predictor = box_maps.BoxPredictor(model, head, list(reg_config.scales), FLAGS.flips)
         evaluator = localizer.Localizer(predictor, match=FLAGS.merge_match)
         settings = tuning.grid(merge_threshold=merge_thresholds)
-        sweep, key = tuning.sweep_localization, "top5_error"
+        # ILSVRC scores top-5; ties (likely on a small split) go to top-1.
+        sweep, keys = tuning.sweep_localization, ("top5_error", "top1_error")
     split = FLAGS.split or SPLITS[FLAGS.task]
     source = pipelines.open_source(FLAGS.data, FLAGS.data_dir)
     batches = pipelines.build_dataset(
@@ -88,8 +89,8 @@ def main(argv: list[str]) -> None:
     rows = sweep(evaluator, batches, settings, FLAGS.max_examples)
     for row in rows:
         print("  ".join(f"{k} {v}" for k, v in row.items()))
-    best = tuning.best_row(rows, key)
-    print(f"Best on {split} ({key}): {best}")
+    best = tuning.best_row(rows, *keys)
+    print(f"Best on {split} ({', then '.join(keys)}): {best}")
     if FLAGS.output_json:
         with open(FLAGS.output_json, "w") as f:
             json.dump(

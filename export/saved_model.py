@@ -85,11 +85,14 @@ def _synthetic_image(height: int, width: int, channels: int) -> np.ndarray:
     return np.stack(planes[:channels], axis=-1).astype(np.uint8)
 
 
-def warmup_requests(model_name: str) -> list[prediction_log_pb2.PredictionLog]:
+def warmup_requests(
+    model_name: str, box_signatures: Sequence[str] = ()
+) -> list[prediction_log_pb2.PredictionLog]:
     """A few valid requests that make TF Serving trace its kernels before real traffic.
 
     serving_default at batch 1 (an RGB JPEG) and batch 2 (the JPEG and a grayscale PNG of
-    another size), predict_images and dense_classify at batch 1.
+    another size), predict_images and dense_classify at batch 1, and each of
+    `box_signatures` (`localize`, `detect`: those the export has) at batch 1.
     """
     jpeg = tf.io.encode_jpeg(_synthetic_image(300, 400, 3)).numpy()
     png = tf.io.encode_png(_synthetic_image(180, 150, 1)).numpy()
@@ -98,7 +101,7 @@ def warmup_requests(model_name: str) -> list[prediction_log_pb2.PredictionLog]:
         (signatures.SERVING_DEFAULT, {signatures.IMAGE_BYTES: [jpeg, png]}),
         (signatures.PREDICT_IMAGES, {signatures.IMAGES: _synthetic_image(256, 320, 3)[None]}),
         (signatures.DENSE_CLASSIFY, {signatures.IMAGE_BYTES: [jpeg]}),
-    ]
+    ] + [(name, {signatures.IMAGE_BYTES: [jpeg]}) for name in box_signatures]
     logs = []
     for signature_name, inputs in bodies:
         request = requests.predict_request(
@@ -110,12 +113,14 @@ def warmup_requests(model_name: str) -> list[prediction_log_pb2.PredictionLog]:
     return logs
 
 
-def write_warmup_requests(saved_model_dir: str, model_name: str) -> str:
+def write_warmup_requests(
+    saved_model_dir: str, model_name: str, box_signatures: Sequence[str] = ()
+) -> str:
     """Writes `assets.extra/tf_serving_warmup_requests` (TFRecord of PredictionLog)."""
     path = os.path.join(saved_model_dir, WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
-        for log in warmup_requests(model_name):
+        for log in warmup_requests(model_name, box_signatures):
             writer.write(log.SerializeToString())
     return path
 
@@ -154,7 +159,10 @@ def _box_signatures(boxes: signatures.BoxServing | None) -> list[str]:
         return []
     return [
         name
-        for name, part in (("localize", boxes.localizer), ("detect", boxes.detector))
+        for name, part in (
+            (signatures.LOCALIZE, boxes.localizer),
+            (signatures.DETECT, boxes.detector),
+        )
         if part is not None
     ]
 
@@ -207,7 +215,7 @@ def export_model(
             signatures.write_class_names(names_file, config.class_names)
             archive = signatures.build_archive(models, config, names_file, normalizations, boxes)
             archive.write_out(partial, verbose=False)
-        write_warmup_requests(partial, model_name)
+        write_warmup_requests(partial, model_name, _box_signatures(boxes))
         if source is not None:
             with tf.io.gfile.GFile(os.path.join(partial, SOURCE_FILE), "w") as f:
                 json.dump(source, f, indent=1)

@@ -145,7 +145,12 @@ def _finish(num_classes: int, with_boxes: bool, draws: bool):
 
 
 def _eval_transform(
-    eval_mode: str, crop_size: int, mean: tf.Tensor, std: tf.Tensor, full_shorter_side: int | None
+    eval_mode: str,
+    crop_size: int,
+    mean: tf.Tensor,
+    std: tf.Tensor,
+    full_shorter_side: int | None,
+    full_max_shorter_side: int | None,
 ):
     def transform(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         image = decode.decode_image(record["encoded"])
@@ -158,7 +163,9 @@ def _eval_transform(
         elif eval_mode == "ten_view":
             out = transforms.ten_views(image, crop_size, mean, std)
         else:
-            out = transforms.preprocess_full(image, mean, std, full_shorter_side)
+            out = transforms.preprocess_full(
+                image, mean, std, full_shorter_side, full_max_shorter_side
+            )
         return {**record, "image": out, "boxes": boxes, **_from_box_values(values)}
 
     return transform
@@ -209,6 +216,7 @@ def _validate(
     augmentation,
     eval_mode,
     full_shorter_side,
+    full_max_shorter_side,
     with_boxes,
     scale_jitter,
     seed,
@@ -238,6 +246,10 @@ def _validate(
         fail("std", std, "need 3 positive values")
     if full_shorter_side is not None and full_shorter_side < 1:
         fail("full_shorter_side", full_shorter_side, "must be >= 1, or None (original size)")
+    if full_max_shorter_side is not None and full_max_shorter_side < 1:
+        fail("full_max_shorter_side", full_max_shorter_side, "must be >= 1, or None (no cap)")
+    if full_max_shorter_side is not None and full_shorter_side is not None:
+        fail("full_max_shorter_side", full_max_shorter_side, "needs full_shorter_side=None")
     if scale_jitter is not None and not crop_size <= scale_jitter[0] <= scale_jitter[1]:
         fail("scale_jitter", scale_jitter, f"need crop_size ({crop_size}) <= min <= max")
     if not training and eval_mode == "full" and batch_size != 1:
@@ -268,6 +280,7 @@ def build_dataset(
     augmentation: str = "alexnet",
     eval_mode: str = "center",
     full_shorter_side: int | None = None,
+    full_max_shorter_side: int | None = None,
     with_boxes: bool = False,
     pca_lighting: bool = True,
     scale_jitter: tuple[int, int] | None = None,
@@ -301,6 +314,10 @@ def build_dataset(
       full_shorter_side: "full" images: None keeps each image's original resolution
         (OverFeat section 3.3 resizes the original to every scale); an int resizes the
         shorter side to it (256: the pipeline's usual resize).
+      full_max_shorter_side: "full" images at original resolution: shrink those whose
+        shorter side exceeds it to it, to bound memory (None: no cap, the default; see
+        `transforms.preprocess_full`). Pass the largest scale's shorter side
+        (`overfeat_tf.evaluation.dense.largest_shorter_side`).
       with_boxes: labels become {"label": int32 [b], "boxes": float32
         [b, MAX_BOXES, 4] (ymin, xmin, ymax, xmax) normalised to the output image and
         zero-padded, "box_labels": int32 [b, MAX_BOXES] (-1 padded), "difficult": bool
@@ -340,6 +357,7 @@ def build_dataset(
         augmentation=augmentation,
         eval_mode=eval_mode,
         full_shorter_side=full_shorter_side,
+        full_max_shorter_side=full_max_shorter_side,
         with_boxes=with_boxes,
         scale_jitter=scale_jitter,
         seed=seed,
@@ -368,7 +386,9 @@ def build_dataset(
         dataset = tf.data.Dataset.zip(dataset, seeds)
         transform = _train_transform(crop_size, augmentation, eigen, scale_jitter)
     else:
-        transform = _eval_transform(eval_mode, crop_size, mean, std, full_shorter_side)
+        transform = _eval_transform(
+            eval_mode, crop_size, mean, std, full_shorter_side, full_max_shorter_side
+        )
     if training or eval_mode == "center":
         image_shape = [crop_size, crop_size, 3]
     elif eval_mode == "ten_view":

@@ -438,7 +438,13 @@ def ten_views(image: tf.Tensor, crop_size: int, mean, std) -> tf.Tensor:
     return tf.stack(views)
 
 
-def preprocess_full(image: tf.Tensor, mean, std, shorter_side: int | None = None) -> tf.Tensor:
+def preprocess_full(
+    image: tf.Tensor,
+    mean,
+    std,
+    shorter_side: int | None = None,
+    max_shorter_side: int | None = None,
+) -> tf.Tensor:
     """Whole image, aspect kept, for dense multi-scale (OverFeat) evaluation.
 
     OverFeat section 3.3 resizes the original image to each scale, so by default the
@@ -448,10 +454,23 @@ def preprocess_full(image: tf.Tensor, mean, std, shorter_side: int | None = None
       image: uint8 [h, w, 3].
       shorter_side: None keeps [h, w]; an int resizes the shorter side to it first
         (256: the pipeline's resized image, which larger scales then upsample).
+      max_shorter_side: with `shorter_side` None, an image whose shorter side exceeds
+        this is shrunk to it (never enlarged), bounding the float32 copy's memory. At
+        the largest evaluation scale's shorter side, that scale still sees the original
+        resized once; smaller scales see it resized twice.
 
     Returns:
       float32 [h', w', 3], normalised. A mean image contributes its per-channel average.
     """
     if shorter_side is not None:
         image = resize_keep_aspect(image, shorter_side)
+    elif max_shorter_side is not None:
+        # Antialiased bilinear, as the dense evaluator resizes to a scale, so that the
+        # scale at the cap sees exactly one resize of the original.
+        size = _scaled_size(tf.shape(image)[:2], max_shorter_side)
+        image = tf.cond(
+            tf.reduce_min(tf.shape(image)[:2]) > max_shorter_side,
+            lambda: tf.image.resize(_to_float(image), size, method="bilinear", antialias=True),
+            lambda: _to_float(image),
+        )
     return normalize(image, mean, std)

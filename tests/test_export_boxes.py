@@ -14,9 +14,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
 
 import overfeat_tf
 import pipelines
+from export import requests as serving_requests
 from export import saved_model, signatures
 from overfeat_tf import run_dir
 from overfeat_tf.detection import box_maps, detector, localizer
@@ -87,6 +89,14 @@ def _whole_image(encoded: bytes, run) -> np.ndarray:
     return pipelines.transforms.preprocess_full(image, config["mean"], config["std"]).numpy()
 
 
+def _check_detect(outputs, index: int, expected) -> None:
+    count = int(outputs["num_boxes"][index])
+    assert count == min(len(expected.scores), 100) >= 1
+    np.testing.assert_array_equal(outputs["classes"][index][:count], expected.classes)
+    np.testing.assert_allclose(outputs["boxes"][index][:count], expected.boxes, atol=PIXEL_ATOL)
+    np.testing.assert_allclose(outputs["scores"][index][:count], expected.scores, rtol=SCORE_ATOL)
+
+
 def _check_localize(outputs, index: int, expected: localizer.Localization) -> None:
     count = int(outputs["num_boxes"][index])
     assert count == len(expected.classes) >= 1
@@ -111,20 +121,40 @@ def test_localize_and_detect_are_the_evaluators_on_whole_images(exported):
     for index, encoded in enumerate(batch):
         image = _whole_image(encoded, run)
         _check_localize(located, index, locate(image))
-        expected = found_by(image)
+        _check_detect(detected, index, found_by(image))
         count = int(detected["num_boxes"][index])
-        assert count == min(len(expected.scores), 100) >= 1
-        np.testing.assert_array_equal(detected["classes"][index][:count], expected.classes)
-        np.testing.assert_allclose(
-            detected["boxes"][index][:count], expected.boxes, atol=PIXEL_ATOL
-        )
-        np.testing.assert_allclose(
-            detected["scores"][index][:count], expected.scores, rtol=SCORE_ATOL
-        )
         # Pixels of the input image, at its own size (the detector saw it whole).
         assert image.shape[:2] == tf.io.decode_jpeg(encoded).shape[:2]
         boxes = detected["boxes"][index][:count].numpy()
         assert np.all(boxes >= 0) and np.all(boxes[:, [2, 3]] <= image.shape[:2])
+
+
+@pytest.mark.slow
+def test_warmup_requests_cover_localize_and_detect(exported):
+    """TF Serving replays `assets.extra/tf_serving_warmup_requests` at load time; the
+    box signatures get one request each, and each answers as the evaluators do."""
+    run, locate, found_by, directory = exported
+    path = f"{directory}/{saved_model.WARMUP_FILE}"
+    logs = [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        for record in tf.data.TFRecordDataset(path)
+    ]
+    requests = [log.predict_log.request for log in logs]
+    names = [request.model_spec.signature_name for request in requests]
+    assert names.count(signatures.LOCALIZE) == names.count(signatures.DETECT) == 1
+    assert {"serving_default", "predict_images", "dense_classify"} <= set(names)
+    loaded = tf.saved_model.load(directory)
+    for request in requests:
+        name, inputs = serving_requests.inputs_from_predict_request(request, loaded.signatures)
+        outputs = loaded.signatures[name](**inputs)
+        if name not in (signatures.LOCALIZE, signatures.DETECT):
+            continue
+        (encoded,) = inputs[signatures.IMAGE_BYTES].numpy()
+        image = _whole_image(encoded, run)
+        if name == signatures.LOCALIZE:
+            _check_localize(outputs, 0, locate(image))
+        else:
+            _check_detect(outputs, 0, found_by(image))
 
 
 @pytest.mark.slow
@@ -181,10 +211,8 @@ def test_fresh_process_loads_and_detects(exported, tmp_path, subprocess_env):
         env=subprocess_env,
         check=True,
     )
-    expected = found_by(_whole_image(encoded, run))
-    count = int(np.load(tmp_path / "num_boxes.npy")[0])
-    assert count == min(len(expected.scores), 100) >= 1
-    np.testing.assert_array_equal(np.load(tmp_path / "classes.npy")[0][:count], expected.classes)
-    np.testing.assert_allclose(
-        np.load(tmp_path / "boxes.npy")[0][:count], expected.boxes, atol=PIXEL_ATOL
-    )
+    outputs = {
+        name: np.load(tmp_path / f"{name}.npy")
+        for name in ("boxes", "classes", "scores", "num_boxes")
+    }
+    _check_detect(outputs, 0, found_by(_whole_image(encoded, run)))

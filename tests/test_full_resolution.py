@@ -80,3 +80,29 @@ def test_scale_461x569_is_the_original_resized_once(image, model, tmp_path):
     upsampled = evaluator.logit_map(dense.resize_to_scale(small, SCALE))
     assert upsampled.shape == expected.shape
     assert np.max(np.abs(upsampled - expected)) > 100 * 1e-4 + 1e-3 * np.max(np.abs(expected))
+
+
+def test_cap_at_the_largest_scale_keeps_that_scale_exact(image, model, tmp_path):
+    """`full_max_shorter_side` bounds memory: a larger image is shrunk to the cap, a
+    smaller one kept as it is, and the largest scale still sees the original resized
+    once."""
+    cap = dense.largest_shorter_side([(245, 245), SCALE])
+    assert cap == 461
+    capped = _pipeline_image(image, tmp_path / "capped", full_max_shorter_side=cap)
+    assert capped.shape == (1, 461, 615, 3)
+    full = _pipeline_image(image, tmp_path / "full")
+    np.testing.assert_allclose(capped, dense.resize_to_scale(full, SCALE), rtol=1e-5, atol=1e-4)
+    evaluator = dense.DenseEvaluator(model, scales=[SCALE], flips=False, xla="off")
+    np.testing.assert_allclose(
+        evaluator.score_maps(capped)[0], evaluator.score_maps(full)[0], rtol=1e-5, atol=1e-6
+    )
+    small = image[:300, :400]
+    kept = _pipeline_image(small, tmp_path / "small", full_max_shorter_side=cap)
+    np.testing.assert_allclose(kept[0], _pipeline_image(small, tmp_path / "small_full")[0])
+
+
+def test_cap_needs_the_original_resolution(image, tmp_path):
+    with pytest.raises(ValueError, match="full_max_shorter_side"):
+        _pipeline_image(image, tmp_path, full_shorter_side=256, full_max_shorter_side=461)
+    with pytest.raises(ValueError, match="full_max_shorter_side=0"):
+        _pipeline_image(image, tmp_path / "zero", full_max_shorter_side=0)

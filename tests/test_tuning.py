@@ -111,5 +111,12 @@ def test_best_row():
     ]
     assert tuning.best_row(rows, "map") is rows[1]  # ties: the first
     assert tuning.best_row(rows, "top5_error") is rows[2]
+    errors = [
+        {"top1_error": 6.0, "top5_error": 2.0},
+        {"top1_error": 5.0, "top5_error": 2.0},
+        {"top1_error": 4.0, "top5_error": 2.5},
+    ]
+    assert tuning.best_row(errors, "top5_error") is errors[0]
+    assert tuning.best_row(errors, "top5_error", "top1_error") is errors[1]
     with pytest.raises(ValueError, match="at least one"):
         tuning.sweep_detection(None, [], [])

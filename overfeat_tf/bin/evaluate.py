@@ -40,7 +40,7 @@ from absl import flags
 
 from overfeat_tf import cli, flags_common, xla_choice
 from overfeat_tf.cli import FlagError
-from overfeat_tf.detection import detector, merge
+from overfeat_tf.detection import detector, localizer, merge
 from overfeat_tf.evaluation import launch
 
 flags_common.define_model_dir(
@@ -109,8 +109,8 @@ flags.DEFINE_integer("classes_per_view", 5, "Localization: top classes per scale
 flags.DEFINE_float(
     "merge_threshold",
     None,
-    f"Greedy merge threshold (default: localization 0.5, detection "
-    f"{detector.DEFAULT_MERGE_THRESHOLD:g}).",
+    f"Greedy merge threshold (default: localization {localizer.DEFAULT_MERGE_THRESHOLD:g}, "
+    f"detection {detector.DEFAULT_MERGE_THRESHOLD:g}).",
 )
 flags.DEFINE_enum(
     "merge_match", "centre_iou", list(merge.MATCHES), "Localization / detection: match score."

@@ -127,7 +127,11 @@ def sweep_localization(
     return rows
 
 
-def best_row(rows: Sequence[dict[str, Any]], key: str) -> dict[str, Any]:
-    """The row with the best `key` ("map": highest; an error: lowest); ties: first."""
-    sign = 1.0 if key == "map" else -1.0
-    return max(rows, key=lambda row: sign * row[key])
+def best_row(rows: Sequence[dict[str, Any]], key: str, *then: str) -> dict[str, Any]:
+    """The row with the best `key` ("map": highest; an error: lowest); ties go to the
+    best of the `then` keys in turn, then to the first row."""
+
+    def rank(row: dict[str, Any]) -> tuple[float, ...]:
+        return tuple((1.0 if k == "map" else -1.0) * row[k] for k in (key, *then))
+
+    return max(rows, key=rank)

@@ -128,6 +128,12 @@ def resize_to_scale(images: tf.Tensor, scale: Scale) -> tf.Tensor:
     )
 
 
+def largest_shorter_side(scales: Sequence[Scale]) -> int:
+    """The shorter side (px) of the largest of `scales`: the cap at which
+    `build_dataset(full_max_shorter_side=...)` keeps that scale exact."""
+    return max(min(scale) for scale in scales)
+
+
 def slide_head(
     layers: Sequence[keras.layers.Conv2D], pooled: tf.Tensor, dilation: int
 ) -> tf.Tensor:

@@ -29,9 +29,6 @@ BOX_MODES = ("localization", "detection")
 # The split evaluated when the spec names none; detection reads the detection split.
 DEFAULT_SPLIT = "validation"
 DETECTION_SPLIT = "detection_validation"
-# Localization's greedy-merge threshold when the spec gives none (detection's is
-# `detector.DEFAULT_MERGE_THRESHOLD`).
-LOCALIZATION_MERGE_THRESHOLD = 0.5
 
 
 class SpecError(ValueError):
@@ -155,7 +152,7 @@ def _localizer(spec: EvalSpec, model, scales) -> localizer.Localizer:
             scales=scales,
             flips=spec.flips,
             classes_per_view=spec.classes_per_view,
-            threshold=LOCALIZATION_MERGE_THRESHOLD if threshold is None else threshold,
+            threshold=localizer.DEFAULT_MERGE_THRESHOLD if threshold is None else threshold,
             match=spec.merge_match,
         )
     except loading.RunError as e:
