@@ -46,8 +46,9 @@ def _classifier(tmp_path) -> str:
     return classifier_dir
 
 
-def _first_image_size(data_dir: str) -> tuple[int, int]:
-    """(height, width) of the embedded validation split's first image."""
+def _preview_canvas_size(data_dir: str) -> tuple[int, int]:
+    """(height, width) of the largest of the embedded validation split's first
+    `PREVIEW_IMAGES` images: the canvas every preview is padded to."""
     source = pipelines.open_source("embedded", data_dir)
     batches = pipelines.build_dataset(
         source,
@@ -59,8 +60,8 @@ def _first_image_size(data_dir: str) -> tuple[int, int]:
         std=(1.0, 1.0, 1.0),
         eval_mode="full",
     )
-    images, _ = next(iter(batches))
-    return tuple(images.shape[1:3])
+    sizes = [images.shape[1:3] for images, _ in batches.take(box_training.PREVIEW_IMAGES)]
+    return max(size[0] for size in sizes), max(size[1] for size in sizes)
 
 
 def test_localization_training_writes_box_images_to_validation(tiny_data, tmp_path):
@@ -89,8 +90,9 @@ def test_localization_training_writes_box_images_to_validation(tiny_data, tmp_pa
                 shown = value.tensor.string_val
                 assert len(shown) == 2 + box_training.PREVIEW_IMAGES
                 picture = tf.io.decode_png(shown[2]).numpy()
-                # The image as evaluation sees it: whole, at its own resolution.
-                assert picture.shape == (*_first_image_size(tiny_data), 3)
+                # The images as evaluation sees them: whole, at their own resolution,
+                # padded to the largest one.
+                assert picture.shape == (*_preview_canvas_size(tiny_data), 3)
                 assert np.all(picture == (0, 200, 0), axis=-1).any()  # true boxes
                 assert np.all(picture == (255, 0, 0), axis=-1).any()  # the guess
 
