@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -44,6 +45,24 @@ def run_module(
         text=True,
         timeout=timeout,
     )
+
+
+def saved_model_cli_run(
+    saved_model_dir: str, signature: str, image_bytes: bytes, work: pathlib.Path
+) -> pathlib.Path:
+    """Runs `signature` of a SavedModel on one encoded image with `saved_model_cli run`
+    (TF1 session loading, as TF Serving's C++ loader does), in a fresh process; returns
+    the directory holding one `<output name>.npy` per output."""
+    inputs, outputs = work / "cli_image_bytes.npy", work / "cli_outputs"
+    np.save(inputs, np.array([image_bytes], dtype=bytes))
+    result = run_module(
+        "tensorflow.python.tools.saved_model_cli",
+        *("run", "--dir", str(saved_model_dir), "--tag_set", "serve"),
+        *("--signature_def", signature, "--inputs", f"image_bytes={inputs}"),
+        *("--outdir", str(outputs)),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return outputs
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_log_pb2  # noqa: E40
 
 from export import requests as serving_requests  # noqa: E402
 from export import saved_model, signatures  # noqa: E402
-from tests.conftest import run_module
+from tests.conftest import run_module, saved_model_cli_run
 
 # A name with a space: the asset keeps whole lines.
 CLASS_NAMES = ["n01440764", "n01443537", "tabby cat"]
@@ -331,17 +331,13 @@ def test_serving_config_is_checked(exported):
         signatures.ServingFunctions(model, None, two_names)
 
 
-def test_saved_model_cli_show_and_run(exported, tmp_path, subprocess_env):
+def test_saved_model_cli_show_and_run(exported, tmp_path):
     """TF1-session loading, as TF Serving's C++ loader does."""
     model, config, paths = exported
-    cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-    shown = subprocess.run(
-        [*cli, "show", "--dir", paths.saved_model_dir, "--all"],
-        env=subprocess_env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    shown = run_module(
+        "tensorflow.python.tools.saved_model_cli", "show", "--dir", paths.saved_model_dir, "--all"
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
     for name in [
         *signatures.INPUT_SPECS,
         "image_bytes",
@@ -349,34 +345,13 @@ def test_saved_model_cli_show_and_run(exported, tmp_path, subprocess_env):
         "examples",
         *signatures.OUTPUT_NAMES,
     ]:
-        assert f"'{name}'" in shown, name
+        assert f"'{name}'" in shown.stdout, name
 
     jpeg = _jpeg(_image(333, 250, seed=11))
-    np.save(tmp_path / "image_bytes.npy", np.array([jpeg], dtype=bytes))
-    subprocess.run(
-        [
-            *cli,
-            "run",
-            "--dir",
-            paths.saved_model_dir,
-            "--tag_set",
-            "serve",
-            "--signature_def",
-            "serving_default",
-            "--inputs",
-            f"image_bytes={tmp_path / 'image_bytes.npy'}",
-            "--outdir",
-            str(tmp_path / "out"),
-        ],
-        env=subprocess_env,
-        check=True,
-        capture_output=True,
-    )
+    out = saved_model_cli_run(paths.saved_model_dir, "serving_default", jpeg, tmp_path)
     expected = _eval_path_scores(model, config, jpeg)
-    np.testing.assert_allclose(
-        np.load(tmp_path / "out" / "scores.npy")[0], expected, atol=PROBABILITY_ATOL
-    )
-    classes = np.load(tmp_path / "out" / "classes.npy")[0]
+    np.testing.assert_allclose(np.load(out / "scores.npy")[0], expected, atol=PROBABILITY_ATOL)
+    classes = np.load(out / "classes.npy")[0]
     np.testing.assert_array_equal(classes, np.argsort(-expected)[:TOP_K])
 
 

@@ -23,6 +23,7 @@ from export import saved_model, signatures
 from overfeat_tf import run_dir
 from overfeat_tf.detection import box_maps, detector, localizer
 from overfeat_tf.detection import regressor as regressor_lib
+from tests.conftest import saved_model_cli_run
 
 CLASS_NAMES = ["circle", "square", "tabby cat"]
 KWARGS = {"width": 0.0625, "init": "he", "dropout": 0.0}
@@ -158,32 +159,12 @@ def test_warmup_requests_cover_localize_and_detect(exported):
 
 
 @pytest.mark.slow
-def test_saved_model_cli_runs_localize(exported, tmp_path, subprocess_env):
+def test_saved_model_cli_runs_localize(exported, tmp_path):
     run, locate, _, directory = exported
     encoded = _jpeg(290, 350, seed=3)
-    np.save(tmp_path / "image_bytes.npy", np.array([encoded], dtype=bytes))
-    cli = [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
-    subprocess.run(
-        [
-            *cli,
-            "run",
-            "--dir",
-            directory,
-            "--tag_set",
-            "serve",
-            "--signature_def",
-            "localize",
-            "--inputs",
-            f"image_bytes={tmp_path / 'image_bytes.npy'}",
-            "--outdir",
-            str(tmp_path / "out"),
-        ],
-        env=subprocess_env,
-        check=True,
-        capture_output=True,
-    )
+    out = saved_model_cli_run(directory, "localize", encoded, tmp_path)
     outputs = {
-        name: np.load(tmp_path / "out" / f"{name}.npy", allow_pickle=True)
+        name: np.load(out / f"{name}.npy", allow_pickle=True)
         for name in signatures.BOX_OUTPUT_NAMES
     }
     _check_localize(outputs, 0, locate(_whole_image(encoded, run)))

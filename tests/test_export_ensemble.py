@@ -21,7 +21,7 @@ import pipelines
 import tensorflow as tf
 
 from export import saved_model
-from tests.conftest import run_module
+from tests.conftest import run_module, saved_model_cli_run
 
 CLASS_NAMES = ["disc", "square", "star"]
 PROBABILITY_ATOL = 1e-5
@@ -105,27 +105,11 @@ def test_served_scores_are_the_members_mean(members, exported):
     np.testing.assert_allclose(dense["scores"][0], by_hand, atol=PROBABILITY_ATOL)
 
 
-def test_saved_model_cli_runs_the_ensemble(members, exported, tmp_path, subprocess_env):
+def test_saved_model_cli_runs_the_ensemble(members, exported, tmp_path):
     jpeg = _jpeg(3, 280, 250)
-    np.save(tmp_path / "image_bytes.npy", np.array([jpeg], dtype=bytes))
-    result = _run(
-        subprocess_env,
-        "tensorflow.python.tools.saved_model_cli",
-        "run",
-        "--dir",
-        exported,
-        "--tag_set",
-        "serve",
-        "--signature_def",
-        "serving_default",
-        "--inputs",
-        f"image_bytes={tmp_path / 'image_bytes.npy'}",
-        "--outdir",
-        str(tmp_path),
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    out = saved_model_cli_run(exported, "serving_default", jpeg, tmp_path)
     np.testing.assert_allclose(
-        np.load(tmp_path / "scores.npy")[0], _center_by_hand(members, jpeg), atol=PROBABILITY_ATOL
+        np.load(out / "scores.npy")[0], _center_by_hand(members, jpeg), atol=PROBABILITY_ATOL
     )
 
 
