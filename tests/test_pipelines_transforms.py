@@ -172,6 +172,28 @@ def test_pca_lighting_covariance_matches_constants():
     np.testing.assert_allclose(added.mean(0), 0, atol=4 * np.sqrt(expected.max() / n))
 
 
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_fused_batch_half_equals_the_formula_op_by_op(dtype):
+    # The per-channel batch half runs as one XLA-fused pass; it must still be
+    # (flipped image - (mean - shift)) / std for each image with its own draws.
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (4, 5, 6, 3)).astype(np.float32)
+    flip = np.array([True, False, True, False])
+    shift = rng.normal(0, 5, (4, 3)).astype(np.float32)
+    mean, std = np.float32([120, 110, 100]), np.float32([50, 60, 70])
+    draws = {
+        "flip": tf.constant(flip),
+        "shift": tf.constant(shift),
+        "mean_window": tf.zeros([4, 4]),
+    }
+    got = transforms.augment_batch(tf.constant(images), draws, mean, std, dtype)
+    assert got.dtype == dtype
+    flipped = np.where(flip[:, None, None, None], images[:, :, ::-1], images)
+    expected = (flipped - (mean - shift[:, None, None, :])) / std
+    tolerance = 1e-5 if dtype == tf.float32 else 2e-2
+    np.testing.assert_allclose(tf.cast(got, tf.float32), expected, rtol=tolerance, atol=tolerance)
+
+
 @pytest.mark.parametrize("mean_image", [False, True])
 def test_batch_half_applies_each_images_own_draws(mean_image):
     # Per-image crops, then flip, lighting and normalisation over the batch at once,
