@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import keras
@@ -49,6 +50,22 @@ def _in_memory(images, labels):
         return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch).skip(skip)
 
     return dataset_fn
+
+
+def test_each_next_epochs_iterator_is_built_while_the_current_epoch_trains(tmp_path):
+    images, labels = _arrays(32, seed=2)
+    data, built = _in_memory(images, labels), []
+
+    def recording(epoch, skip, context):
+        built.append((epoch, skip, threading.current_thread().name))
+        return data(epoch, skip, context)
+
+    metrics = _trainer(tmp_path, strategies.make_strategy("one_device"), epochs=3).fit(recording)
+    assert (metrics["step"], metrics["epochs"]) == (12, 3)
+    assert [(epoch, skip) for epoch, skip, _ in built] == [(0, 0), (1, 0), (2, 0)]
+    first, *later = [thread for _, _, thread in built]
+    assert first == threading.current_thread().name
+    assert all(thread.startswith("input-ahead") for thread in later)
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path):

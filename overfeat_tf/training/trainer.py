@@ -34,6 +34,7 @@ from overfeat_tf.models import legacy
 from overfeat_tf.training import constraints, schedules, strategies, summaries
 from overfeat_tf.training.recipes import Recipe
 from overfeat_tf.xla_choice import Calibration, XlaChoice, check_mode
+from pipelines import ahead
 
 # dataset_fn(epoch, skip_batches, input_context) -> per-replica batched dataset.
 TrainDatasetFn = Callable[[int, int, tf.distribute.InputContext], tf.data.Dataset]
@@ -402,19 +403,56 @@ class Trainer:
         total_steps = cfg.epochs * cfg.steps_per_epoch
         if cfg.max_steps is not None:
             total_steps = min(total_steps, cfg.max_steps)
-        history: dict[str, Any] = {}
         if self.restored_from:
             self._log(f"Resumed from {self.restored_from} at step {self._step()}.")
         if self.xla_choice is None and total_steps - self._step() < XLA_CALIBRATION_MIN_STEPS:
             self._calibration.skip(f"{total_steps - self._step()} steps left, too few to time XLA")
         if self.xla_choice is not None:
             self._log(f"Training step: {self.xla_choice.summary()}")
+        # Each epoch's input iterator, the next one built while the current epoch trains.
+        iterators = ahead.Ahead(
+            lambda key: iter(
+                self.strategy.distribute_datasets_from_function(
+                    lambda context: train_dataset_fn(*key, context)
+                )
+            )
+        )
+        with iterators:
+            history = self._fit_epochs(total_steps, iterators, eval_dataset_fn, on_epoch_end)
+        metrics_file = os.path.join(cfg.model_dir, "metrics.json")
+        if not history and tf.io.gfile.exists(metrics_file):
+            self._log("Nothing left to train; metrics.json kept.")
+            with tf.io.gfile.GFile(metrics_file) as f:
+                return json.load(f)
+        metrics = {**history, "step": self._step(), "epochs": int(self.epochs_done.numpy())}
+        if self.xla_choice is not None:
+            metrics["xla"] = self.xla_choice.as_dict()
+        metrics["onednn"] = runtime.onednn_record()
+        if self.is_chief:
+            run_dir_lib.write_json(metrics_file, metrics)
+        self._cleanup_scratch()
+        return metrics
+
+    def _fit_epochs(
+        self,
+        total_steps: int,
+        iterators: ahead.Ahead,
+        eval_dataset_fn: EvalDatasetFn | None,
+        on_epoch_end: Callable[[int, dict[str, Any]], None] | None,
+    ) -> dict[str, Any]:
+        """`fit`'s loop over epochs, each read from `iterators.take((epoch, skip))`;
+        returns the last epoch's history ({} when nothing was left to train)."""
+        cfg = self.config
+        history: dict[str, Any] = {}
         # Also finishes the bookkeeping of an epoch whose last step ran before a restart.
         while self._step() < total_steps or self._epoch_end_pending():
             epoch = int(self.epochs_done.numpy())
             skip = self._step() - epoch * cfg.steps_per_epoch
             steps = min(cfg.steps_per_epoch, total_steps - epoch * cfg.steps_per_epoch)
-            history = self._train_epoch(epoch, skip, steps, train_dataset_fn)
+            iterator = iterators.take((epoch, skip)) if skip < steps else None
+            if (epoch + 1) * cfg.steps_per_epoch < total_steps:
+                iterators.prepare((epoch + 1, 0))
+            history = self._train_epoch(epoch, skip, steps, iterator)
             # A run stopped by max_steps mid-epoch leaves the epoch open, to resume.
             complete = self._step() >= (epoch + 1) * cfg.steps_per_epoch
             if eval_dataset_fn is not None:
@@ -435,32 +473,18 @@ class Trainer:
                 f"Epoch {epoch + 1}: "
                 + ", ".join(f"{k} {v:.4g}" for k, v in history.items() if isinstance(v, float))
             )
-        metrics_file = os.path.join(cfg.model_dir, "metrics.json")
-        if not history and tf.io.gfile.exists(metrics_file):
-            self._log("Nothing left to train; metrics.json kept.")
-            with tf.io.gfile.GFile(metrics_file) as f:
-                return json.load(f)
-        metrics = {**history, "step": self._step(), "epochs": int(self.epochs_done.numpy())}
-        if self.xla_choice is not None:
-            metrics["xla"] = self.xla_choice.as_dict()
-        metrics["onednn"] = runtime.onednn_record()
-        if self.is_chief:
-            run_dir_lib.write_json(metrics_file, metrics)
-        self._cleanup_scratch()
-        return metrics
+        return history
 
     def _epoch_end_pending(self) -> bool:
         """True when the next epoch's steps all ran but it is not marked done."""
         return (int(self.epochs_done.numpy()) + 1) * self.config.steps_per_epoch <= self._step()
 
-    def _train_epoch(self, epoch, skip, steps, train_dataset_fn) -> dict[str, Any]:
+    def _train_epoch(self, epoch, skip, steps, iterator) -> dict[str, Any]:
+        """Steps `skip` to `steps` of `epoch`, reading batches from `iterator` (None when
+        no step is left)."""
         cfg = self.config
         rate = self.learning_rate_for(epoch)
         self.optimizer.learning_rate = rate
-        dataset = self.strategy.distribute_datasets_from_function(
-            lambda context: train_dataset_fn(epoch, skip, context)
-        )
-        iterator = iter(dataset)
         # A progress bar on a terminal; in a log file, only the line per epoch.
         progress = keras.utils.Progbar(
             steps,
