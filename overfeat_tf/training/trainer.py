@@ -396,6 +396,9 @@ class Trainer:
     ) -> dict[str, Any]:
         """Trains to `epochs` (or `max_steps`), evaluating after every epoch.
 
+        `train_dataset_fn(epoch, skip, context)` is called once per epoch; from the second
+        epoch on, on a background thread while the previous epoch trains (`pipelines.ahead`).
+
         Returns the final metrics, also written to `<model_dir>/metrics.json`.
         Raises `TrainingDiverged` on a NaN/inf loss, leaving the last good checkpoint.
         """
