@@ -186,21 +186,24 @@ def _no_draws() -> dict[str, tf.Tensor]:
     return {name: tf.zeros(spec.shape, spec.dtype) for name, spec in _DRAWS.items()}
 
 
-def _train_transform(crop_size: int, augmentation: str, eigen, scale_jitter):
-    """The per-image half of training augmentation (`transforms.train_crop`)."""
+def _train_transform(crop_size: int, augmentation: str, eigen, scale_jitter, with_boxes: bool):
+    """The per-image half of training augmentation (`transforms.train_crop`); boxes are
+    cropped only `with_boxes` (otherwise `_finish` drops them as read)."""
 
     def transform(record: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
         image, boxes, values, draws = transforms.train_crop(
             record["encoded"],
-            record["boxes"],
-            _box_values(record),
+            record["boxes"] if with_boxes else None,
+            _box_values(record) if with_boxes else None,
             seed,
             crop_size=crop_size,
             augmentation=transforms.AUGMENTATIONS[augmentation],
             eigen=eigen,
             scale_jitter=scale_jitter,
         )
-        return {**record, **draws, "image": image, "boxes": boxes, **_from_box_values(values)}
+        if with_boxes:
+            record = {**record, "boxes": boxes, **_from_box_values(values)}
+        return {**record, **draws, "image": image}
 
     return transform
 
@@ -384,7 +387,7 @@ def build_dataset(
             lambda r: tf.stack([r, tf.constant(pipeline_id, tf.int64)])
         )
         dataset = tf.data.Dataset.zip(dataset, seeds)
-        transform = _train_transform(crop_size, augmentation, eigen, scale_jitter)
+        transform = _train_transform(crop_size, augmentation, eigen, scale_jitter, with_boxes)
     else:
         transform = _eval_transform(
             eval_mode, crop_size, mean, std, full_shorter_side, full_max_shorter_side

@@ -243,29 +243,31 @@ def random_crop_window(
 
 def train_crop(
     encoded: tf.Tensor,
-    boxes: tf.Tensor,
-    box_labels: tf.Tensor,
+    boxes: tf.Tensor | None,
+    box_labels: tf.Tensor | None,
     seed: tf.Tensor,
     *,
     crop_size: int,
     augmentation: Augmentation,
     eigen: tuple[tf.Tensor, tf.Tensor] | None,
     scale_jitter: tuple[int, int] | None,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, dict[str, tf.Tensor]]:
+) -> tuple[tf.Tensor, tf.Tensor | None, tf.Tensor | None, dict[str, tf.Tensor]]:
     """The per-image half of training augmentation (AlexNet or OverFeat recipe): the
     random crop (fused `decode_and_crop_jpeg` on JPEGs) resized to crop_size, and this
     image's draws for the batch half (`augment_batch`).
 
     Args:
       encoded: tf.string scalar.
-      boxes: float32 [n, 4] normalised to the original image; box_labels int32 [n].
+      boxes: float32 [n, 4] normalised to the original image; box_labels int32 [n];
+        both None for no boxes (classification), which skips the box arithmetic.
       seed: int64 [2] stateless seed for this image.
       eigen: (eigval [3], eigvec [3, 3]) for PCA lighting, or None for none.
       scale_jitter: (min, max) shorter side drawn uniformly per image, or None for 256.
 
     Returns:
       (image float32 0-255 [crop_size, crop_size, 3], not yet flipped; boxes [m, 4]
-      normalised to the returned image once flipped, box_labels [m]; draws {"flip":
+      normalised to the returned image once flipped, box_labels [m] (None, None without
+      boxes); draws {"flip":
       bool [], "shift": float32 [3] the PCA lighting shift (zeros without eigen),
       "mean_window": float32 [4] the crop in the mean image's 256x256 centre square}).
     """
@@ -286,8 +288,9 @@ def train_crop(
     shift = tf.zeros([3]) if eigen is None else pca_lighting_shift(seeds[2], *eigen)
     window_n = _pixel_to_normalized(window, size)
     square_n = _pixel_to_normalized(_center_square(size), size)
-    boxes, box_labels = crop_boxes(boxes, box_labels, window_n)
-    boxes = tf.cond(flip, lambda: flip_boxes(boxes), lambda: boxes)
+    if boxes is not None:
+        boxes, box_labels = crop_boxes(boxes, box_labels, window_n)
+        boxes = tf.cond(flip, lambda: flip_boxes(boxes), lambda: boxes)
     draws = {"flip": flip, "shift": shift, "mean_window": _relative_to(window_n, square_n)}
     return image, boxes, box_labels, draws
 

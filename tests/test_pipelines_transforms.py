@@ -207,11 +207,13 @@ def test_batch_half_applies_each_images_own_draws(mean_image):
     std = np.array([50.0, 60.0, 70.0], np.float32)
     eigen = (tf.constant([0.2, 0.02, 0.005]), tf.eye(3))
     seeds = [tf.constant([i, 3], tf.int64) for i in range(8)]
+    # Without boxes (the classification path, which skips the box arithmetic); the
+    # one-image path below crops boxes, and the images must not differ.
     crops = [
         transforms.train_crop(
             encoded,
-            tf.zeros([0, 4]),
-            tf.zeros([0], tf.int32),
+            None,
+            None,
             seed,
             crop_size=99,
             augmentation=transforms.AUGMENTATIONS["overfeat"],
@@ -220,6 +222,7 @@ def test_batch_half_applies_each_images_own_draws(mean_image):
         )
         for seed in seeds
     ]
+    assert crops[0][1] is None and crops[0][2] is None
     draws = {name: tf.stack([c[3][name] for c in crops]) for name in crops[0][3]}
     assert 0 < int(tf.reduce_sum(tf.cast(draws["flip"], tf.int32))) < 8
     batch = transforms.augment_batch(tf.stack([c[0] for c in crops]), draws, mean, std, tf.bfloat16)
