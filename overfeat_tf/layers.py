@@ -4,6 +4,9 @@
 - `GroupedConv2D`: AlexNet's two towers, computed as one convolution per channel group
   (`Conv2D(groups=2)` trains 4-6x slower on CPU: benchmarks/model_speed.py).
 - `CeilMaxPool2D`: max pooling that rounds the output size up (Caffe's ceil mode, ZFNet).
+- `FullyConnected2D`: a fully connected layer written as a convolution (the papers' FC
+  layers, so that the network slides over larger images), one matrix multiply where the
+  input is a single kernel window.
 """
 
 from __future__ import annotations
@@ -128,6 +131,64 @@ class GroupedConv2D(_LoadHint, keras.layers.Conv2D):
             **super().get_config(),
             "implementation": self.implementation,
         }
+
+
+def convolve(
+    inputs: tf.Tensor,
+    kernel: tf.Tensor,
+    *,
+    strides: tuple[int, int],
+    padding: str,
+    dilation_rate: tuple[int, int],
+    data_format: str,
+) -> tf.Tensor:
+    """`keras.ops.conv` (arguments as a Keras `Conv2D` holds them), computed as one matrix
+    multiply where it is one: a valid, stride-1, undilated channels-last convolution whose
+    kernel `[kh, kw, c, f]` covers the whole input `[b, kh, kw, c]` (static sizes), giving
+    `[b, 1, 1, f]`.
+
+    A fully connected layer at the training size is such a convolution (AlexNet's fc6: a
+    6x6 kernel on the 6x6 pool5 map); CPU convolution kernels run it and its gradients
+    several times slower than the equivalent matrix multiply.
+    """
+    window = tuple(kernel.shape[:2])
+    if (
+        data_format == "channels_last"
+        and padding == "valid"
+        and tuple(inputs.shape[1:3]) == window
+        and None not in window
+        and tuple(strides) == (1, 1)
+        and tuple(dilation_rate) == (1, 1)
+    ):
+        size = window[0] * window[1] * kernel.shape[2]
+        outputs = tf.matmul(tf.reshape(inputs, [-1, size]), tf.reshape(kernel, [size, -1]))
+        return tf.reshape(outputs, [-1, 1, 1, kernel.shape[3]])
+    return keras.ops.conv(
+        inputs,
+        kernel,
+        strides=strides,
+        padding=padding,
+        data_format=data_format,
+        dilation_rate=dilation_rate,
+    )
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FullyConnected2D(_LoadHint, keras.layers.Conv2D):
+    """A fully connected layer as a `Conv2D` (same variables, config and results), so
+    that the network runs at any input size: `[b, h, w, c]` -> `[b, h - kh + 1, w - kw +
+    1, filters]`. At the training size, where the input is exactly one kernel window, it
+    is one matrix multiply (`convolve`)."""
+
+    def convolution_op(self, inputs: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+        return convolve(
+            inputs,
+            kernel,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            data_format=self.data_format,
+        )
 
 
 def ceil_pool_size(size: int, pool_size: int, strides: int) -> int:

@@ -40,6 +40,53 @@ def test_split_grouped_conv_equals_native_groups(padding, strides):
     np.testing.assert_allclose(split(x2)[..., :3], expected[..., :3], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("size", [5, 8])
+def test_fully_connected_2d_equals_conv2d_with_the_same_weights(size):
+    # At the kernel's size (the training size: one window) it is a matrix multiply; at
+    # larger inputs (dense evaluation) a convolution. Both match Conv2D, outputs and
+    # gradients.
+    x = tf.constant(np.random.default_rng(2).normal(size=(3, size, size, 6)), tf.float32)
+    reference = keras.layers.Conv2D(7, 5, activation="relu")
+    layer = layers.FullyConnected2D(7, 5, activation="relu")
+    reference.build(x.shape)
+    layer.build(x.shape)
+    layer.set_weights(reference.get_weights())
+    results = []
+    for conv in (reference, layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = conv(x)
+            loss = tf.reduce_sum(y * tf.range(7, dtype=tf.float32))
+        results.append((y, *tape.gradient(loss, [x, *conv.trainable_variables])))
+    assert results[1][0].shape == (3, size - 4, size - 4, 7)
+    for expected, got in zip(*results):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_convolve_is_a_matrix_multiply_only_on_one_whole_window():
+    kernel = tf.ones([3, 3, 2, 4])
+    plain = dict(strides=(1, 1), padding="valid", dilation_rate=(1, 1))
+    one_window = tf.function(
+        lambda x: layers.convolve(x, kernel, **plain, data_format="channels_last")
+    )
+    ops = {
+        op.type
+        for op in one_window.get_concrete_function(tf.ones([2, 3, 3, 2])).graph.get_operations()
+    }
+    assert "MatMul" in ops and "Conv2D" not in ops
+    for shape, arguments in [
+        ([2, 4, 4, 2], plain),
+        ([2, 3, 3, 2], {**plain, "padding": "same"}),
+        ([2, 3, 3, 2], {**plain, "strides": (2, 2)}),
+        ([2, None, None, 2], plain),
+    ]:
+        fn = tf.function(
+            lambda x, a=arguments: layers.convolve(x, kernel, **a, data_format="channels_last")
+        )
+        graph = fn.get_concrete_function(tf.TensorSpec(shape)).graph
+        assert "MatMul" not in {op.type for op in graph.get_operations()}, (shape, arguments)
+
+
 def test_grouped_conv_rejects_bad_arguments():
     with pytest.raises(ValueError, match="implementation"):
         layers.GroupedConv2D(4, 3, groups=2, implementation="fast")
@@ -107,6 +154,7 @@ def test_ceil_pool_output_shape_is_static():
         layers.LocalResponseNormalization(depth_radius=3, bias=1.5, alpha=2e-4, beta=0.5),
         layers.GroupedConv2D(4, 3, groups=2, padding="same", implementation="native"),
         layers.CeilMaxPool2D(3, 2),
+        layers.FullyConnected2D(5, 7),
     ],
     ids=lambda layer: type(layer).__name__,
 )

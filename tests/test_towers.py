@@ -52,9 +52,11 @@ def _images(count: int, seed: int = 0) -> np.ndarray:
 
 
 def _op_devices(graph) -> dict[str, dict[str, int]]:
-    """{op type: {device: count}} for the convolutions, LRNs and pools and their gradients."""
+    """{op type: {device: count}} for the convolutions, matrix multiplies, LRNs and pools
+    and their gradients."""
     kinds = (
         "Conv2D",
+        "MatMul",
         "Conv2DBackpropFilter",
         "Conv2DBackpropInput",
         "LRN",
@@ -235,11 +237,13 @@ def test_each_towers_ops_run_on_its_device(two_devices):
         kind: {d.rsplit("/", 1)[-1]: n for d, n in counts.items()}
         for kind, counts in report["op_devices"].items()
     }
-    # Forward and backward of the project's training step: conv1-conv5 halves, fc6 and
-    # fc7 halves on each device, plus fc8 (the class layer) on the first; two LRNs and
+    # Forward and backward of the project's training step: conv1-conv5 halves on each
+    # device; fc6 and fc7 halves on each, plus fc8 (the class layer) on the first, as
+    # matrix multiplies (forward, and the gradients of input and kernel); two LRNs and
     # three pools per tower. No op is left to the default placement.
     for kind in ("Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput"):
-        assert devices[kind] == {"device:CPU:0": 8, "device:CPU:1": 7}, kind
+        assert devices[kind] == {"device:CPU:0": 5, "device:CPU:1": 5}, kind
+    assert devices["MatMul"] == {"device:CPU:0": 9, "device:CPU:1": 6}
     for kind in ("LRN", "LRNGrad"):
         assert devices[kind] == {"device:CPU:0": 2, "device:CPU:1": 2}, kind
     for kind in ("MaxPool", "MaxPoolGrad"):

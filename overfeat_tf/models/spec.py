@@ -135,7 +135,7 @@ def _head_layers(row: FC, width: float, num_classes: int, dropout: float, init: 
     is_class_layer = row.units is None
     kernel_init, bias_init = _initializers(init, row.bias)
     layers = [
-        keras.layers.Conv2D(
+        of_layers.FullyConnected2D(
             num_classes if is_class_layer else scaled(row.units, width),
             row.kernel,
             activation=None if is_class_layer else "relu",

@@ -269,7 +269,7 @@ class TowerModel(keras.Model):
         def conv(*tensors):
             kernel = tf.cast(tensors[0], dtype)
             bias = tf.cast(tensors[1], dtype) if layer.use_bias else None
-            y = keras.ops.conv(
+            y = of_layers.convolve(
                 tf.cast(_concat(tensors[len(weights) :]), dtype),
                 kernel,
                 strides=layer.strides,
