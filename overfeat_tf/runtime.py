@@ -162,11 +162,24 @@ def cpu_flags() -> tuple[str, ...]:
     return tuple(flag for flag in _ISA_FLAGS if flag in present)
 
 
+def isa_caps() -> list[str]:
+    """The instruction-set caps set in the environment, as NAME=VALUE: oneDNN's (in
+    TensorFlow and PyTorch), PyTorch's own kernels', and XLA's `--xla_cpu_max_isa`."""
+    caps = [
+        f"{name}={os.environ[name]}"
+        for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+        if os.environ.get(name)
+    ]
+    return caps + [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_cpu_max_isa" in f]
+
+
 def cpu_summary() -> str:
-    """One line naming the CPU, its instruction-set flags and core count, for reports."""
+    """One line naming the CPU, its instruction-set flags and core count, for reports,
+    and the instruction-set caps set in the environment (`isa_caps`)."""
+    caps = isa_caps()
     return (
         f"CPU: {cpu_model()} ({os.cpu_count()} logical cores); instruction sets: "
-        f"{' '.join(cpu_flags()) or 'unknown'}"
+        f"{' '.join(cpu_flags()) or 'unknown'}" + (f"; capped by {' '.join(caps)}" if caps else "")
     )
 
 

@@ -181,3 +181,17 @@ def test_xla_step_gives_the_plain_step_weights(tmp_path):
         # round-off, at most 1e-3 of how far the step moved the weights (a wrong or
         # missing update differs by the update itself).
         np.testing.assert_allclose(wx, wp, rtol=0, atol=1e-3 * moved)
+
+
+def test_cpu_summary_names_the_instruction_set_caps(monkeypatch):
+    # A benchmark run with the libraries capped (say, at AVX2 on an AVX-512 CPU) must say
+    # so beside the CPU's own flags, or its figures read as the uncapped CPU's.
+    for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "XLA_FLAGS"):
+        monkeypatch.delenv(name, raising=False)
+    assert "capped" not in runtime.cpu_summary()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x --xla_cpu_max_isa=AVX2")
+    assert runtime.isa_caps() == ["ONEDNN_MAX_CPU_ISA=AVX2", "--xla_cpu_max_isa=AVX2"]
+    assert runtime.cpu_summary().endswith(
+        "; capped by ONEDNN_MAX_CPU_ISA=AVX2 --xla_cpu_max_isa=AVX2"
+    )
