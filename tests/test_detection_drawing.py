@@ -25,3 +25,12 @@ def test_draw_boxes_bad_input():
         drawing.draw_boxes(np.zeros((5, 5), np.uint8), [])
     with pytest.raises(ValueError, match="2 labels for 1 boxes"):
         drawing.draw_boxes(np.zeros((5, 5, 3), np.uint8), [[0, 0, 1, 1]], ["a", "b"])
+
+
+def test_a_box_with_crossed_edges_is_drawn_over_its_extent():
+    # A barely trained regressor can predict xmin > xmax; drawing its detections must not
+    # fail, and the outline is the same as for the box with its edges in order.
+    image = np.zeros((50, 60, 3), np.uint8)
+    ordered = drawing.draw_boxes(image, [[10, 20, 30, 40]])
+    np.testing.assert_array_equal(drawing.draw_boxes(image, [[30, 40, 10, 20]]), ordered)
+    np.testing.assert_array_equal(drawing.draw_boxes(image, [[10, 40, 30, 20]]), ordered)

@@ -19,7 +19,8 @@ def draw_boxes(
     colour: tuple[int, int, int] = (255, 0, 0),
 ) -> np.ndarray:
     """A copy of `image` (uint8 [h, w, 3]) with `boxes` [n, 4] (ymin, xmin, ymax, xmax,
-    pixels) outlined in `colour` and each labelled with `labels[i]` (none if None)."""
+    pixels) outlined in `colour` and each labelled with `labels[i]` (none if None). A box
+    with crossed edges (a regressor can predict xmin > xmax) is drawn over its extent."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"image must be uint8 [h, w, 3]; received {image.dtype} {image.shape}.")
@@ -29,7 +30,10 @@ def draw_boxes(
     picture = Image.fromarray(image)
     draw = ImageDraw.Draw(picture)
     line = max(1, min(image.shape[:2]) // 100)
-    for index, (ymin, xmin, ymax, xmax) in enumerate(boxes):
+    corners = np.concatenate(
+        [np.minimum(boxes[:, :2], boxes[:, 2:]), np.maximum(boxes[:, :2], boxes[:, 2:])], axis=1
+    )
+    for index, (ymin, xmin, ymax, xmax) in enumerate(corners):
         draw.rectangle([xmin, ymin, xmax, ymax], outline=tuple(colour), width=line)
         if labels is not None and labels[index]:
             draw.text((xmin + line + 1, ymin + line), str(labels[index]), fill=tuple(colour))
