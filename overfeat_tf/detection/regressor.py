@@ -25,6 +25,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from overfeat_tf import layers as of_layers
 from overfeat_tf import run_dir
 from overfeat_tf.models import model_info
 from overfeat_tf.models import spec as spec_lib
@@ -84,14 +85,14 @@ def build_regressor(config: RegressorConfig) -> keras.Model:
     inputs = keras.Input((None, None, trunk_channels(config.model, config.width)), name="pooled")
     x = inputs
     for name, units, size in zip(LAYER_NAMES, HIDDEN_UNITS, (kernel, 1)):
-        x = keras.layers.Conv2D(
+        x = of_layers.FullyConnected2D(
             spec_lib.scaled(units, config.width),
             size,
             activation="relu",
             kernel_initializer="he_normal",
             name=name,
         )(x)
-    x = keras.layers.Conv2D(
+    x = of_layers.FullyConnected2D(
         4 * config.outputs, 1, kernel_initializer="zeros", name=LAYER_NAMES[-1]
     )(x)
     return keras.Model(inputs, x, name=f"{config.model}_regressor")
