@@ -34,3 +34,14 @@ def test_a_box_with_crossed_edges_is_drawn_over_its_extent():
     ordered = drawing.draw_boxes(image, [[10, 20, 30, 40]])
     np.testing.assert_array_equal(drawing.draw_boxes(image, [[30, 40, 10, 20]]), ordered)
     np.testing.assert_array_equal(drawing.draw_boxes(image, [[10, 40, 30, 20]]), ordered)
+
+
+def test_to_pixels_undoes_the_input_normalisation_and_clips():
+    mean, std = np.array([120.0, 110.0, 100.0]), np.array([50.0, 60.0, 70.0])
+    pixels = np.array([[[0, 255, 37], [200, 3, 90]]], np.float64)
+    got = drawing.to_pixels((pixels - mean) / std, mean, std)
+    assert got.dtype == np.uint8
+    np.testing.assert_allclose(got, pixels, atol=1)
+    np.testing.assert_array_equal(
+        drawing.to_pixels(np.array([[[-9.0, 9.0, 0.0]]]), mean, std), [[[0, 255, 100]]]
+    )

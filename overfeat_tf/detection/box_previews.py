@@ -36,8 +36,9 @@ class BoxPreviews:
         boxes."""
         drawn = []
         for image, true_boxes in zip(self.images, self.true_boxes):
-            pixels = np.clip(image * self.std + self.mean, 0, 255).astype(np.uint8)
-            pixels = drawing.draw_boxes(pixels, true_boxes, colour=(0, 200, 0))
+            pixels = drawing.draw_boxes(
+                drawing.to_pixels(image, self.mean, self.std), true_boxes, colour=(0, 200, 0)
+            )
             drawn.append(drawing.draw_boxes(pixels, predict(image).boxes))
         height = max(p.shape[0] for p in drawn)
         width = max(p.shape[1] for p in drawn)

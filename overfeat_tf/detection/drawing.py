@@ -12,6 +12,12 @@ from PIL import Image, ImageDraw
 from overfeat_tf.detection import boxes as box_ops
 
 
+def to_pixels(image: np.ndarray, mean, std) -> np.ndarray:
+    """A model input `(pixel - mean) / std`, float [h, w, 3], back to uint8 pixels
+    (`mean`, `std`: RGB, 0-255 scale), clipped to 0-255."""
+    return np.clip(image * np.asarray(std) + np.asarray(mean), 0, 255).astype(np.uint8)
+
+
 def draw_boxes(
     image: np.ndarray,
     boxes,
@@ -72,8 +78,12 @@ def found_boxes_writer(
     def draw(index: int, image, found, true_classes, true_boxes) -> None:
         if index >= max_images:
             return
-        pixels = np.clip(image * np.asarray(std) + np.asarray(mean), 0, 255).astype(np.uint8)
-        pixels = draw_boxes(pixels, true_boxes, [class_names[c] for c in true_classes], (0, 200, 0))
+        pixels = draw_boxes(
+            to_pixels(image, mean, std),
+            true_boxes,
+            [class_names[c] for c in true_classes],
+            (0, 200, 0),
+        )
         boxes = found.boxes
         if min_score is not None:
             shown = found.scores >= min_score
