@@ -289,7 +289,7 @@ def build_dataset(
     scale_jitter: tuple[int, int] | None = None,
     input_context: tf.distribute.InputContext | None = None,
     seed: int | None = None,
-    deterministic: bool = False,
+    deterministic: bool | None = None,
     strict: bool = False,
     repeat: bool = False,
     bad_records: BadRecordCounter | None = None,
@@ -330,7 +330,9 @@ def build_dataset(
       scale_jitter: (min, max) shorter side per training image instead of 256.
       input_context: shards files per input pipeline.
       seed: seeds file order, shuffling and augmentation.
-      deterministic: same elements in the same order for the same seed (slower).
+      deterministic: same elements in the same order for the same seed (slower). None:
+        True for evaluation, so that "the first n images" (previews, `max_examples`)
+        never depend on thread timing; False for training.
       strict: fail on the first unusable image, naming its file, instead of skipping.
       repeat: repeat the split forever (training loops with steps per epoch); a pass
         without one usable image ends the dataset instead of looping for ever.
@@ -350,6 +352,8 @@ def build_dataset(
     Returns:
       A dataset of `(images float32, labels)` batches as described above.
     """
+    if deterministic is None:
+        deterministic = not training
     _validate(
         source,
         batch_size=batch_size,

@@ -144,6 +144,26 @@ def test_deterministic_mode_repeats_exactly(source):
         )
 
 
+def test_evaluation_reads_in_file_order_by_default(source):
+    # "The first n validation images" (box previews, --max_examples) must be the same n
+    # in every run, whatever the thread timing; training keeps the faster, unordered
+    # default.
+    def options(**kwargs):
+        return pipelines.build_dataset(source, **{"batch_size": 4, **COMMON, **kwargs}).options()
+
+    assert options(split="validation", training=False).deterministic
+    assert options(split="validation", training=False, eval_mode="full", batch_size=1).deterministic
+    assert not options(split="train", training=True, seed=1).deterministic
+    assert not options(split="validation", training=False, deterministic=False).deterministic
+    labels = [
+        int(y[0])
+        for _, y in pipelines.build_dataset(
+            source, "validation", batch_size=1, training=False, **COMMON
+        )
+    ]
+    assert labels == [int(r["label"]) for r in source.records("validation")]
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
