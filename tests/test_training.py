@@ -233,13 +233,20 @@ def test_sigkill_then_restart_resumes_where_it_stopped(tiny_data, tmp_path, subp
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def latest_step() -> int:
+        # The checkpoint state file, not a checkpoint's own files: a kill between writing
+        # ckpt-3 and recording it resumes, rightly, from ckpt-2.
+        path = tf.train.latest_checkpoint(str(killed))
+        return int(path.rsplit("-", 1)[1]) if path else 0
+
     deadline = time.time() + 120
-    while not (killed / "ckpt-3.index").exists():
+    while latest_step() < 3:
         assert process.poll() is None and time.time() < deadline, "no checkpoint appeared"
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    resumed_step = int(tf.train.latest_checkpoint(str(killed)).rsplit("-", 1)[1])
+    resumed_step = latest_step()
     assert 3 <= resumed_step < 12
     out = subprocess.run(
         _train_command(tiny_data, killed),
