@@ -156,7 +156,6 @@ def convolve(
         data_format == "channels_last"
         and padding == "valid"
         and tuple(inputs.shape[1:3]) == window
-        and None not in window
         and tuple(strides) == (1, 1)
         and tuple(dilation_rate) == (1, 1)
     ):
