@@ -1,14 +1,14 @@
 """`build_dataset`: records of a `Source` -> batches for training or evaluation.
 
-Stage order: shuffle serialized records, not decoded images;
-check the bytes (skip-and-count, or fail in strict mode); decode and transform in
-parallel; skip any image that still fails to decode (non-strict); check labels (always
-an error, never skipped); batch; optionally hand the work to a tf.data service;
+Stage order: shuffle serialized records, not decoded images; one parallel map per
+image (check the bytes, then decode and transform; a bad image raises an error naming
+it, counted first); drop the images that raised (non-strict; strict mode fails
+instead); batch; one map per batch (check labels, always an error, never skipped; the
+batch half of training augmentation); optionally hand the work to a tf.data service;
 prefetch last. Every parallel stage uses AUTOTUNE.
 """
 
 import re
-import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,14 +46,13 @@ def _skip_bad_images(
     max_pixels: int | None,
 ):
     """Wraps a record transform so that it runs only on bytes that pass
-    `decode.check_encoded` (with the pixel limit); adds a bool "ok" to its output for a
-    later filter.
+    `decode.check_encoded` (with the pixel limit).
 
-    A failing record gets a zero image of `image_shape` and `extra` (the transform's
-    other outputs, ok=False), is logged to stderr
-    with its file name and counted, or, in strict mode, raises InvalidArgumentError
-    naming the file and the problem. Runs inside the parallel map, so the check is
-    not a serial stage.
+    A failing record raises InvalidArgumentError naming its file and the problem: in
+    strict mode the error ends the pipeline; otherwise the record is first counted and
+    the error is dropped (and logged) by the `ignore_errors` stage that follows. Runs
+    inside the parallel map, so the check is not a serial stage. `image_shape` and
+    `extra` (the transform's other outputs) shape the branch that never returns.
     """
 
     def wrapped(record: dict[str, tf.Tensor], *args):
@@ -61,13 +60,14 @@ def _skip_bad_images(
 
         def bad() -> dict[str, tf.Tensor]:
             message = tf.strings.join(["Bad image in record ", record["filename"], ": ", reason])
-            if strict:
-                ops = [tf.debugging.Assert(False, [message])]
-            else:
-                ops = [tf.print("Skipping", message, output_stream=sys.stderr)]
-                if counter is not None:
-                    ops.append(counter.add(record["filename"], record["encoded"]))
-            with tf.control_dependencies(ops):
+            counted = (
+                []
+                if strict or counter is None
+                else [counter.add(record["filename"], record["encoded"])]
+            )
+            with tf.control_dependencies(counted):
+                failed = tf.debugging.Assert(False, [message])
+            with tf.control_dependencies([failed]):
                 return {
                     **record,
                     **extra,
@@ -77,7 +77,7 @@ def _skip_bad_images(
                     "difficult": tf.zeros([0], tf.bool),
                 }
 
-        return {**tf.cond(ok, lambda: transform(record, *args), bad), "ok": ok}
+        return tf.cond(ok, lambda: transform(record, *args), bad)
 
     return wrapped
 
@@ -107,41 +107,55 @@ def _from_box_values(values: tf.Tensor) -> dict[str, tf.Tensor]:
     return {"box_labels": values[:, 0], "difficult": values[:, 1] > 0}
 
 
-def _finish(num_classes: int, with_boxes: bool, draws: bool):
-    """Checks labels, naming the record, and shapes the element for the model (with the
-    training draws as a third part when `draws`, for `augment_batch`)."""
+def _element(with_boxes: bool, draws: bool):
+    """What one image contributes to a batch: image, label, file name, the boxes padded
+    to MAX_BOXES when `with_boxes`, and the training draws when `draws`."""
+    keys = ["image", "label", "filename", *(_DRAWS if draws else ())]
 
-    def finish(element: dict[str, tf.Tensor]):
-        labels = tf.concat([element["label"][tf.newaxis], element["box_labels"]], 0)
-        ok = tf.reduce_all(tf.logical_and(labels >= 0, labels < num_classes))
-
-        def fail() -> tf.Tensor:
-            message = tf.strings.join(
-                [
-                    "Record ",
-                    element["filename"],
-                    tf.strings.format(
-                        " has label {} and box labels {} (0-based; TFRecords store them "
-                        "1-based, -1 = missing): valid labels are 0.." + str(num_classes - 1),
-                        (element["label"], element["box_labels"]),
-                        summarize=-1,
-                    ),
-                ]
-            )
-            with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
-                return tf.identity(element["label"])
-
-        label = tf.cond(ok, lambda: element["label"], fail)
+    def element(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        out = {key: record[key] for key in keys}
         if with_boxes:
-            label = {
-                "label": label,
-                **_pad_boxes(element["boxes"], element["box_labels"], element["difficult"]),
-            }
-        if draws:
-            return element["image"], label, {name: element[name] for name in _DRAWS}
-        return element["image"], label
+            out.update(_pad_boxes(record["boxes"], record["box_labels"], record["difficult"]))
+        return out
 
-    return finish
+    return element
+
+
+def _checked_labels(batch: dict[str, tf.Tensor], num_classes: int, with_boxes: bool):
+    """The batch's labels (int32 [b], or the box dict when `with_boxes`) once every label
+    and box label is in 0..num_classes-1; otherwise an InvalidArgumentError naming the
+    first bad record (always an error, never skipped)."""
+    label = batch["label"]
+    valid = (label >= 0) & (label < num_classes)
+    if with_boxes:
+        box_labels = batch["box_labels"]
+        padding = tf.range(MAX_BOXES)[tf.newaxis] >= batch["num_boxes"][:, tf.newaxis]
+        box_ok = ((box_labels >= 0) & (box_labels < num_classes)) | padding
+        valid &= tf.reduce_all(box_ok, axis=1)
+
+    def fail() -> tf.Tensor:
+        first = tf.argmin(tf.cast(valid, tf.int32), output_type=tf.int32)
+        boxes = batch["box_labels"][first, : batch["num_boxes"][first]] if with_boxes else []
+        message = tf.strings.join(
+            [
+                "Record ",
+                batch["filename"][first],
+                tf.strings.format(
+                    " has label {} and box labels {} (0-based; TFRecords store them "
+                    "1-based, -1 = missing): valid labels are 0.." + str(num_classes - 1),
+                    (label[first], boxes),
+                    summarize=-1,
+                ),
+            ]
+        )
+        with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
+            return tf.identity(label)
+
+    label = tf.cond(tf.reduce_all(valid), lambda: label, fail)
+    if not with_boxes:
+        return label
+    names = ("boxes", "box_labels", "difficult", "num_boxes")
+    return {"label": label, **{name: batch[name] for name in names}}
 
 
 def _eval_transform(
@@ -186,16 +200,19 @@ def _no_draws() -> dict[str, tf.Tensor]:
     return {name: tf.zeros(spec.shape, spec.dtype) for name, spec in _DRAWS.items()}
 
 
-def _train_transform(crop_size: int, augmentation: str, eigen, scale_jitter, with_boxes: bool):
-    """The per-image half of training augmentation (`transforms.train_crop`); boxes are
-    cropped only `with_boxes` (otherwise `_finish` drops them as read)."""
+def _train_transform(
+    crop_size: int, augmentation: str, eigen, scale_jitter, with_boxes: bool, pipeline_id: int
+):
+    """The per-image half of training augmentation (`transforms.train_crop`), seeded by
+    (a random int64, the input pipeline's id); boxes are cropped only `with_boxes`
+    (otherwise `_element` drops them as read)."""
 
-    def transform(record: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
+    def transform(record: dict[str, tf.Tensor], random: tf.Tensor) -> dict[str, tf.Tensor]:
         image, boxes, values, draws = transforms.train_crop(
             record["encoded"],
             record["boxes"] if with_boxes else None,
             _box_values(record) if with_boxes else None,
-            seed,
+            tf.stack([random, tf.constant(pipeline_id, tf.int64)]),
             crop_size=crop_size,
             augmentation=transforms.AUGMENTATIONS[augmentation],
             eigen=eigen,
@@ -387,11 +404,11 @@ def build_dataset(
             eigen = tuple(tf.constant(e, tf.float32) for e in eigen)
         pipeline_id = 0 if input_context is None else input_context.input_pipeline_id
         # One stateless seed per image: (random int64, input pipeline id).
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(
-            lambda r: tf.stack([r, tf.constant(pipeline_id, tf.int64)])
-        )
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
         dataset = tf.data.Dataset.zip(dataset, seeds)
-        transform = _train_transform(crop_size, augmentation, eigen, scale_jitter, with_boxes)
+        transform = _train_transform(
+            crop_size, augmentation, eigen, scale_jitter, with_boxes, pipeline_id
+        )
     else:
         transform = _eval_transform(
             eval_mode, crop_size, mean, std, full_shorter_side, full_max_shorter_side
@@ -402,33 +419,34 @@ def build_dataset(
         image_shape = [10, crop_size, crop_size, 3]
     else:  # "full": whole images of any size; the placeholder is never batched.
         image_shape = [constants.RESIZE_SHORTER_SIDE, constants.RESIZE_SHORTER_SIDE, 3]
-    dataset = dataset.map(
-        _skip_bad_images(
-            transform, image_shape, strict, bad_records, _no_draws() if training else {}, max_pixels
-        ),
-        num_parallel_calls=AUTOTUNE,
+    read = _skip_bad_images(
+        transform, image_shape, strict, bad_records, _no_draws() if training else {}, max_pixels
     )
-    dataset = dataset.filter(lambda element: element["ok"])
+    element = _element(with_boxes, training)
+    dataset = dataset.map(lambda *args: element(read(*args)), num_parallel_calls=AUTOTUNE)
     if not strict:
-        # Last line of defence against bytes that pass the cheap check yet fail to
-        # decode: skipped and logged (not counted), so an epoch never dies on them.
+        # Drops the records the check above failed (counted and logged there) and any
+        # whose bytes passed it yet fail to decode (logged here, not counted), so that an
+        # epoch never dies on them.
         dataset = dataset.ignore_errors(log_warning=True)
     if repeat:
-        # After the filter: tf.data ends a repeat whose pass yields nothing, so a split
+        # After dropping: tf.data ends a repeat whose pass yields nothing, so a split
         # without one usable image ends (the trainer reports it) instead of looping.
         dataset = dataset.repeat()
-    dataset = dataset.map(
-        _finish(source.num_classes, with_boxes, training), num_parallel_calls=AUTOTUNE
-    )
     dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE)
-    if training:  # flip, lighting, normalisation and dtype once per batch
-        dataset = dataset.map(
-            lambda images, labels, draws: (
-                transforms.augment_batch(images, draws, mean, std, tf.as_dtype(image_dtype)),
-                labels,
-            ),
-            num_parallel_calls=AUTOTUNE,
+
+    def finish(batch: dict[str, tf.Tensor]):
+        labels = _checked_labels(batch, source.num_classes, with_boxes)
+        if not training:
+            return batch["image"], labels
+        # Flip, lighting, normalisation and dtype once per batch.
+        draws = {name: batch[name] for name in _DRAWS}
+        images = transforms.augment_batch(
+            batch["image"], draws, mean, std, tf.as_dtype(image_dtype)
         )
+        return images, labels
+
+    dataset = dataset.map(finish, num_parallel_calls=AUTOTUNE)
     if data_service is not None:
         dataset = dataset.apply(
             tf.data.experimental.service.distribute(

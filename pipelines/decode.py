@@ -64,8 +64,18 @@ def header_size(encoded: tf.Tensor) -> tf.Tensor:
     PNG: the IHDR chunk (big-endian, bytes 16-23); GIF: the logical screen (little-endian
     16-bit, bytes 6-9), the canvas every frame is decoded into; BMP: the info header
     (little-endian, bytes 18-25; a negative height means top-down rows). [0, 0] for any
-    other bytes.
+    other bytes. JPEGs take a path of their own: the other formats' reads cost the
+    training pipeline more than the JPEG header itself.
     """
+    return tf.cond(
+        is_jpeg(encoded),
+        lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64),
+        lambda: _other_header_size(encoded),
+    )
+
+
+def _other_header_size(encoded: tf.Tensor) -> tf.Tensor:
+    """`header_size` of PNG, GIF or BMP bytes; [0, 0] for any other bytes."""
     # Padded, so that reading past the end of a short file gives zeros, not an error.
     header = tf.strings.join([tf.strings.substr(encoded, 0, _HEADER_BYTES), b"\0" * _HEADER_BYTES])
     head = tf.strings.substr(header, 0, 4)
@@ -78,7 +88,6 @@ def header_size(encoded: tf.Tensor) -> tf.Tensor:
         return tf.stack([height, width])
 
     branches = [
-        (is_jpeg(encoded), lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64)),
         (
             head == _PNG_MAGIC,
             lambda: tf.stack([_read_uint(header, 20, 4, True), _read_uint(header, 16, 4, True)]),
@@ -97,14 +106,12 @@ def header_size(encoded: tf.Tensor) -> tf.Tensor:
     )
 
 
-def _within(encoded: tf.Tensor, max_pixels: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """(ok, reason) of the pixel limit, from the header."""
+def _pixel_problem(encoded: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    """tf.string scalar: the header's size against the pixel limit."""
     size = header_size(encoded)
-    ok = size[0] * size[1] <= max_pixels
-    reason = tf.strings.format(
+    return tf.strings.format(
         "{}x{} pixels exceed the limit of " + str(max_pixels), (size[0], size[1])
     )
-    return ok, tf.where(ok, "", reason)
 
 
 def check_encoded(encoded: tf.Tensor, max_pixels: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
@@ -122,7 +129,8 @@ def check_encoded(encoded: tf.Tensor, max_pixels: int | None = None) -> tuple[tf
 
     Returns:
       (ok, reason): a bool scalar and a tf.string scalar, empty when `ok` and
-      otherwise naming the problem. The common case costs a handful of ops.
+      otherwise naming the problem. The common case costs a handful of ops; the reason
+      is only worked out for bytes that fail.
     """
     length = tf.strings.length(encoded)
     jpeg = is_jpeg(encoded)
@@ -132,17 +140,32 @@ def check_encoded(encoded: tf.Tensor, max_pixels: int | None = None) -> tuple[tf
         last_two == _JPEG_EOI, lambda: tf.constant(True), lambda: _tail_has_eoi(encoded, length)
     )
     head = tf.strings.substr(encoded, 0, 4)
-    ok = tf.logical_or(
+    bytes_ok = tf.logical_or(
         tf.logical_and(jpeg, complete_jpeg),
         tf.logical_or(
             tf.logical_and(head == _PNG_MAGIC, ends == _PNG_END),
             tf.logical_or(head == b"GIF8", tf.strings.substr(head, 0, 2) == b"BM"),
         ),
     )
-    reason = tf.cond(ok, lambda: tf.constant(""), lambda: _problem(encoded, length))
     if max_pixels is None:
-        return ok, reason
-    return tf.cond(ok, lambda: _within(encoded, max_pixels), lambda: (ok, reason))
+        ok = bytes_ok
+    else:
+        ok = tf.cond(
+            bytes_ok,
+            lambda: tf.reduce_prod(header_size(encoded)) <= max_pixels,
+            lambda: tf.constant(False),
+        )
+
+    def problem() -> tf.Tensor:
+        if max_pixels is None:
+            return _problem(encoded, length)
+        return tf.cond(
+            bytes_ok,
+            lambda: _pixel_problem(encoded, max_pixels),
+            lambda: _problem(encoded, length),
+        )
+
+    return ok, tf.cond(ok, lambda: tf.constant(""), problem)
 
 
 def decode_image(encoded: tf.Tensor) -> tf.Tensor:
