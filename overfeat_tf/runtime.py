@@ -50,12 +50,15 @@ def cache_path() -> str:
 
 
 def machine_key() -> str:
-    """What a calibration holds for: CPU model, instruction sets, TensorFlow version."""
+    """What a calibration holds for: CPU model, instruction sets, TensorFlow version, and
+    any instruction-set cap set in the environment (`isa_caps`: a capped CPU is another
+    machine to oneDNN)."""
     try:
         version = importlib.metadata.version("tensorflow")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    return f"{cpu_model()} | {' '.join(cpu_flags())} | tensorflow {version}"
+    caps = "".join(f" | {cap}" for cap in isa_caps())
+    return f"{cpu_model()} | {' '.join(cpu_flags())} | tensorflow {version}{caps}"
 
 
 def cached_calibration() -> dict | None:

@@ -195,3 +195,13 @@ def test_cpu_summary_names_the_instruction_set_caps(monkeypatch):
     assert runtime.cpu_summary().endswith(
         "; capped by ONEDNN_MAX_CPU_ISA=AVX2 --xla_cpu_max_isa=AVX2"
     )
+
+
+def test_a_capped_cpu_has_its_own_calibration(monkeypatch):
+    # oneDNN capped at AVX2 is a different machine to calibrate: an entry measured under a
+    # cap must not decide for the uncapped CPU, nor the other way round.
+    for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "XLA_FLAGS"):
+        monkeypatch.delenv(name, raising=False)
+    uncapped = runtime.machine_key()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert runtime.machine_key() == uncapped + " | ONEDNN_MAX_CPU_ISA=AVX2"
