@@ -236,6 +236,29 @@ def test_missing_or_out_of_range_label_names_the_record(tmp_path, label, match):
         list(ds)
 
 
+def test_a_box_label_out_of_range_names_its_record_where_boxes_are_read(tmp_path):
+    # Labels are checked per batch: the error names the batch's bad record, not its first.
+    jpeg = testing.encode(testing.smooth_image(40, 50))
+    box = [(0.1, 0.1, 0.9, 0.9)]
+    records = [
+        testing.example(jpeg, f"{name}.JPEG", label=1, boxes=box, box_labels=[box_label])
+        for name, box_label in (("fine", 1), ("bad_box", 12), ("also_fine", 0))
+    ]
+    testing.write_records(str(tmp_path), "train", records)
+    (tmp_path / "labels.txt").write_text("".join(f"c{i}\n" for i in range(12)))
+    source = pipelines.open_source(f"tfrecord:{tmp_path}")
+    ds = pipelines.build_dataset(
+        source, "train", batch_size=3, training=False, with_boxes=True, **COMMON
+    )
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"bad_box.JPEG has label 1 and box labels \[12\]"
+    ):
+        list(ds)
+    # A classification pipeline does not read box labels.
+    ds = pipelines.build_dataset(source, "train", batch_size=3, training=False, **COMMON)
+    assert [labels.numpy().tolist() for _, labels in ds] == [[1, 1, 1]]
+
+
 def test_distribute_datasets_from_function(source):
     strategy = tf.distribute.get_strategy()
     contexts = []
