@@ -7,6 +7,8 @@ with `channels=3`; PNG bytes in a `.JPEG` file are recognised by their magic num
 not their name, so the fused JPEG crop is only used on real JPEGs.
 """
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -188,39 +190,38 @@ def decode_image(encoded: tf.Tensor) -> tf.Tensor:
     return image
 
 
-def image_size(encoded: tf.Tensor) -> tf.Tensor:
-    """Returns int32 [2] (height, width) of an encoded image.
-
-    Reads only the header for JPEGs (`extract_jpeg_shape`, which fails on PNG and
-    reports 4 channels for CMYK, hence the format test); decodes other formats.
-    """
-    return tf.cond(
-        is_jpeg(encoded),
-        lambda: tf.image.extract_jpeg_shape(encoded)[:2],
-        lambda: tf.shape(decode_image(encoded))[:2],
-    )
-
-
-def decode_and_crop(encoded: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
-    """Decodes only the crop window of an image: the fused fast path for JPEGs.
+def decode_window(
+    encoded: tf.Tensor, window_of: Callable[[tf.Tensor], tf.Tensor]
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Decodes only a window of an image, the window chosen from the image's size: the
+    fused fast path for JPEGs, which reads the size from the header
+    (`extract_jpeg_shape`, which fails on PNG and reports 4 channels for CMYK, hence the
+    format test) and decodes only the window; other formats (PNG named .JPEG, GIF, BMP)
+    decode once, then crop. One branch on the format.
 
     Args:
       encoded: tf.string scalar.
-      window: int32 [4] (offset_y, offset_x, height, width) in pixels of the image.
+      window_of: int32 [2] (height, width) -> int32 [4] (offset_y, offset_x, height,
+        width), a window inside the image.
 
     Returns:
-      uint8 [height, width, 3]: the window, identical to cropping `decode_image`.
-      Non-JPEG bytes (PNG named .JPEG, GIF, BMP) fall back to decode then crop.
+      (size int32 [2], window int32 [4], uint8 [window height, window width, 3]): the
+      pixels of cropping `decode_image` (a JPEG's fused decode may differ in the
+      window's last column, where chroma upsampling sees no right neighbour).
     """
 
-    def fused() -> tf.Tensor:
-        return tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
+    def fused():
+        size = tf.image.extract_jpeg_shape(encoded)[:2]
+        window = window_of(size)
+        return size, window, tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
 
-    def fallback() -> tf.Tensor:
-        return tf.image.crop_to_bounding_box(
-            decode_image(encoded), window[0], window[1], window[2], window[3]
-        )
+    def fallback():
+        image = decode_image(encoded)
+        size = tf.shape(image)[:2]
+        window = window_of(size)
+        crop = tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3])
+        return size, window, crop
 
-    image = tf.cond(is_jpeg(encoded), fused, fallback)
+    size, window, image = tf.cond(is_jpeg(encoded), fused, fallback)
     image.set_shape([None, None, 3])
-    return image
+    return size, window, image

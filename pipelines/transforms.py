@@ -278,12 +278,14 @@ def train_crop(
         shorter = tf.random.stateless_uniform(
             [], seeds[0], minval=scale_jitter[0], maxval=scale_jitter[1] + 1, dtype=tf.int32
         )
-    size = decode.image_size(encoded)
-    window = random_crop_window(
-        size, seeds[1], crop_size=crop_size, shorter_side=shorter, augmentation=augmentation
+    size, window, image = decode.decode_window(
+        encoded,
+        lambda size: random_crop_window(
+            size, seeds[1], crop_size=crop_size, shorter_side=shorter, augmentation=augmentation
+        ),
     )
     flip = tf.random.stateless_uniform([], seeds[3]) < 0.5
-    image = _resize(decode.decode_and_crop(encoded, window), [crop_size, crop_size])
+    image = _resize(image, [crop_size, crop_size])
     image.set_shape([crop_size, crop_size, 3])
     shift = tf.zeros([3]) if eigen is None else pca_lighting_shift(seeds[2], *eigen)
     window_n = _pixel_to_normalized(window, size)

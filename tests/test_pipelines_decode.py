@@ -80,9 +80,13 @@ def test_check_encoded_names_the_problem():
 
 
 @pytest.mark.parametrize("name", ["jpeg", "png", "cmyk_jpeg", "grayscale_jpeg"])
-def test_image_size_reads_every_format(name):
-    size = decode.image_size(tf.constant(GOOD[name]))
+def test_decode_window_reads_the_size_of_every_format(name):
+    size, window, image = decode.decode_window(
+        tf.constant(GOOD[name]), lambda size: tf.stack([0, 0, size[0] // 2, size[1]])
+    )
     np.testing.assert_array_equal(size, [60, 80])
+    np.testing.assert_array_equal(window, [0, 0, 30, 80])
+    assert image.shape == (30, 80, 3)
 
 
 @pytest.mark.parametrize("run", ["eager", "dataset_map"])
@@ -90,7 +94,7 @@ def test_image_size_reads_every_format(name):
 def test_decode_and_crop_matches_decode_then_crop(fmt, mode, run):
     encoded = tf.constant(testing.encode(NOISE, fmt, mode))
     window = tf.constant([10, 20, 30, 40])
-    fn = lambda e: decode.decode_and_crop(e, window)  # noqa: E731
+    fn = lambda e: decode.decode_window(e, lambda size: window)[2]  # noqa: E731
     crop = fn(encoded) if run == "eager" else _in_dataset_map(fn, encoded)
     full = decode.decode_image(encoded).numpy()[10:40, 20:60]
     assert crop.shape == (30, 40, 3)
