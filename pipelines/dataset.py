@@ -426,8 +426,8 @@ def build_dataset(
     dataset = dataset.map(lambda *args: element(read(*args)), num_parallel_calls=AUTOTUNE)
     if not strict:
         # Drops the records the check above failed (counted there) and any whose bytes
-        # passed it yet fail to decode (not counted), logging each error with its file
-        # name, so that an epoch never dies on them.
+        # passed it yet fail to decode (not counted), logging each error (the check's
+        # names the file), so that an epoch never dies on them.
         dataset = dataset.ignore_errors(log_warning=True)
     if repeat:
         # After dropping: tf.data ends a repeat whose pass yields nothing, so a split
