@@ -108,14 +108,6 @@ def _other_header_size(encoded: tf.Tensor) -> tf.Tensor:
     )
 
 
-def _pixel_problem(encoded: tf.Tensor, max_pixels: int) -> tf.Tensor:
-    """tf.string scalar: the header's size against the pixel limit."""
-    size = header_size(encoded)
-    return tf.strings.format(
-        "{}x{} pixels exceed the limit of " + str(max_pixels), (size[0], size[1])
-    )
-
-
 def check_encoded(encoded: tf.Tensor, max_pixels: int | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """Cheap validity check of encoded image bytes, without decoding.
 
@@ -149,23 +141,21 @@ def check_encoded(encoded: tf.Tensor, max_pixels: int | None = None) -> tuple[tf
             tf.logical_or(head == b"GIF8", tf.strings.substr(head, 0, 2) == b"BM"),
         ),
     )
-    if max_pixels is None:
-        ok = bytes_ok
-    else:
-        ok = tf.cond(
-            bytes_ok,
-            lambda: tf.reduce_prod(header_size(encoded)) <= max_pixels,
-            lambda: tf.constant(False),
-        )
+    ok = bytes_ok
+    if max_pixels is not None:
+        # The header is read only from bytes that passed (a JPEG without a frame header
+        # has no size to read).
+        size = tf.cond(bytes_ok, lambda: header_size(encoded), lambda: tf.zeros([2], tf.int64))
+        ok = tf.logical_and(bytes_ok, size[0] * size[1] <= max_pixels)
 
     def problem() -> tf.Tensor:
+        reason = _problem(encoded, length)
         if max_pixels is None:
-            return _problem(encoded, length)
-        return tf.cond(
-            bytes_ok,
-            lambda: _pixel_problem(encoded, max_pixels),
-            lambda: _problem(encoded, length),
+            return reason
+        too_large = tf.strings.format(
+            "{}x{} pixels exceed the limit of " + str(max_pixels), (size[0], size[1])
         )
+        return tf.where(bytes_ok, too_large, reason)
 
     return ok, tf.cond(ok, lambda: tf.constant(""), problem)
 
