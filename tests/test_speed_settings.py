@@ -183,11 +183,16 @@ def test_xla_step_gives_the_plain_step_weights(tmp_path):
         np.testing.assert_allclose(wx, wp, rtol=0, atol=1e-3 * moved)
 
 
-def test_cpu_summary_names_the_instruction_set_caps(monkeypatch):
-    # A benchmark run with the libraries capped (say, at AVX2 on an AVX-512 CPU) must say
-    # so beside the CPU's own flags, or its figures read as the uncapped CPU's.
+@pytest.fixture
+def uncapped(monkeypatch):
+    """No instruction-set cap in the environment (`runtime.isa_caps` reads these)."""
     for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "XLA_FLAGS"):
         monkeypatch.delenv(name, raising=False)
+
+
+def test_cpu_summary_names_the_instruction_set_caps(uncapped, monkeypatch):
+    # A benchmark run with the libraries capped (say, at AVX2 on an AVX-512 CPU) must say
+    # so beside the CPU's own flags, or its figures read as the uncapped CPU's.
     assert "capped" not in runtime.cpu_summary()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x --xla_cpu_max_isa=AVX2")
@@ -197,11 +202,9 @@ def test_cpu_summary_names_the_instruction_set_caps(monkeypatch):
     )
 
 
-def test_a_capped_cpu_has_its_own_calibration(monkeypatch):
+def test_a_capped_cpu_has_its_own_calibration(uncapped, monkeypatch):
     # oneDNN capped at AVX2 is a different machine to calibrate: an entry measured under a
     # cap must not decide for the uncapped CPU, nor the other way round.
-    for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "XLA_FLAGS"):
-        monkeypatch.delenv(name, raising=False)
-    uncapped = runtime.machine_key()
+    key = runtime.machine_key()
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
-    assert runtime.machine_key() == uncapped + " | ONEDNN_MAX_CPU_ISA=AVX2"
+    assert runtime.machine_key() == key + " | ONEDNN_MAX_CPU_ISA=AVX2"
