@@ -18,6 +18,7 @@ from pipelines import constants
 from pipelines import decode
 from pipelines import transforms
 from pipelines.bad_records import BadRecordCounter
+from pipelines.rare import rare
 from pipelines.sources import Source
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -77,7 +78,7 @@ def _skip_bad_images(
                     "difficult": tf.zeros([0], tf.bool),
                 }
 
-        return tf.cond(ok, lambda: transform(record, *args), bad)
+        return tf.cond(ok, lambda: transform(record, *args), rare(bad))
 
     return wrapped
 
@@ -151,7 +152,7 @@ def _checked_labels(batch: dict[str, tf.Tensor], num_classes: int, with_boxes: b
         with tf.control_dependencies([tf.debugging.Assert(False, [message])]):
             return tf.identity(label)
 
-    label = tf.cond(tf.reduce_all(valid), lambda: label, fail)
+    label = tf.cond(tf.reduce_all(valid), lambda: label, rare(fail))
     if not with_boxes:
         return label
     names = ("boxes", "box_labels", "difficult", "num_boxes")

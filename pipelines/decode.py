@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from pipelines.rare import rare
+
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG"
 _PNG_END = b"IEND\xaeB`\x82"
@@ -72,7 +74,7 @@ def header_size(encoded: tf.Tensor) -> tf.Tensor:
     return tf.cond(
         is_jpeg(encoded),
         lambda: tf.cast(tf.image.extract_jpeg_shape(encoded)[:2], tf.int64),
-        lambda: _other_header_size(encoded),
+        rare(lambda: _other_header_size(encoded)),
     )
 
 
@@ -131,7 +133,9 @@ def check_encoded(encoded: tf.Tensor, max_pixels: int | None = None) -> tuple[tf
     ends = tf.strings.substr(encoded, tf.maximum(length - 8, 0), 8)
     last_two = tf.strings.substr(ends, tf.maximum(tf.strings.length(ends) - 2, 0), 2)
     complete_jpeg = tf.cond(
-        last_two == _JPEG_EOI, lambda: tf.constant(True), lambda: _tail_has_eoi(encoded, length)
+        last_two == _JPEG_EOI,
+        lambda: tf.constant(True),
+        rare(lambda: _tail_has_eoi(encoded, length)),
     )
     head = tf.strings.substr(encoded, 0, 4)
     bytes_ok = tf.logical_or(
@@ -157,7 +161,7 @@ def check_encoded(encoded: tf.Tensor, max_pixels: int | None = None) -> tuple[tf
         )
         return tf.where(bytes_ok, too_large, reason)
 
-    return ok, tf.cond(ok, lambda: tf.constant(""), problem)
+    return ok, tf.cond(ok, lambda: tf.constant(""), rare(problem))
 
 
 def decode_image(encoded: tf.Tensor) -> tf.Tensor:
@@ -212,6 +216,6 @@ def decode_window(
         crop = tf.image.crop_to_bounding_box(image, window[0], window[1], window[2], window[3])
         return size, window, crop
 
-    size, window, image = tf.cond(is_jpeg(encoded), fused, fallback)
+    size, window, image = tf.cond(is_jpeg(encoded), fused, rare(fallback))
     image.set_shape([None, None, 3])
     return size, window, image

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from pipelines import decode
+from pipelines import rare
 from pipelines import testing
 
 IMAGE = testing.smooth_image(60, 80)
@@ -102,3 +103,21 @@ def test_decode_and_crop_matches_decode_then_crop(fmt, mode, run):
     # neighbour there.
     np.testing.assert_array_equal(crop[:, :-1], full[:, :-1])
     assert np.abs(crop.numpy().astype(int) - full).max() <= 32
+
+
+def test_rare_branch_gives_its_values_from_a_call_kept_out_of_line():
+    """A `rare` branch computes what the branch computes, traced as one call to a
+    function marked not to be inlined (TensorFlow instantiates such a function when the
+    call first runs, not when an iterator over the pipeline is made)."""
+
+    @tf.function(autograph=False)
+    def pick(taken, x):
+        return tf.cond(taken, lambda: x + 1.0, rare.rare(lambda: x * 3.0))
+
+    assert float(pick(tf.constant(True), tf.constant(2.0))) == 3.0
+    assert float(pick(tf.constant(False), tf.constant(2.0))) == 6.0
+    graph = pick.get_concrete_function(tf.constant(True), tf.constant(2.0)).graph
+    library = graph.as_graph_def().library.function
+    marked = [f for f in library if f.attr["_noinline"].b]
+    assert len(marked) == 1
+    assert {node.op for node in marked[0].node_def} >= {"Mul"}
