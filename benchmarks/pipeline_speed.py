@@ -95,13 +95,14 @@ def per_epoch(datasets: dict[str, tf.data.Dataset]) -> dict[str, float]:
 
 
 def per_epoch_ahead(datasets: dict[str, tf.data.Dataset]) -> dict[str, float]:
-    """Images/s over FLAGS.epochs passes, a fresh iterator each, built while the previous
-    pass is read (`pipelines.ahead`, as the trainer builds each epoch's iterator), after
-    one warm-up pass; one dataset at a time."""
+    """Images/s over FLAGS.epochs passes, a fresh iterator each, built (and filling its
+    buffers) while the previous pass is read (`pipelines.ahead`, as the trainer builds each
+    epoch's iterator), after one warm-up pass; one dataset at a time."""
     rates = {}
     for name, dataset in datasets.items():
         start, count = 0.0, 0
-        with ahead.Ahead(lambda epoch, dataset=dataset: iter(dataset)) as iterators:
+        warm = ahead.warm(dataset)
+        with ahead.Ahead(lambda epoch, warm=warm: iter(warm)) as iterators:
             for epoch in range(FLAGS.epochs + 1):
                 if epoch == 1:  # Epoch 0 warms up (tracing, file cache, autotuning).
                     start, count = time.perf_counter(), 0

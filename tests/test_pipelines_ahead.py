@@ -1,8 +1,10 @@
 """`pipelines.ahead.Ahead`: the next epoch's iterator, built on a background thread."""
 
 import threading
+import time
 
 import pytest
+import tensorflow as tf
 
 from pipelines import ahead
 
@@ -47,3 +49,25 @@ def test_an_error_while_building_ahead_reaches_the_taker():
         iterators.prepare(2)
         with pytest.raises(ValueError, match="no data for 2"):
             iterators.take(2)
+
+
+def test_a_warm_iterator_reads_its_input_before_the_first_next():
+    read = []
+
+    def record(x):
+        read.append(int(x))
+        return x
+
+    def reading(x):
+        return tf.py_function(record, [x], tf.int64)
+
+    dataset = tf.data.Dataset.range(4).map(reading, num_parallel_calls=2).prefetch(1)
+    assert dataset.options().experimental_warm_start is not True
+    warm = ahead.warm(dataset)
+    assert warm.options().experimental_warm_start is True
+    iterator = iter(warm)
+    deadline = time.monotonic() + 60
+    while not read and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert read, "the warm iterator read nothing before its first next"
+    assert sorted(int(x) for x in iterator) == [0, 1, 2, 3]

@@ -412,11 +412,12 @@ class Trainer:
             self._calibration.skip(f"{total_steps - self._step()} steps left, too few to time XLA")
         if self.xla_choice is not None:
             self._log(f"Training step: {self.xla_choice.summary()}")
-        # Each epoch's input iterator, the next one built while the current epoch trains.
+        # Each epoch's input iterator, the next one built (and its buffers filled) while the
+        # current epoch trains.
         iterators = ahead.Ahead(
             lambda key: iter(
                 self.strategy.distribute_datasets_from_function(
-                    lambda context: train_dataset_fn(*key, context)
+                    lambda context: ahead.warm(train_dataset_fn(*key, context))
                 )
             )
         )
