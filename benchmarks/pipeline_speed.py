@@ -8,9 +8,10 @@ times, in one run and on the same files:
   train:       `build_dataset(training=True)` (AlexNet recipe: fused crop decode,
                resize, flip, PCA lighting, normalisation), batched.
 Three ways, each on both: per epoch (a fresh iterator each pass, passes alternated),
-per epoch with each pass's iterator built during the previous pass (as the trainer
+per epoch with each pass's iterator built warm during the previous pass (as the trainer
 does), and steady state (one iterator). Goals: train >= 0.7x decode-only per epoch,
->= 0.8x in steady state.
+>= 0.8x in steady state. Also the wait for the first batch of a training iterator built
+ahead and left idle, cold and warm (`pipelines.ahead.warm`).
 
   python3 benchmarks/pipeline_speed.py --num_images=512 --epochs=3
 """
@@ -115,6 +116,20 @@ def per_epoch_ahead(datasets: dict[str, tf.data.Dataset]) -> dict[str, float]:
     return rates
 
 
+def first_batch_after_idle(dataset: tf.data.Dataset, idle: float = 1.5) -> float:
+    """Milliseconds for the first batch of an iterator left idle for `idle` seconds after
+    it was built (how long an epoch built ahead still waits at its start); median of 3."""
+    waits = []
+    for _ in range(3):
+        iterator = iter(dataset)
+        time.sleep(idle)
+        start = time.perf_counter()
+        next(iterator)
+        waits.append(1e3 * (time.perf_counter() - start))
+        del iterator
+    return float(np.median(waits))
+
+
 def steady_state(datasets: dict[str, tf.data.Dataset], batches: int) -> dict[str, float]:
     """Images/s of one iterator over the repeated data, timed over FLAGS.epochs * `batches`
     batches after `batches` of warm-up; one dataset at a time, so that no other
@@ -189,6 +204,14 @@ def main(argv: list[str]) -> None:
                     f"{label:<12} {threads:>7} {way:<13} {rates['decode']:>12.1f} "
                     f"{rates['train']:>11.1f} {rates['train'] / rates['decode']:>6.2f}"
                 )
+            cold, warm = (
+                first_batch_after_idle(d)
+                for d in (datasets["train"], ahead.warm(datasets["train"]))
+            )
+            print(
+                f"{label:<12} {threads:>7} training iterator built, idle 1.5 s, first batch: "
+                f"{cold:.0f} ms, built warm: {warm:.0f} ms"
+            )
 
 
 if __name__ == "__main__":
