@@ -6,7 +6,9 @@ batches) start empty: by default tf.data starts filling them only at the first `
 A loop that builds each epoch's iterator when the epoch starts pays both at every epoch.
 `Ahead` builds the next epoch's iterator on a background thread while the current epoch
 runs, and `warm` makes that iterator start filling its buffers as soon as it is built,
-so that both its set-up and its first batches overlap the current epoch's work.
+so that both its set-up and its first batches overlap the current epoch's work; the
+next epoch's buffers (its record shuffle buffer too) are then held while the current
+epoch runs.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`pipelines.ahead.Ahead`: the next epoch's iterator, built on a background thread."""
+"""`pipelines.ahead`: the next epoch's iterator, built on a background thread (`Ahead`)
+and filling its buffers from then on (`warm`)."""
 
 import threading
 import time
