@@ -314,8 +314,8 @@ def print_goals(rates: dict[str, float], gflop_per_image: float, peak: float) ->
     ]
     checks.append(("of the matmul peak", rates[ours] * gflop_per_image / peak, PEAK_GOAL))
     for label, value, goal in checks:
-        verdict = "met" if value >= goal else f"MISSED by {100 * (1 - value / goal):.0f}%"
-        print(f"  {label:<22} {value:5.2f} (goal >= {goal:.2f}): {verdict}")
+        verdict = "met" if value >= goal else f"MISSED by {100 * (1 - value / goal):.1f}%"
+        print(f"  {label:<22} {value:6.3f} (goal >= {goal:.2f}): {verdict}")
     for name in GOALS:
         if name not in rates:
             print(f"  vs {name}: not measured")
